@@ -1,0 +1,42 @@
+"""Every course notebook is committed clean and opens the same way (see README: notebook anatomy)."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+
+from utils.runner import course_notebooks
+
+NOTEBOOKS = course_notebooks()
+
+
+def test_the_course_has_notebooks():
+    assert len(NOTEBOOKS) >= 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them (Kernel > Restart & Clear Output)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_opens_with_title_colab_versions_and_parameters(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert "What you will learn" in nb.cells[0].source
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert 'if "google.colab" in sys.modules:' in code[0].source, "first code cell must be the Colab set-up"
+    assert "environment_report()" in code[1].source, "second code cell prints versions and device"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters` (papermill)"
+    assignments = re.findall(r"^([A-Za-z_]\w*)\s*=", tagged[0].source, flags=re.M)
+    assert assignments and all(name.isupper() for name in assignments), assignments
+    for line in tagged[0].source.splitlines():
+        if re.match(r"^[A-Z_0-9]+\s*=", line):
+            assert "#" in line, f"parameter without a comment: {line!r}"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "## Summary" in text and "## Exercises" in text

@@ -1,0 +1,6 @@
+"""Shared helpers for the QLoRA course notebooks.
+
+Modules are imported explicitly (``from utils import quant``) so that a notebook pulls in only
+what it uses: ``profile`` (smoke/full), ``quant`` (4-bit quantizers from scratch), ``models``
+(loading), ``report`` (key figures as JSON), ``plots``.
+"""

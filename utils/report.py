@@ -1,0 +1,47 @@
+"""Where notebooks put their key figures: one JSON file per notebook in the output folder.
+
+The folder is ``$QLORA_OUTPUT_DIR`` (default ``outputs/`` at the repository root); the course
+runner sets it so that executed notebooks and their figures land side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def output_dir() -> Path:
+    """The output folder (created if missing)."""
+    path = Path(os.environ.get("QLORA_OUTPUT_DIR", REPO_ROOT / "outputs"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """Turn tensors, numpy numbers and non-finite floats into JSON-safe Python values."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def save_results(name: str, results: dict[str, Any]) -> Path:
+    """Write ``results`` to ``<output_dir>/<name>.json`` and return the path."""
+    path = output_dir() / f"{name}.json"
+    path.write_text(json.dumps(_plain(results), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_results(name: str) -> dict[str, Any]:
+    """Read back what :func:`save_results` wrote."""
+    return json.loads((output_dir() / f"{name}.json").read_text())

@@ -1,0 +1,74 @@
+"""Execute the course notebooks in order with papermill (the README's "run the course" command).
+
+    python -m utils.runner                      # every notebook, profile from $QLORA_PROFILE
+    python -m utils.runner 01 02 -p SEED 1      # some notebooks, with a parameter overridden
+
+Executed notebooks go to ``<output>/notebooks/``; each notebook writes its key figures as
+``<output>/<notebook>.json`` (see :mod:`utils.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from utils.report import REPO_ROOT
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def course_notebooks(selection: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) in order, optionally filtered by number prefix."""
+    notebooks = sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if selection:
+        unknown = [s for s in selection if not any(p.name.startswith(s) for p in notebooks)]
+        if unknown:
+            names = ", ".join(p.name for p in notebooks)
+            raise SystemExit(f"no notebook starts with {unknown}; the course has: {names}")
+        notebooks = [p for p in notebooks if any(p.name.startswith(s) for s in selection)]
+    return notebooks
+
+
+def run_notebook(notebook: Path, output_dir: Path, parameters: dict[str, Any] | None = None,
+                 output_name: str | None = None) -> Path:
+    """Execute one notebook with papermill; returns the path of the executed copy."""
+    import papermill
+
+    output_dir = Path(output_dir).resolve()
+    executed = output_dir / "notebooks" / (output_name or notebook.name)
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["QLORA_OUTPUT_DIR"] = str(output_dir)
+    papermill.execute_notebook(
+        str(notebook), str(executed), parameters=parameters or {}, cwd=str(notebook.parent),
+        progress_bar=False,
+    )
+    return executed
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", help="number prefixes to run (default: all), e.g. 01 02")
+    parser.add_argument("--output", default=str(REPO_ROOT / "outputs"), help="output folder")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="override a parameters-cell constant, e.g. -p LORA_RANK 16")
+    args = parser.parse_args(argv)
+    parameters = {name: _parse_value(value) for name, value in args.parameter}
+    for notebook in course_notebooks(args.notebooks):
+        start = time.perf_counter()
+        executed = run_notebook(notebook, Path(args.output), parameters)
+        print(f"{notebook.name}: {time.perf_counter() - start:.0f} s -> {executed}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
