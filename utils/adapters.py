@@ -1,0 +1,97 @@
+"""Attaching peft LoRA adapters to a (4-bit or 16/32-bit) model, with the arguments checked first.
+
+Every notebook that fine-tunes goes through :func:`add_lora`, so a rank of 0 or a target module
+that does not exist fails the same clear way everywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+# shorthand target sets; "all-linear" is peft's own keyword (every linear layer but the output head)
+ALL_LINEAR = "all-linear"
+
+
+def linear_module_names(model: torch.nn.Module) -> list[str]:
+    """Distinct leaf names (e.g. ``q_proj``, ``dense``) of the linear layers (incl. 4-bit) in ``model``."""
+    names = set()
+    for full_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ in ("Linear4bit", "Linear8bitLt"):
+            names.add(full_name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
+def check_lora_args(rank: int, alpha: float, dropout: float = 0.0) -> None:
+    """Raise ValueError unless ``rank`` is a positive integer, ``alpha`` > 0 and 0 <= ``dropout`` < 1."""
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
+        raise ValueError(f"LoRA rank must be a positive integer (e.g. 8), got {rank!r}.")
+    if not alpha > 0:
+        raise ValueError(f"LoRA alpha must be > 0 (common choices: alpha = r or 2r), got {alpha!r}.")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout!r}.")
+
+
+def check_target_modules(model: torch.nn.Module, target_modules: list[str] | str) -> None:
+    """Raise ValueError naming the linear layers that exist if a target matches none of them."""
+    if target_modules == ALL_LINEAR:
+        return
+    if isinstance(target_modules, str):
+        target_modules = [target_modules]
+    if not target_modules:
+        raise ValueError("target_modules is empty: name at least one linear layer, or use 'all-linear'.")
+    available = linear_module_names(model)
+    unknown = [t for t in target_modules if t not in available]
+    if unknown:
+        raise ValueError(
+            f"target module(s) {unknown} match no linear layer of {type(model).__name__}. "
+            f"Linear layers in this model: {available} (or use 'all-linear')."
+        )
+
+
+def add_lora(
+    model: torch.nn.Module,
+    rank: int,
+    alpha: float,
+    target_modules: list[str] | str = ALL_LINEAR,
+    dropout: float = 0.0,
+    task_type: str | None = None,
+    modules_to_save: list[str] | None = None,
+    use_rslora: bool = False,
+    gradient_checkpointing: bool = False,
+) -> PeftModel:
+    """Freeze ``model`` and wrap it with LoRA adapters (scaling alpha/r, or alpha/sqrt(r) with rsLoRA).
+
+    A 4-bit model (``model.is_loaded_in_4bit``) first goes through peft's
+    ``prepare_model_for_kbit_training`` (norms and head in fp32, input grads for checkpointing).
+
+    Args:
+        rank, alpha, dropout: LoRA hyper-parameters (checked by :func:`check_lora_args`).
+        target_modules: leaf names of linear layers, or ``"all-linear"``.
+        task_type: peft task type, e.g. ``"CAUSAL_LM"`` or ``"SEQ_CLS"``.
+        modules_to_save: modules trained in full and saved with the adapter (e.g. ``["classifier"]``).
+    """
+    check_lora_args(rank, alpha, dropout)
+    check_target_modules(model, target_modules)
+    if getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+        task_type=task_type, modules_to_save=modules_to_save, use_rslora=use_rslora, bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable and total parameter counts (a 4-bit weight counts as its number of weights)."""
+    trainable = total = 0
+    for p in model.parameters():
+        n = p.numel()
+        if type(p).__name__ == "Params4bit":  # stored packed: two 4-bit weights per byte
+            n = p.quant_state.shape.numel() if p.quant_state is not None else n * 2
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return {"trainable": trainable, "total": total}
