@@ -26,6 +26,7 @@ def test_committed_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_opens_with_title_colab_versions_and_parameters(path):
     nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", "papermill needs a kernelspec"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert "What you will learn" in nb.cells[0].source
     code = [c for c in nb.cells if c.cell_type == "code"]

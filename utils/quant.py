@@ -165,7 +165,12 @@ def _blocks(x: torch.Tensor, blocksize: int) -> tuple[torch.Tensor, int]:
 
 
 def _nearest_level(scaled: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Code of the nearest level for each value in [-1, 1]; a tie goes to the lower level."""
+    """Index (uint8) of the nearest entry of ``table`` for each value; a tie goes to the lower level.
+
+    Sorting the table and comparing against the midpoints between neighbours finds the nearest
+    level with one binary search per value (no (n, len(table)) distance matrix).
+    """
+    table = table.to(scaled.device)
     order = torch.argsort(table, stable=True)
     sorted_levels = table[order]
     midpoints = (sorted_levels[:-1] + sorted_levels[1:]) / 2
@@ -226,7 +231,7 @@ def dequantize_4bit(q: Quantized4bit, scale: torch.Tensor | None = None) -> torc
     if q.method == "int4_asym":
         values = (codes.float() - q.zero_point.float()[:, None]) * scale[:, None]
     else:
-        values = levels(q.method)[codes.long()] * scale[:, None]
+        values = levels(q.method).to(codes.device)[codes.long()] * scale[:, None]
     return values.reshape(-1)[:n].reshape(q.shape).to(q.dtype)
 
 
@@ -255,7 +260,7 @@ def pack_4bit(codes: torch.Tensor) -> torch.Tensor:
 def unpack_4bit(packed: torch.Tensor, n: int) -> torch.Tensor:
     """Inverse of :func:`pack_4bit`: uint8 (ceil(n/2),) -> uint8 codes (n,)."""
     flat = packed.reshape(-1)
-    out = torch.empty(flat.numel() * 2, dtype=torch.uint8)
+    out = torch.empty(flat.numel() * 2, dtype=torch.uint8, device=flat.device)
     out[0::2], out[1::2] = flat >> 4, flat & 0x0F
     return out[:n]
 
@@ -324,8 +329,7 @@ def double_quantize(absmax: torch.Tensor, blocksize: int = 256) -> DoubleQuantiz
     blocks, _ = _blocks(centred, blocksize)
     absmax2 = blocks.abs().max(dim=1).values
     scaled = (blocks * (1.0 / absmax2.clamp(min=1e-38))[:, None]).reshape(-1)[: centred.numel()]
-    code = dynamic_map()
-    codes = torch.argmin((scaled[:, None] - code[None, :]).abs(), dim=1).to(torch.uint8)
+    codes = _nearest_level(scaled, dynamic_map())
     return DoubleQuantized(codes, absmax2, offset, blocksize)
 
 
@@ -334,7 +338,7 @@ def double_dequantize(dq: DoubleQuantized) -> torch.Tensor:
     n = dq.codes.numel()
     pad = (-n) % dq.blocksize
     codes = torch.nn.functional.pad(dq.codes, (0, pad)).view(-1, dq.blocksize)
-    values = dynamic_map()[codes.long()] * dq.absmax2[:, None]
+    values = dynamic_map().to(codes.device)[codes.long()] * dq.absmax2[:, None]
     return values.reshape(-1)[:n] + dq.offset
 
 
