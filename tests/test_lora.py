@@ -1,0 +1,254 @@
+"""utils.lora: our LoRA / QLoRA layers against peft and bitsandbytes on real MiniLM weights."""
+
+from __future__ import annotations
+
+import copy
+
+import bitsandbytes.functional as bnbF
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModel
+
+from utils import adapters
+from utils import lora as L
+from utils.models import MINILM_ID, bnb_4bit_config, load_model
+
+QUERY = "encoder.layer.0.attention.self.query"
+# Stated tolerances, our QLoRA model vs bitsandbytes Linear4bit + peft LoRA (MiniLM, float32 compute):
+# without double quantization the 4-bit weights are bit-identical, so only float32 rounding differs;
+# with it, a few near-tie absmax codes differ (see test_quant), which moves outputs by ~1e-3.
+QLORA_ATOL, QLORA_ATOL_DQ = 1e-4, 2e-2
+
+
+@pytest.fixture(scope="module")
+def minilm() -> torch.nn.Module:
+    """all-MiniLM-L6-v2 encoder in float32 (real pretrained weights), never modified by a test."""
+    torch.manual_seed(0)
+    return load_model(MINILM_ID, AutoModel, dtype=torch.float32)
+
+
+def _randomise_lora(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every LoRA B (and A) random values, so the update is not zero and a mismatch would show."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def _copy_all(peft_model: torch.nn.Module, ours: torch.nn.Module) -> int:
+    """Copy A and B of every peft LoRA layer into the layer of the same name in ours; returns how many."""
+    mine = L.lora_layers(ours)
+    copied = 0
+    for name, module in peft_model.named_modules():
+        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+            key = name.removeprefix("base_model.model.")
+            L.copy_lora_weights(module, mine[key])
+            copied += 1
+    assert copied == len(mine) > 0
+    return copied
+
+
+def _inputs(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 30000, (3, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+# --- one layer: our LoRALinear == peft's lora.Linear, before and after merge --------------------
+
+
+@pytest.mark.parametrize("use_rslora", [False, True])
+def test_lora_layer_equals_peft_before_and_after_merge(minilm, use_rslora):
+    base = minilm.get_submodule(QUERY)
+    peft_model = get_peft_model(copy.deepcopy(torch.nn.ModuleDict({"query": base})),
+                                LoraConfig(r=4, lora_alpha=8, target_modules=["query"], use_rslora=use_rslora))
+    _randomise_lora(peft_model)
+    peft_layer = peft_model.base_model.model["query"]
+    ours = L.LoRALinear(copy.deepcopy(base), rank=4, alpha=8, use_rslora=use_rslora)
+    L.copy_lora_weights(peft_layer, ours)
+    assert ours.scaling == pytest.approx(peft_layer.scaling["default"]) == (8 / 2 if use_rslora else 8 / 4)
+    x = torch.randn(5, 7, 384, generator=torch.Generator().manual_seed(1))
+    w0 = base.weight.clone()
+    with torch.no_grad():
+        y_peft, y_ours = peft_layer(x), ours(x)
+        assert (y_ours - base(x)).abs().max() > 1e-2  # the update really changes the output
+        torch.testing.assert_close(y_ours, y_peft, rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours.delta_weight(), peft_layer.get_delta_weight("default"), rtol=0, atol=1e-7)
+        peft_layer.merge()
+        ours.merge()
+        torch.testing.assert_close(ours.base.weight, peft_layer.base_layer.weight, rtol=0, atol=1e-7)
+        torch.testing.assert_close(ours(x), peft_layer(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours(x), y_ours, rtol=0, atol=1e-5)
+        ours.unmerge()
+        torch.testing.assert_close(ours.base.weight, w0, rtol=0, atol=1e-6)
+        torch.testing.assert_close(ours(x), y_ours, rtol=0, atol=1e-5)
+        torch.testing.assert_close(ours.merged_linear()(x), y_ours, rtol=0, atol=1e-5)
+
+
+def test_dropout_only_in_training_and_only_on_the_lora_path(minilm):
+    layer = L.LoRALinear(copy.deepcopy(minilm.get_submodule(QUERY)), rank=2, alpha=4, dropout=0.5)
+    _randomise_lora(layer)
+    x = torch.randn(4, 384, generator=torch.Generator().manual_seed(0))
+    layer.eval()
+    assert torch.equal(layer(x), layer(x))
+    layer.train()
+    torch.manual_seed(0)
+    a = layer(x)
+    assert not torch.allclose(a, layer(x))  # a fresh dropout mask
+    layer.lora_B.data.zero_()
+    torch.testing.assert_close(layer(x), layer.base(x))  # no update -> dropout cannot reach the base
+
+
+def test_b_starts_at_zero_so_the_wrapped_layer_starts_as_the_base(minilm):
+    base = minilm.get_submodule(QUERY)
+    layer = L.LoRALinear(copy.deepcopy(base), rank=8, alpha=16)
+    x = torch.randn(3, 384)
+    assert torch.equal(layer(x), base(x))
+    assert layer.lora_A.abs().sum() > 0 and layer.lora_B.abs().sum() == 0
+
+
+# --- whole model: same trainable counts and the same outputs as peft -------------------------
+
+
+@pytest.mark.parametrize("targets", [["query", "value"], "all-linear"])
+def test_inject_lora_matches_peft_counts_and_outputs(minilm, targets):
+    peft_model = get_peft_model(copy.deepcopy(minilm), LoraConfig(r=8, lora_alpha=16, target_modules=targets))
+    _randomise_lora(peft_model)
+    ours = L.inject_lora(copy.deepcopy(minilm), rank=8, alpha=16, target_modules=targets)
+    n_layers = _copy_all(peft_model, ours)
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    assert adapters.count_parameters(ours) == {"trainable": trainable, "total": total}
+    # hand count: q, v are 384x384 in 6 layers; all-linear adds k, attention out (384x384),
+    # intermediate (384->1536), output (1536->384) and the pooler (384x384)
+    expected = 6 * 2 * 8 * 768 if targets != "all-linear" else 6 * 8 * (4 * 768 + 2 * 1920) + 8 * 768
+    assert trainable == expected and n_layers == (12 if targets != "all-linear" else 37)
+    with torch.no_grad():
+        y_peft = peft_model(**_inputs()).last_hidden_state
+        y_ours = ours(**_inputs()).last_hidden_state
+    torch.testing.assert_close(y_ours, y_peft, rtol=0, atol=1e-4)
+
+
+# --- QLoRA: our 4-bit layer == bitsandbytes Linear4bit + peft LoRA ----------------------------
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["nf4", "nf4+double-quant"])
+def qlora_pair(request, minilm):
+    """(bitsandbytes + peft QLoRA model, our QLoRA model) with the same weights and the same A, B."""
+    double_quant = request.param
+    bnb_model = load_model(MINILM_ID, AutoModel, bnb_4bit_config(double_quant=double_quant, dtype=torch.float32),
+                           dtype=torch.float32)
+    fp32_model = copy.deepcopy(minilm)
+    for model in (bnb_model, fp32_model):  # the first 2 of 6 layers (real weights) keep the test fast
+        model.encoder.layer = model.encoder.layer[:2]
+    peft_model = adapters.add_lora(bnb_model, rank=4, alpha=8, target_modules=["query", "value", "dense"])
+    _randomise_lora(peft_model)
+    ours = L.inject_lora(fp32_model, rank=4, alpha=8, target_modules=["query", "value", "dense"],
+                         quantize=True, double_quant=double_quant)
+    _copy_all(peft_model, ours)
+    return double_quant, peft_model, ours
+
+
+def test_our_4bit_weight_is_bitsandbytes_weight(qlora_pair):
+    double_quant, peft_model, ours = qlora_pair
+    bnb_weight = peft_model.base_model.model.get_submodule(QUERY).base_layer.weight
+    reference = bnbF.dequantize_4bit(bnb_weight.data, bnb_weight.quant_state)
+    mine = ours.get_submodule(QUERY).base.dequantized_weight()
+    if double_quant:
+        # bitsandbytes' CPU search may pick the neighbouring 8-bit code for an absmax constant near a
+        # tie (see test_quant): then that block's 64 weights are scaled ~1% differently. Everything
+        # else is bit-identical.
+        rows_differ = (mine != reference).reshape(-1, 64).any(dim=1)
+        assert rows_differ.float().mean() < 0.01
+        ratio = mine.reshape(-1, 64)[rows_differ].abs().sum(1) / reference.reshape(-1, 64)[rows_differ].abs().sum(1)
+        assert ((ratio - 1).abs() < 0.05).all()
+    else:
+        assert torch.equal(mine, reference)
+
+
+def test_qlora_model_output_equals_bitsandbytes_peft(qlora_pair):
+    double_quant, peft_model, ours = qlora_pair
+    with torch.no_grad():
+        y_bnb = peft_model(**_inputs()).last_hidden_state
+        y_ours = ours(**_inputs()).last_hidden_state
+    # stated tolerance: same weights, different matmul order -> float32 rounding only (plus a few
+    # near-tie double-quantized constants)
+    diff = (y_ours - y_bnb).abs().max()
+    print(f"max |ours - bitsandbytes+peft| = {diff:.2e} (double_quant={double_quant})")
+    assert diff < (QLORA_ATOL_DQ if double_quant else QLORA_ATOL)
+
+
+def test_after_backward_only_a_and_b_have_gradients_equal_to_peft(qlora_pair):
+    double_quant, peft_model, ours = qlora_pair
+    for model in (peft_model, ours):
+        model.zero_grad(set_to_none=True)
+        out = model(**_inputs(1))
+        (out.last_hidden_state.pow(2).mean() + out.pooler_output.pow(2).mean()).backward()
+    with_grad = [n for n, p in ours.named_parameters() if p.grad is not None]
+    assert with_grad and all(n.endswith(("lora_A", "lora_B")) for n in with_grad)
+    assert len(with_grad) == 2 * len(L.lora_layers(ours))
+    assert all(not p.requires_grad for n, p in ours.named_parameters() if "lora_" not in n)
+    grads_peft = {n.removeprefix("base_model.model.").replace(".default.weight", ""): p.grad
+                  for n, p in peft_model.named_parameters() if p.grad is not None}
+    for name in with_grad:
+        ref = grads_peft[name]
+        tol = (2e-2 if double_quant else 1e-3) * ref.abs().max()  # relative to the largest gradient entry
+        assert (ours.get_parameter(name).grad - ref).abs().max() < tol, name
+
+
+def test_dequantize_in_backward_gives_the_same_input_gradient_as_autograd(generator):
+    linear = torch.nn.Linear(96, 40)
+    layer = L.FrozenLinear4bit(linear)
+    x = torch.randn(6, 96, generator=generator, requires_grad=True)
+    layer(x).pow(2).sum().backward()
+    x2 = x.detach().clone().requires_grad_()
+    torch.nn.functional.linear(x2, layer.dequantized_weight(), layer.bias).pow(2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_memory_of_4bit_base_and_adapters(minilm):
+    layer = L.QLoRALinear(copy.deepcopy(minilm.get_submodule(QUERY)), rank=8, alpha=16)
+    mem = L.memory_breakdown(layer)
+    n = 384 * 384
+    assert mem["base_stored"] == n // 2 + 4 * n // 64 + 4 * 384  # packed codes + fp32 absmax + fp32 bias
+    assert mem["base_full_precision"] == 4 * n + 4 * 384
+    assert mem["adapters"] == 4 * 8 * (384 + 384)
+    dq = L.QLoRALinear(copy.deepcopy(minilm.get_submodule(QUERY)), rank=8, alpha=16, double_quant=True)
+    assert L.memory_breakdown(dq)["base_stored"] < mem["base_stored"]
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [L.LoRALinear, L.QLoRALinear])
+@pytest.mark.parametrize("rank,alpha,match", [(0, 16, "rank must be a positive integer"),
+                                              (-2, 16, "rank must be a positive integer"),
+                                              (4, 0, "alpha must be > 0"),
+                                              (4, -1.0, "alpha must be > 0")])
+def test_bad_rank_or_alpha(cls, rank, alpha, match):
+    with pytest.raises(ValueError, match=match):
+        cls(torch.nn.Linear(8, 8), rank=rank, alpha=alpha)
+
+
+def test_bad_input_to_inject_and_layers(minilm):
+    with pytest.raises(ValueError, match=r"\['q_proj'\] match no linear layer.*'query'"):
+        L.inject_lora(copy.deepcopy(minilm), rank=4, alpha=8, target_modules=["q_proj"])
+    with pytest.raises(ValueError, match="rank must be a positive integer"):
+        L.inject_lora(minilm, rank=0, alpha=8)
+    with pytest.raises(TypeError, match="wraps an nn.Linear"):
+        L.LoRALinear(torch.nn.Conv1d(4, 4, 1), rank=2, alpha=4)
+    qlora = L.QLoRALinear(torch.nn.Linear(64, 8), rank=2, alpha=4)
+    with pytest.raises(TypeError, match="stored in 4 bits"):
+        qlora.merge()
+    layer = L.LoRALinear(torch.nn.Linear(8, 8), rank=2, alpha=4)
+    layer.merge()
+    with pytest.raises(RuntimeError, match="already merged"):
+        layer.merge()
+
+
+def test_parameter_count_formula():
+    assert L.lora_parameter_count(2560, 2560, 8) == 8 * 5120
+    assert L.lora_scaling(16, 32) == 2 and L.lora_scaling(16, 32, use_rslora=True) == 8
