@@ -205,3 +205,11 @@ def test_empty_tensor_and_nan_and_unknown_method_are_clear_errors():
         Q.quantize_4bit(torch.tensor([1.0, float("nan")]), "nf4", 64)
     with pytest.raises(ValueError, match="unknown method 'int3'"):
         Q.quantize_4bit(torch.randn(8), "int3", 64)
+
+
+def test_error_sweep_rows_and_bits(generator):
+    x = torch.randn(4096, generator=generator)
+    rows = Q.error_sweep(x, ["nf4", "int4_asym"], [64, 256])
+    assert [(r["method"], r["blocksize"]) for r in rows] == [("nf4", 64), ("nf4", 256), ("int4_asym", 64), ("int4_asym", 256)]
+    assert rows[0]["bits"] == 4.5 and rows[2]["bits"] == 4 + 40 / 64
+    assert rows[0]["mse"] == Q.quant_error(x, Q.fake_quantize(x, "nf4", 64))["mse"]

@@ -74,3 +74,11 @@ def test_layer_errors_rank_nf4_above_int4_on_real_minilm():
     assert len(layers) == 6 * 6 + 1  # 6 blocks x (q, k, v, attn out, ffn in, ffn out) + pooler
     better = sum(by[(la, "nf4")]["sqnr_db"] > by[(la, "int4")]["sqnr_db"] for la in layers)
     assert better == len(layers)
+
+
+def test_sample_linear_weights_takes_contiguous_chunks(tiny_phi):
+    sample = QM.sample_linear_weights(tiny_phi, n=256, chunk=64, seed=1)
+    assert sample.shape == (256,) and sample.dtype == torch.float32
+    flats = [w.detach().reshape(-1) for w in QM.linear_weights(tiny_phi).values()]
+    for piece in sample.split(64):  # every chunk is a run of consecutive weights of one layer
+        assert any(any(torch.equal(piece, f[s:s + 64]) for s in range(f.numel() - 63)) for f in flats)

@@ -386,3 +386,19 @@ def quant_error(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
     signal = float((x**2).mean())
     sqnr = math.inf if mse == 0 else 10 * math.log10(signal / mse)
     return {"mse": mse, "max_abs": float((x - x_hat).abs().max()), "sqnr_db": sqnr}
+
+
+def error_sweep(x: torch.Tensor, methods: list[str], blocksizes: list[int]) -> list[dict]:
+    """:func:`quant_error` of every (method, block size) on ``x``.
+
+    Returns:
+        one dict per combination: ``method``, ``blocksize``, ``bits`` (per weight, from
+        :func:`bits_per_parameter`), ``mse``, ``max_abs``, ``sqnr_db``.
+    """
+    rows = []
+    for method in methods:
+        for blocksize in blocksizes:
+            err = quant_error(x, fake_quantize(x, method, blocksize))
+            rows.append({"method": method, "blocksize": blocksize,
+                         "bits": bits_per_parameter(blocksize, method=method), **err})
+    return rows

@@ -26,6 +26,24 @@ def linear_weights(model: torch.nn.Module, skip: tuple[str, ...] = ("lm_head", "
             if isinstance(module, torch.nn.Linear) and not name.endswith(skip)}
 
 
+def sample_linear_weights(model: torch.nn.Module, n: int, chunk: int = 4096, seed: int = 0) -> torch.Tensor:
+    """About ``n`` real weights (float32, 1-D, on CPU) drawn from all linear layers in contiguous chunks.
+
+    Chunks of ``chunk`` consecutive weights keep the local structure block-wise quantization sees
+    (rows of one layer), while spreading the sample over every layer in proportion to its size.
+    """
+    weights = list(linear_weights(model).values())
+    sizes = torch.tensor([w.numel() for w in weights], dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.multinomial(sizes / sizes.sum(), max(1, n // chunk), replacement=True, generator=generator)
+    pieces = []
+    for i in picks.tolist():
+        flat = weights[i].detach().reshape(-1)
+        start = int(torch.randint(0, max(1, flat.numel() - chunk), (1,), generator=generator))
+        pieces.append(flat[start:start + chunk].float().cpu())
+    return torch.cat(pieces)
+
+
 def layer_errors(model: torch.nn.Module, methods: list[str], blocksize: int = 64) -> list[dict]:
     """Quantization error of every linear weight under each method.
 
