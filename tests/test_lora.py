@@ -252,3 +252,59 @@ def test_bad_input_to_inject_and_layers(minilm):
 def test_parameter_count_formula():
     assert L.lora_parameter_count(2560, 2560, 8) == 8 * 5120
     assert L.lora_scaling(16, 32) == 2 and L.lora_scaling(16, 32, use_rslora=True) == 8
+
+
+# --- the ablation's configuration and its bad input ---------------------------------------------
+
+
+def test_ablation_configs_main_line_and_variants():
+    configs = L.ablation_configs([1, 8, 64], seeds=[0, 1], alpha_per_rank=2, fixed_alpha=16,
+                                 attention_modules=["query", "value"], variant_ranks=[8, 32], variant_seeds=[0])
+    main = [c for c in configs if c["variant"] == "all linear, alpha=2r"]
+    assert [(c["rank"], c["alpha"], c["seed"]) for c in main] == [(1, 2, 0), (1, 2, 1), (8, 16, 0), (8, 16, 1),
+                                                                   (64, 128, 0), (64, 128, 1)]
+    variants = configs[len(main):]  # only at rank 8: 32 is not in the main line
+    assert [(c["variant"], c["rank"], c["alpha"], c["targets"]) for c in variants] == [
+        ("attention only, alpha=2r", 8, 16, ["query", "value"]), ("all linear, alpha=16", 8, 16, "all-linear")]
+
+
+@pytest.mark.parametrize("kwargs,match", [({"ranks": [4, 0]}, "rank must be a positive integer"),
+                                          ({"ranks": [-1]}, "rank must be a positive integer"),
+                                          ({"ranks": []}, "ranks is empty"),
+                                          ({"seeds": []}, "seeds is empty"),
+                                          ({"fixed_alpha": 0}, "alpha must be > 0"),
+                                          ({"alpha_per_rank": -2}, "alpha must be > 0")])
+def test_ablation_bad_rank_alpha_or_seeds(kwargs, match):
+    args = {"ranks": [4], "seeds": [0], **kwargs}
+    with pytest.raises(ValueError, match=match):
+        L.ablation_configs(**args)
+
+
+def test_a_target_module_that_matches_nothing_lists_the_layers_before_any_run():
+    L.check_targets_exist(MINILM_ID, ["query", "key", "value"])
+    L.check_targets_exist(MINILM_ID, "all-linear")
+    with pytest.raises(ValueError, match=r"\['q_proj'\] match no linear layer.*'dense'.*'query'"):
+        L.check_targets_exist(MINILM_ID, ["q_proj"])
+
+
+def test_a_dataset_missing_its_text_or_label_column_is_a_clear_error(tmp_path):
+    from utils.classification import load_labelled
+
+    path = tmp_path / "tickets.csv"
+    path.write_text("sentence,label\nmy parcel is late,delivery\nrefund please,billing\n")
+    with pytest.raises(ValueError, match="text.*sentence"):
+        load_labelled(path)
+    with pytest.raises(ValueError, match="category.*sentence"):
+        load_labelled(path, text_column="sentence", label_column="category")
+
+
+def test_saved_tensors_4bit_layer_keeps_no_dequantized_weight(minilm):
+    linear = copy.deepcopy(minilm.get_submodule("encoder.layer.0.intermediate.dense"))  # 1536 x 384
+    ours = L.QLoRALinear(linear, rank=8, alpha=16)
+    x = torch.randn(4, 10, 384, requires_grad=True)  # inside a network: earlier adapters need grad_x
+    _, saved_ours = L.saved_tensor_bytes(lambda: ours(x))
+    # naive: dequantize, then let autograd handle the matmul -> it keeps the fp32 weight for grad_x
+    _, saved_naive = L.saved_tensor_bytes(
+        lambda: torch.nn.functional.linear(x, ours.base.dequantized_weight(), ours.base.bias))
+    weight_bytes = 1536 * 384 * 4
+    assert saved_ours < weight_bytes / 4 and saved_naive >= weight_bytes
