@@ -1,0 +1,209 @@
+"""utils.classification: data loading and checks, the four methods' parameter counts, train/save/predict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from utils import classification as clf
+from utils.models import MINILM_ID
+
+# all-MiniLM-L6-v2 (BERT, hidden 384, FFN 1536, 6 layers, vocab 30522, 512 positions), counted by hand
+H, FFN, LAYERS = 384, 1536, 6
+BLOCK = 4 * (H * H + H) + 2 * H + (H * FFN + FFN) + (FFN * H + H) + 2 * H  # attention, 2 LayerNorms, FFN
+BASE = (30522 + 512 + 2) * H + 2 * H + LAYERS * BLOCK + (H * H + H)  # embeddings + blocks + pooler
+
+
+def head(c: int) -> int:
+    return H * c + c
+
+
+@pytest.fixture(scope="module")
+def smoke() -> clf.datasets.DatasetDict:
+    return clf.load_labelled(clf.SMOKE_DATA, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny(smoke):
+    """48 train / 15 test rows, stratified: enough for a few optimizer steps."""
+    return clf.subsample(smoke, 48, 15, seed=0)
+
+
+def write_csv(path, rows, header=("text", "label")):
+    import csv
+
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ data
+def test_smoke_data_is_balanced_and_the_split_stratified(smoke):
+    names = clf.label_names(smoke)
+    assert names == ["account", "billing", "delivery", "returns", "technical"]
+    balance = clf.class_balance(smoke)
+    assert balance["train"] == dict.fromkeys(names, 90) and balance["test"] == dict.fromkeys(names, 30)
+    assert set(smoke["train"]["text"]).isdisjoint(smoke["test"]["text"])
+
+
+def test_label_mapping_round_trips(tmp_path):
+    rows = [(f"text number {i}", lab) for i, lab in enumerate(["pos", "neg", "neu", "pos", "neg", "neu"] * 4)]
+    ds = clf.load_labelled(write_csv(tmp_path / "d.csv", rows), test_size=0.5, seed=1)
+    names = clf.label_names(ds)
+    assert names == ["neg", "neu", "pos"]
+    back = {t: names[i] for split in ds.values() for t, i in zip(split["text"], split["label"], strict=True)}
+    assert back == dict(rows)
+    assert clf.class_balance(ds)["test"] == {"neg": 4, "neu": 4, "pos": 4}  # stratified: 8 of each -> 4 + 4
+
+
+def test_stratified_split_keeps_unequal_shares(tmp_path):
+    rows = [(f"t{i}", "big") for i in range(60)] + [(f"s{i}", "small") for i in range(20)]
+    ds = clf.load_labelled(write_csv(tmp_path / "d.csv", rows), test_size=0.25, seed=3)
+    assert clf.class_balance(ds)["test"] == {"big": 15, "small": 5}
+
+
+def test_jsonl_with_other_column_names_and_integer_labels_in_numeric_order(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"body": f"msg {i}", "y": [2, 10, 7][i % 3]}) + "\n" for i in range(30)))
+    ds = clf.load_labelled(path, text_column="body", label_column="y")
+    assert clf.label_names(ds) == ["2", "7", "10"]
+    assert ds["train"].column_names == ["text", "label"]
+
+
+def test_subsample_is_stratified(smoke):
+    small = clf.subsample(smoke, 100, 50, seed=0)
+    assert clf.class_balance(small) == {"train": dict.fromkeys(clf.label_names(smoke), 20),
+                                        "test": dict.fromkeys(clf.label_names(smoke), 10)}
+
+
+def test_majority_baseline_by_hand(tmp_path):
+    rows = [(f"a{i}", "a") for i in range(30)] + [(f"b{i}", "b") for i in range(10)]
+    ds = clf.load_labelled(write_csv(tmp_path / "d.csv", rows), test_size=0.5, seed=0)
+    # test: 15 "a" + 5 "b", always "a": accuracy 0.75; F1 of a = 2*15/(2*15+5) = 6/7, of b = 0
+    assert clf.majority_baseline(ds) == pytest.approx({"accuracy": 0.75, "macro_f1": 3 / 7})
+
+
+# ------------------------------------------------------------------------------------ bad input
+def test_unknown_column_lists_the_columns(tmp_path):
+    path = write_csv(tmp_path / "d.csv", [("hi", "a"), ("yo", "b")], header=("sentence", "label"))
+    with pytest.raises(ValueError, match=r"text_column='text' is not a column.*\['sentence', 'label'\]"):
+        clf.load_labelled(path)
+    with pytest.raises(ValueError, match=r"label_column='category'.*\['sentence', 'label'\]"):
+        clf.load_labelled(path, text_column="sentence", label_column="category")
+
+
+def test_a_single_class_is_an_error(tmp_path):
+    path = write_csv(tmp_path / "d.csv", [(f"t{i}", "only") for i in range(10)])
+    with pytest.raises(ValueError, match=r"holds 1 class \(\['only'\]\).*at least 2 classes"):
+        clf.load_labelled(path)
+
+
+def test_empty_and_non_string_texts_name_the_row(tmp_path):
+    path = write_csv(tmp_path / "d.csv", [("fine", "a"), ("", "b"), ("ok", "a")])
+    with pytest.raises(ValueError, match="row 1 has an empty text"):
+        clf.load_labelled(path)
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text('{"text": "fine", "label": "a"}\n{"text": 42, "label": "b"}\n')
+    with pytest.raises(TypeError, match=r"row 1 holds a int \(42\), not a string"):
+        clf.load_labelled(jsonl)
+
+
+def test_missing_file_and_unknown_method(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No data file"):
+        clf.load_labelled(tmp_path / "nope.csv")
+    with pytest.raises(ValueError, match=r"method must be one of \['head', 'last_n', 'lora', 'qlora'\]"):
+        clf.load_classifier(MINILM_ID, 3, "full")
+    with pytest.raises(ValueError, match=r"last_n must be an integer in \[1, 6\]"):
+        clf.load_classifier(MINILM_ID, 3, "last_n", last_n=7)
+
+
+def test_a_label_never_seen_in_training_is_an_error():
+    assert clf.encode_labels(["b", "a"], ["a", "b"]) == [1, 0]
+    with pytest.raises(ValueError, match=r"\['refunds'\] were never seen in training; this model knows \['a', 'b'\]"):
+        clf.encode_labels(["a", "refunds"], ["a", "b"])
+
+
+# --------------------------------------------------------------------------- the four methods
+@pytest.mark.parametrize("method,trainable", [
+    ("head", head(5)),
+    ("last_n", head(5) + 2 * BLOCK),
+    # LoRA r=4 on every linear layer but the head: per block 4 of 384x384, 384->1536, 1536->384; + pooler
+    ("lora", LAYERS * 4 * (4 * (H + H) + (H + FFN) + (FFN + H)) + 4 * (H + H) + head(5)),
+])
+def test_trainable_parameters_by_hand(method, trainable):
+    model, _ = clf.load_classifier(MINILM_ID, 5, method, rank=4, alpha=8)
+    counts = clf.count_parameters(model)
+    assert counts["trainable"] == trainable
+    lora_extra = trainable - head(5) if method == "lora" else 0
+    assert counts["total"] == BASE + head(5) + lora_extra + (head(5) if method == "lora" else 0)  # peft's head copy
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+
+
+def test_seed_fixes_the_new_head():
+    a, _ = clf.load_classifier(MINILM_ID, 3, "head", seed=5)
+    b, _ = clf.load_classifier(MINILM_ID, 3, "head", seed=5)
+    c, _ = clf.load_classifier(MINILM_ID, 3, "head", seed=6)
+    assert torch.equal(a.classifier.weight, b.classifier.weight)
+    assert not torch.equal(a.classifier.weight, c.classifier.weight)
+
+
+def test_head_only_trains_saves_and_predicts_the_same(tiny, tmp_path):
+    names = clf.label_names(tiny)
+    model, tok = clf.load_classifier(MINILM_ID, len(names), "head", seed=0, id2label=dict(enumerate(names)))
+    frozen = model.bert.encoder.layer[0].output.dense.weight.clone()
+    before = model.classifier.weight.clone()
+    run = clf.train_and_evaluate(model, tok, tiny, epochs=1, lr=1e-2, batch_size=16, max_length=48, seed=0,
+                                 output_dir=tmp_path / "head")
+    assert torch.equal(model.bert.encoder.layer[0].output.dense.weight, frozen)
+    assert not torch.equal(model.classifier.weight, before)
+    confusion = np.array(run.confusion)
+    assert confusion.shape == (5, 5) and confusion.sum() == 15
+    assert run.accuracy == pytest.approx(np.trace(confusion) / 15)
+    assert run.trainable_params == head(5) and len(run.loss_history) == 3  # 48 rows / 16 = 3 steps
+    saved = tmp_path / "head" / "trainable.safetensors"
+    assert head(5) * 4 < saved.stat().st_size < head(5) * 4 + 1000 and run.adapter_bytes >= saved.stat().st_size
+    loaded, tok2, id2label = clf.load_saved(tmp_path / "head")
+    preds = clf.classify(tiny["test"]["text"], loaded, tok2, id2label)
+    assert [names.index(p["label"]) for p in preds] == run.predictions
+    for p in preds:
+        assert sum(p["probs"].values()) == pytest.approx(1.0, abs=1e-5) and list(p["probs"]) == names
+        assert p["probs"][p["label"]] == max(p["probs"].values())
+
+
+def test_qlora_keeps_the_head_out_of_4bit_and_trains_with_paged_adamw_8bit(tiny, tmp_path):
+    names = clf.label_names(tiny)
+    model, tok = clf.load_classifier(MINILM_ID, len(names), "qlora", rank=4, alpha=8, seed=0,
+                                     id2label=dict(enumerate(names)))
+    kinds = {n: type(m).__name__ for n, m in model.named_modules()}
+    assert kinds["base_model.model.bert.encoder.layer.0.attention.self.query.base_layer"] == "Linear4bit"
+    head_layer = model.base_model.model.classifier.modules_to_save["default"]
+    assert type(head_layer) is torch.nn.Linear and head_layer.weight.dtype == torch.float32
+    assert head_layer.weight.requires_grad
+    lora_b = model.base_model.model.bert.encoder.layer[0].attention.self.query.lora_B["default"].weight
+    assert torch.count_nonzero(lora_b) == 0  # LoRA starts as a no-op
+    run = clf.train_and_evaluate(model, tok, clf.subsample(tiny, 16, 15), epochs=1, lr=1e-3, batch_size=16,
+                                 max_length=48, seed=0, output_dir=tmp_path / "qlora", optimizer="paged_adamw_8bit")
+    assert torch.count_nonzero(lora_b) > 0 and len(run.loss_history) == 1 and np.isfinite(run.loss_history[0])
+    assert (tmp_path / "qlora" / "adapter_model.safetensors").is_file()
+    loaded, tok2, id2label = clf.load_saved(tmp_path / "qlora")
+    preds = clf.classify(tiny["test"]["text"], loaded, tok2, id2label)
+    assert [names.index(p["label"]) for p in preds] == run.predictions
+
+
+def test_classify_rejects_bad_texts():
+    model, tok = clf.load_classifier(MINILM_ID, 2, "head", id2label={0: "no", 1: "yes"})
+    with pytest.raises(TypeError, match=r"list of strings; wrap a single text as \[text\]"):
+        clf.classify("hello", model, tok, {0: "no", 1: "yes"})
+    with pytest.raises(ValueError, match="texts is empty"):
+        clf.classify([], model, tok, {0: "no", 1: "yes"})
+    with pytest.raises(ValueError, match="row 1 has an empty text"):
+        clf.classify(["fine", "   "], model, tok, {0: "no", 1: "yes"})
+    with pytest.raises(TypeError, match=r"row 0 holds a NoneType|row 0 holds a float"):
+        clf.classify([3.5], model, tok, {0: "no", 1: "yes"})
+    with pytest.raises(ValueError, match=r"\['maybe'\] were never seen"):
+        clf.score(["fine"], ["maybe"], model, tok, {0: "no", 1: "yes"})
