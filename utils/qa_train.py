@@ -139,6 +139,8 @@ def saved_activation_bytes(model: torch.nn.Module, batch: Mapping[str, torch.Ten
             total += t.untyped_storage().nbytes()
         return t
 
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
     was_training = model.training
     model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
