@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,31 @@ def course_notebooks(selection: list[str] | None = None) -> list[Path]:
     return notebooks
 
 
+def notebook_parameters(notebook: Path) -> list[str]:
+    """Names assigned in the notebook's cell tagged ``parameters``."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise ValueError(f"{notebook.name} has no cell tagged 'parameters'.")
+    return re.findall(r"^([A-Za-z_]\w*)\s*=", cells[0].source, flags=re.M)
+
+
+def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
+    """Reject parameters the notebook does not define (papermill would only warn and ignore them)."""
+    known = notebook_parameters(notebook)
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise ValueError(f"{notebook.name} has no parameter(s) {unknown}; its parameters are: {', '.join(known)}")
+
+
 def run_notebook(notebook: Path, output_dir: Path, parameters: dict[str, Any] | None = None,
                  output_name: str | None = None) -> Path:
     """Execute one notebook with papermill; returns the path of the executed copy."""
     import papermill
 
+    check_parameters(notebook, parameters or {})
     output_dir = Path(output_dir).resolve()
     executed = output_dir / "notebooks" / (output_name or notebook.name)
     executed.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +85,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="override a parameters-cell constant, e.g. -p LORA_RANK 16")
     args = parser.parse_args(argv)
     parameters = {name: _parse_value(value) for name, value in args.parameter}
-    for notebook in course_notebooks(args.notebooks):
+    notebooks = course_notebooks(args.notebooks)
+    for notebook in notebooks:  # fail before running anything if a parameter is unknown
+        try:
+            check_parameters(notebook, parameters)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+    for notebook in notebooks:
         start = time.perf_counter()
         executed = run_notebook(notebook, Path(args.output), parameters)
         print(f"{notebook.name}: {time.perf_counter() - start:.0f} s -> {executed}", flush=True)
