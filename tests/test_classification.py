@@ -75,6 +75,15 @@ def test_jsonl_with_other_column_names_and_integer_labels_in_numeric_order(tmp_p
     assert ds["train"].column_names == ["text", "label"]
 
 
+def test_a_source_with_its_own_test_split_keeps_it(tmp_path):
+    # a folder with train/test files is read like a Hub dataset with two splits (AG News has both)
+    (tmp_path / "ds").mkdir()
+    write_csv(tmp_path / "ds" / "train.csv", [(f"train {i}", "ab"[i % 2]) for i in range(10)])
+    write_csv(tmp_path / "ds" / "test.csv", [(f"test {i}", "ab"[i % 2]) for i in range(4)])
+    ds = clf.load_labelled(str(tmp_path / "ds"))
+    assert (len(ds["train"]), len(ds["test"])) == (10, 4) and ds["test"]["text"][0] == "test 0"
+
+
 def test_subsample_is_stratified(smoke):
     small = clf.subsample(smoke, 100, 50, seed=0)
     assert clf.class_balance(small) == {"train": dict.fromkeys(clf.label_names(smoke), 20),
@@ -207,3 +216,34 @@ def test_classify_rejects_bad_texts():
         clf.classify([3.5], model, tok, {0: "no", 1: "yes"})
     with pytest.raises(ValueError, match=r"\['maybe'\] were never seen"):
         clf.score(["fine"], ["maybe"], model, tok, {0: "no", 1: "yes"})
+
+
+# ------------------------------------------------------------------ decoder LLMs (Phi-2's path)
+@pytest.fixture(scope="module")
+def tiny_phi_folder(smoke, tmp_path_factory):
+    """A seeded, randomly initialised Phi (Phi-2's architecture, tiny sizes) whose tokenizer has no pad token."""
+    from transformers import PhiForCausalLM
+
+    from utils.tiny_phi import tiny_phi_config, train_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_phi")
+    tokenizer = train_tokenizer(smoke["train"]["text"], vocab_size=512)
+    torch.manual_seed(0)
+    PhiForCausalLM(tiny_phi_config(vocab_size=512, hidden_size=64, intermediate_size=128)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    assert tokenizer.pad_token is None
+    return str(folder)
+
+
+def test_decoder_gets_a_pad_token_and_an_fp32_score_head_outside_4bit(tiny_phi_folder):
+    model, tok = clf.load_classifier(tiny_phi_folder, 3, "qlora", rank=4, alpha=8, id2label={0: "a", 1: "b", 2: "c"})
+    assert tok.pad_token == tok.eos_token and model.config.pad_token_id == tok.pad_token_id
+    kinds = {n: type(m).__name__ for n, m in model.named_modules()}
+    assert kinds["base_model.model.model.layers.0.self_attn.q_proj.base_layer"] == "Linear4bit"
+    score = model.base_model.model.score.modules_to_save["default"]
+    assert type(score) is torch.nn.Linear and score.weight.dtype == torch.float32 and score.weight.requires_grad
+    # right padding must not change a text's prediction: the head reads the last non-pad token
+    short, long = "Where is my parcel?", "I was charged twice for my order and the app crashes at checkout."
+    alone = clf.classify([short], model, tok, {0: "a", 1: "b", 2: "c"})[0]["probs"]
+    padded = clf.classify([short, long], model, tok, {0: "a", 1: "b", 2: "c"})[0]["probs"]
+    assert alone == pytest.approx(padded, abs=1e-5)

@@ -177,7 +177,8 @@ def encode_labels(labels: list[str], names: list[str]) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------- model
-def _head_name(model: torch.nn.Module) -> str:
+def head_name(model: torch.nn.Module) -> str:
+    """Attribute name of the classification head (``classifier`` or ``score``) of an unwrapped model."""
     for name in HEAD_NAMES:
         if isinstance(getattr(model, name, None), torch.nn.Module):
             return name
@@ -236,7 +237,7 @@ def load_classifier(
         model_id, AutoModelForSequenceClassification, quantization, num_labels=num_labels,
         id2label=id2label, label2id={v: k for k, v in id2label.items()}, pad_token_id=tokenizer.pad_token_id,
     )
-    head = _head_name(model)
+    head = head_name(model)
     if method in ("head", "last_n"):
         model.requires_grad_(False)
         getattr(model, head).requires_grad_(True)
