@@ -88,9 +88,23 @@ class NonFiniteGuard(TrainerCallback):
                     "attention to fp32), or lower the learning rate.")
 
 
+def disable_kv_cache(model: torch.nn.Module) -> None:
+    """Set ``use_cache=False`` on every config in ``model`` (also under peft).
+
+    Needed for packed batches: transformers builds the per-example attention mask from
+    ``position_ids`` only when no KV cache is passed, so with ``use_cache=True`` (Phi's default) the
+    packed examples would silently attend to each other. Generation still uses its own cache setting.
+    """
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "use_cache"):
+            config.use_cache = False
+
+
 def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features: Sequence[Mapping],
                  callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
-    """A ``Trainer`` with the padding-free collator and the non-finite guard."""
+    """A ``Trainer`` with the padding-free collator (KV cache off, see :func:`disable_kv_cache`) and the guard."""
+    disable_kv_cache(model)
     return Trainer(model=model, args=args, train_dataset=list(train_features),
                    data_collator=DataCollatorWithFlattening(), callbacks=[NonFiniteGuard(), *callbacks])
 
@@ -144,7 +158,7 @@ def saved_activation_bytes(model: torch.nn.Module, batch: Mapping[str, torch.Ten
     was_training = model.training
     model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(**batch).loss
+        loss = model(**batch, use_cache=False).loss
     loss.backward()
     model.zero_grad(set_to_none=True)
     model.train(was_training)
@@ -200,7 +214,7 @@ def forward_is_finite(model: torch.nn.Module, batch: Mapping[str, torch.Tensor],
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        out = model(**batch)
+        out = model(**batch, use_cache=False)
     return bool(torch.isfinite(out.logits).all()) and (out.loss is None or bool(torch.isfinite(out.loss)))
 
 
@@ -267,7 +281,7 @@ def answer_perplexity(model: torch.nn.Module, features: Sequence[Mapping[str, li
     for start in range(0, len(features), batch_size):
         batch = {k: v.to(device) for k, v in collator(list(features[start:start + batch_size])).items()}
         labels = batch.pop("labels")
-        logits = model(**batch).logits.float()
+        logits = model(**batch, use_cache=False).logits.float()  # packed: no KV cache
         targets = labels[:, 1:]
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         mask = targets != IGNORE_INDEX

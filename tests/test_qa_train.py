@@ -1,0 +1,164 @@
+"""utils.qa_train and utils.tiny_phi on a tiny Phi: packing, save/load, resume, fp16 remedy, merge, perplexity."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+from utils import qa_data, qa_train, tiny_phi
+from utils.adapters import add_lora
+from utils.models import bnb_4bit_config, load_model
+from utils.report import REPO_ROOT
+
+DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
+TARGETS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    folder = tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", DATA, seed=0, vocab_size=512,
+                                      hidden_size=64, intermediate_size=256)
+    return folder, AutoTokenizer.from_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def features(base):
+    rows = qa_data.load_qa_split(DATA[0])[:8]
+    return qa_data.encode_rows(rows, base[1], 128)[0]
+
+
+def lora_model(folder, quantized=True, seed=0):
+    set_seed(seed)
+    model = load_model(str(folder), AutoModelForCausalLM, bnb_4bit_config() if quantized else None)
+    model = add_lora(model, 4, 8, TARGETS, task_type="CAUSAL_LM")
+    for name, p in model.named_parameters():  # a non-trivial adapter (B starts at 0)
+        if "lora_B" in name:
+            p.data.normal_(0, 0.05)
+    return model
+
+
+def test_tiny_phi_is_rebuilt_identically(base, tmp_path):
+    folder, _ = base
+    again = tiny_phi.ensure_tiny_phi(tmp_path / "phi", DATA, seed=0, vocab_size=512, hidden_size=64,
+                                     intermediate_size=256)
+    a = AutoModelForCausalLM.from_pretrained(folder).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(again).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    config = AutoModelForCausalLM.from_pretrained(folder).config
+    assert config.model_type == "phi" and config.rope_parameters["partial_rotary_factor"] == 0.4
+    big = tiny_phi.phi2_shaped_config()
+    assert (big.hidden_size, big.num_hidden_layers, big.intermediate_size, big.vocab_size) == (2560, 32, 10240, 51200)
+
+
+def test_packed_batch_loss_equals_padded_loss(base, features):
+    """Flattened examples with restarting position_ids give the same per-token loss as separate sequences."""
+    model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
+    batch = qa_train.sample_batch(features, 4)
+    assert batch["input_ids"].shape[0] == 1 and (batch["position_ids"] == 0).sum() == 4
+    with torch.no_grad():
+        packed = model(**batch, use_cache=False).loss  # with a KV cache, transformers ignores the packing
+        nll, count = 0.0, 0
+        for f in features[:4]:
+            labels = torch.tensor([f["labels"]])
+            n = int((labels[:, 1:] != -100).sum())
+            nll += model(input_ids=torch.tensor([f["input_ids"]]), labels=labels).loss * n
+            count += n
+    torch.testing.assert_close(packed, nll / count, rtol=1e-5, atol=1e-5)
+
+
+def test_adapter_save_then_load_gives_identical_logits(base, features, tmp_path):
+    model = lora_model(base[0]).eval()
+    qa_train.save_adapter(model, base[1], tmp_path / "adapter", {"model_id": str(base[0]), "lora_rank": 4})
+    assert qa_train.read_training_params(tmp_path / "adapter")["lora_rank"] == 4
+    reloaded = qa_train.load_tuned(base[0], tmp_path / "adapter", bnb_4bit_config())
+    batch = qa_train.sample_batch(features, 3)
+    batch.pop("labels")
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
+
+
+def test_missing_adapter_tells_to_run_notebook_04(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run notebook 04"):
+        qa_train.read_training_params(tmp_path / "nothing-here")
+
+
+def _train(folder, features, out, steps, resume=None):
+    model = lora_model(folder)
+    args = qa_train.training_arguments(out, max_steps=steps, batch_size=2, grad_accum=1, learning_rate=5e-3,
+                                       logging_steps=1, save_steps=3, disable_tqdm=True, optimizer="adamw_torch")
+    trainer = qa_train.make_trainer(model, args, features)
+    trainer.train(resume_from_checkpoint=resume)
+    return qa_train.loss_history(trainer)
+
+
+def test_resume_from_checkpoint_continues_the_loss_curve(base, features, tmp_path):
+    steps, losses = _train(base[0], features, tmp_path / "a", 6)
+    resumed_steps, resumed = _train(base[0], features, tmp_path / "a", 6, resume=str(tmp_path / "a/checkpoint-3"))
+    assert steps == [1, 2, 3, 4, 5, 6] and resumed_steps[-3:] == [4, 5, 6]
+    torch.testing.assert_close(resumed[-3:], losses[3:], rtol=1e-4, atol=1e-4)
+    assert losses[-1] < losses[0]
+
+
+def test_non_finite_loss_in_first_steps_stops_training():
+    guard = qa_train.NonFiniteGuard(first_steps=5)
+    state = type("State", (), {"global_step": 2})()
+    with pytest.raises(FloatingPointError, match="loss = nan at step 2"):
+        guard.on_log(None, state, None, logs={"loss": float("nan")})
+    guard.on_log(None, state, None, logs={"loss": 1.0})  # finite: fine
+
+
+def test_fp16_overflow_is_detected_and_fp32_attention_fixes_it(base, features):
+    """Query/key activations scaled up like Phi-2's make fp16 Q K^T overflow in eager attention."""
+    model = AutoModelForCausalLM.from_pretrained(base[0], dtype=torch.float16, attn_implementation="eager")
+    for name, module in model.named_modules():
+        if name.endswith(("q_proj", "k_proj")):
+            module.register_forward_hook(lambda _m, _i, out: out * 300)
+    batch = qa_train.sample_batch(features, 2)
+    assert not qa_train.forward_is_finite(model, batch)
+    report = qa_train.fp16_guard(model, batch, torch.float16)
+    assert report["finite_before"] is False and report["finite_after"] is True and "float32" in report["remedy"]
+    assert model.config._attn_implementation == qa_train.FP32_ATTENTION
+
+
+def test_merged_model_matches_base_plus_adapter(base, features, tmp_path):
+    model = lora_model(base[0], quantized=False).eval()
+    qa_train.save_adapter(model, base[1], tmp_path / "adapter", {})
+    merged = qa_train.merge_adapter(base[0], tmp_path / "adapter", torch.float32)
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    batch = qa_train.sample_batch(features, 3)
+    batch.pop("labels")
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch).logits, model(**batch).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_answer_perplexity_is_exp_of_the_answer_token_loss(base, features):
+    model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
+    batch = qa_train.sample_batch(features, 4)
+    with torch.no_grad():
+        loss = model(**batch, use_cache=False).loss
+    assert qa_train.answer_perplexity(model, features[:4], batch_size=4) == pytest.approx(math.exp(loss), rel=1e-4)
+
+
+def test_checkpointing_saves_activation_memory(base, features):
+    model = lora_model(base[0], quantized=False)
+    batch = qa_train.sample_batch(features, 4)
+    plain = qa_train.saved_activation_bytes(model, batch)
+    model.base_model.model.gradient_checkpointing_enable({"use_reentrant": False})
+    assert qa_train.saved_activation_bytes(model, batch) < plain / 2
+
+
+def test_generation_returns_one_stripped_line_per_question(base):
+    model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
+    rows = qa_data.load_qa_split(DATA[1])[:3]
+    answers = qa_train.generate_answers(model, base[1], rows, max_new_tokens=5, max_length=128, progress=False)
+    assert len(answers) == 3 and all("\n" not in a and a == a.strip() for a in answers)
+
+
+def test_bad_precision_and_steps_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        qa_train.mixed_precision("fp8")
+    with pytest.raises(ValueError, match="must be positive"):
+        qa_train.training_arguments(tmp_path, max_steps=0, batch_size=1, grad_accum=1, learning_rate=1e-3)
