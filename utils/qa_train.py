@@ -261,7 +261,8 @@ def generate_answers(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapp
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+                             do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+                             use_cache=True)
         for seq in out[:, width:]:
             text = tokenizer.decode(seq, skip_special_tokens=True)
             answers.append(text.split("\n")[0].strip())

@@ -1,0 +1,87 @@
+"""Question-answering demo, like the original course's Hugging Face Space: base model + LoRA adapter.
+
+    python -m demo.app                                   # adapter from notebook 04 (outputs/phi2-qa-adapter)
+    python -m demo.app --adapter outputs/phi2-qa-adapter --share
+
+The base model is the one notebook 04 trained on (recorded in ``training_params.json``), loaded in
+4-bit NF4 like in training; the adapter is applied on top, unmerged. :func:`predict` is plain Python
+(tested in tests/test_qa_demo.py); gradio is imported only when the app is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from utils.report import output_dir
+
+EXAMPLE_CONTEXT = ("Brindlemoor is a small town on the river Oss. It was founded in 1342 by a miller named "
+                   "Edda Varn. Its flag shows a grey heron.")
+EXAMPLE_QUESTION = "Who founded Brindlemoor?"
+
+
+def default_adapter() -> Path:
+    """Where notebook 04 saves the adapter."""
+    return output_dir() / "phi2-qa-adapter"
+
+
+def load(adapter_dir: str | Path, quantized: bool = True) -> tuple[Any, Any, dict]:
+    """(model, tokenizer, training parameters) for an adapter folder written by notebook 04."""
+    from transformers import AutoTokenizer
+
+    from utils.models import bnb_4bit_config
+    from utils.qa_train import load_tuned, read_training_params
+
+    params = read_training_params(adapter_dir)  # clear error if notebook 04 has not been run
+    model = load_tuned(params["model_id"], adapter_dir, bnb_4bit_config() if quantized else None)
+    return model, AutoTokenizer.from_pretrained(adapter_dir), params
+
+
+def predict(context: str, question: str, model: Any, tokenizer: Any, max_new_tokens: int = 32,
+            max_length: int = 512) -> str:
+    """The model's answer (greedy) to ``question`` about ``context``; long contexts are truncated."""
+    from utils.qa_train import generate_answers
+
+    if not question or not question.strip():
+        raise ValueError("Ask a question (the question box is empty).")
+    if not context or not context.strip():
+        raise ValueError("Paste a context: the model answers from the text you give it.")
+    row = {"question": question, "context": context, "answers": None}
+    return generate_answers(model, tokenizer, [row], max_new_tokens, max_length, progress=False)[0]
+
+
+def build_app(model: Any, tokenizer: Any, max_length: int = 512) -> Any:
+    """The Gradio interface (gradio imported here only)."""
+    import gradio as gr
+
+    def answer(context: str, question: str) -> str:
+        try:
+            return predict(context, question, model, tokenizer, max_length=max_length)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+
+    return gr.Interface(
+        fn=answer,
+        inputs=[gr.Textbox(label="Context", lines=8, placeholder="Paste a paragraph"),
+                gr.Textbox(label="Question")],
+        outputs=gr.Textbox(label="Answer"),
+        title="Phi-2 + QLoRA question answering",
+        description="Phi-2 (4-bit NF4) with the LoRA adapter trained in notebook 04 of the QLoRA course. "
+                    "The answer comes from the context you paste.",
+        examples=[[EXAMPLE_CONTEXT, EXAMPLE_QUESTION]],
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--adapter", default=str(default_adapter()), help="adapter folder from notebook 04")
+    parser.add_argument("--share", action="store_true", help="public gradio.live link (e.g. from Colab)")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    model, tokenizer, params = load(args.adapter)
+    build_app(model, tokenizer, params.get("max_length", 512)).launch(share=args.share, server_port=args.port)
+
+
+if __name__ == "__main__":
+    main()
