@@ -1,0 +1,46 @@
+"""Student editions: solutions removed, checks kept, and every check fails on the empty exercise."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from utils import editions
+from utils.runner import course_notebooks
+
+
+def _nb(*cells):
+    return new_notebook(cells=list(cells))
+
+
+def _code(src, tag):
+    return new_code_cell(src, metadata={"tags": [tag]})
+
+
+def test_student_edition_drops_only_solutions():
+    nb = _nb(new_markdown_cell("# T"), new_markdown_cell("## Exercises"), _code("def f(): raise NotImplementedError", "exercise"),
+             _code("def f(): return 1", "solution"), _code("check(f)", "check"))
+    student = editions.student_edition(nb)
+    assert [c.metadata.get("tags", []) for c in student.cells[2:]] == [["exercise"], ["check"]]
+
+
+@pytest.mark.parametrize("cells,match", [
+    ([_code("x", "check"), new_markdown_cell("## Exercises"), _code("y", "exercise"), _code("c", "check")], "before"),
+    ([new_markdown_cell("## Exercises"), _code("y", "solution"), _code("c", "check")], "directly follow"),
+    ([new_markdown_cell("## Exercises"), _code("y", "exercise"), _code("z", "solution")], "needs a 'check'"),
+    ([new_markdown_cell("## Summary")], "no '## Exercises' section"),
+])
+def test_bad_layouts_are_rejected(cells, match):
+    with pytest.raises(ValueError, match=match):
+        editions.check_layout(_nb(*cells))
+
+
+def test_every_notebook_with_exercises_builds_and_its_checks_fail_when_empty(tmp_path):
+    with_exercises = [p for p in course_notebooks() if editions.has_exercises(p)]
+    assert {p.name[:2] for p in with_exercises} >= {"01", "02"}
+    for path in editions.build(tmp_path, with_exercises):
+        result = editions.verify(path)
+        assert result["checks"] >= 2 and result["failed_as_expected"] == result["checks"], path.name
+        student = nbformat.read(str(path), as_version=4)
+        assert not any("solution" in c.metadata.get("tags", []) for c in student.cells)

@@ -1,0 +1,144 @@
+"""Instructor and student editions of the notebooks.
+
+The notebooks in ``notebooks/`` are the **instructor edition**. Their ``## Exercises`` section holds,
+for each exercise, three kinds of code cell, marked with cell tags:
+
+``exercise``  the student's starting point, e.g. a function whose body is ``raise NotImplementedError``;
+``solution``  the instructor's answer (redefines the same names);
+``check``     calls a checker from :mod:`utils.checks`, which explains in plain words what is wrong.
+
+The **student edition** is the same notebook without its ``solution`` cells:
+
+    python -m utils.editions build  outputs/student          # write the student edition
+    python -m utils.editions verify outputs/student          # and check it (also run by the tests)
+
+``verify`` executes, for each student notebook, the cells before the first heading (set-up,
+imports, parameters) and the whole exercise section, and requires every ``check`` cell to fail with
+:class:`utils.checks.CheckFailed` (the exercises are still empty); the instructor edition, where
+every check must pass, is executed in full by the test suite (nbval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import nbformat
+
+from utils.runner import course_notebooks
+
+EXERCISES_HEADING = "## Exercises"
+
+
+def _tags(cell) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def exercise_start(nb) -> int:
+    """Index of the markdown cell that opens the ``## Exercises`` section."""
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and EXERCISES_HEADING in cell.source:
+            return i
+    raise ValueError("the notebook has no '## Exercises' section")
+
+
+def check_layout(nb, name: str = "notebook") -> None:
+    """Raise ValueError unless exercise/solution/check cells sit in the exercise section, each
+    solution directly follows an exercise cell, and every exercise is followed by a check."""
+    start = exercise_start(nb)
+    tagged = [(i, t) for i, c in enumerate(nb.cells) for t in _tags(c) if t in ("exercise", "solution", "check")]
+    if not tagged:
+        raise ValueError(f"{name}: no cells tagged 'exercise', 'solution' and 'check' in its exercise section")
+    early = [i for i, _ in tagged if i < start]
+    if early:
+        raise ValueError(f"{name}: cells {early} are tagged exercise/solution/check before '{EXERCISES_HEADING}'")
+    kinds = [t for _, t in tagged]
+    for i, kind in enumerate(kinds):
+        if kind == "solution" and (i == 0 or kinds[i - 1] != "exercise"):
+            raise ValueError(f"{name}: a 'solution' cell must directly follow its 'exercise' cell")
+        if kind == "exercise" and "check" not in kinds[i + 1 : i + 3]:
+            raise ValueError(f"{name}: every 'exercise' needs a 'check' cell after its solution")
+
+
+def student_edition(nb):
+    """A copy of ``nb`` without its ``solution`` cells (outputs cleared)."""
+    check_layout(nb)
+    student = copy.deepcopy(nb)
+    student.cells = [c for c in student.cells if "solution" not in _tags(c)]
+    for cell in student.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    student.metadata["edition"] = "student"
+    return student
+
+
+def has_exercises(path: Path) -> bool:
+    """Whether the notebook has cells tagged ``exercise``."""
+    nb = nbformat.read(str(path), as_version=4)
+    return any("exercise" in _tags(c) for c in nb.cells)
+
+
+def build(out_dir: Path, notebooks: list[Path] | None = None) -> list[Path]:
+    """Write the student edition of each notebook (default: those with exercises) to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in notebooks or [p for p in course_notebooks() if has_exercises(p)]:
+        nb = nbformat.read(str(path), as_version=4)
+        check_layout(nb, path.name)
+        target = out_dir / path.name
+        nbformat.write(student_edition(nb), str(target))
+        written.append(target)
+    return written
+
+
+def verify(student_path: Path, timeout: int = 600) -> dict[str, int]:
+    """Execute a student notebook's set-up and exercise cells; every check must fail with CheckFailed.
+
+    Returns:
+        ``{"checks": n, "failed_as_expected": n}``; raises AssertionError otherwise.
+    """
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(str(student_path), as_version=4)
+    first_heading = next(i for i, c in enumerate(nb.cells) if i > 0 and c.cell_type == "markdown"
+                         and c.source.lstrip().startswith("## "))
+    keep = list(range(first_heading)) + list(range(exercise_start(nb), len(nb.cells)))
+    nb.cells = [nb.cells[i] for i in keep]
+    NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(student_path.parent)}}).execute()
+    checks = failed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if "check" in _tags(cell):
+            checks += 1
+            if errors and errors[0].ename == "CheckFailed":
+                failed += 1
+            else:
+                raise AssertionError(f"{student_path.name}: a check passed or crashed on an empty exercise:\n{cell.source}\n"
+                                     f"{errors[0].ename + ': ' + errors[0].evalue if errors else 'no error'}")
+        elif errors:
+            raise AssertionError(f"{student_path.name}: cell failed in the student edition:\n{cell.source}\n"
+                                 f"{errors[0].ename}: {errors[0].evalue}")
+    return {"checks": checks, "failed_as_expected": failed}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["build", "verify"], help="build: write; verify: build and check")
+    parser.add_argument("out_dir", type=Path, help="folder for the student edition")
+    parser.add_argument("notebooks", nargs="*", help="number prefixes (default: every notebook with exercises)")
+    args = parser.parse_args(argv)
+    written = build(args.out_dir, course_notebooks(args.notebooks) if args.notebooks else None)
+    for path in written:
+        line = f"{path}"
+        if args.action == "verify":
+            result = verify(path)
+            line += f": {result['failed_as_expected']}/{result['checks']} checks fail on the empty exercises"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
