@@ -258,14 +258,17 @@ def test_parameter_count_formula():
 
 
 def test_ablation_configs_main_line_and_variants():
-    configs = L.ablation_configs([1, 8, 64], seeds=[0, 1], alpha_per_rank=2, fixed_alpha=16,
+    configs = L.ablation_configs([1, 8, 64], seeds=[0, 1], alpha_per_rank=2, fixed_alpha=4,
                                  attention_modules=["query", "value"], variant_ranks=[8, 32], variant_seeds=[0])
     main = [c for c in configs if c["variant"] == "all linear, alpha=2r"]
     assert [(c["rank"], c["alpha"], c["seed"]) for c in main] == [(1, 2, 0), (1, 2, 1), (8, 16, 0), (8, 16, 1),
                                                                    (64, 128, 0), (64, 128, 1)]
     variants = configs[len(main):]  # only at rank 8: 32 is not in the main line
     assert [(c["variant"], c["rank"], c["alpha"], c["targets"]) for c in variants] == [
-        ("attention only, alpha=2r", 8, 16, ["query", "value"]), ("all linear, alpha=16", 8, 16, "all-linear")]
+        ("attention only, alpha=2r", 8, 16, ["query", "value"]), ("all linear, alpha=4", 8, 4, "all-linear")]
+    # fixed alpha 16 at rank 8 is alpha = 2r: the main line's run, not repeated
+    same = L.ablation_configs([8], seeds=[0], fixed_alpha=16, variant_ranks=[8])
+    assert [c["variant"] for c in same] == ["all linear, alpha=2r"]
 
 
 @pytest.mark.parametrize("kwargs,match", [({"ranks": [4, 0]}, "rank must be a positive integer"),

@@ -384,7 +384,7 @@ def plot_low_rank_update(layer: LoRALinear, rows: int = 48, cols: int = 48):
     import matplotlib.pyplot as plt
 
     with torch.no_grad():
-        a, b, dw = layer.lora_A.float(), layer.lora_B.float(), layer.delta_weight().float()
+        a, b, dw = (t.detach().float().cpu() for t in (layer.lora_A, layer.lora_B, layer.delta_weight()))
     r = layer.rank
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), gridspec_kw={"width_ratios": [max(r, 4), cols, cols]})
     for ax, mat, title in ((axes[0], b[:rows], f"B ({layer.out_features} x {r})"),
@@ -414,7 +414,7 @@ def plot_parameters_vs_rank(in_features: int, out_features: int, ranks: Iterable
         ax.annotate(f"{100 * c / full:.1f}%", (r, c), textcoords="offset points", xytext=(0, 6),
                     ha="center", fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="LoRA rank r (log scale)", ylabel="trainable numbers (log scale)",
-           title=f"A {out_features}x{in_features} layer: LoRA trains a small fraction of it")
+           title=f"Rank {ranks[-1]} trains {100 * counts[-1] / full:.1f}% of a {out_features}x{in_features} layer")
     ax.set_xticks(ranks, [str(r) for r in ranks])
     ax.legend()
     fig.tight_layout()
@@ -451,7 +451,8 @@ def ablation_configs(ranks: Iterable[int], seeds: Iterable[int], alpha_per_rank:
 
     Main line: every rank x seed on all linear layers with ``alpha = alpha_per_rank * r``. Two
     variants run at those ``variant_ranks`` that are also in ``ranks`` (x ``variant_seeds``):
-    ``attention only`` (LoRA on ``attention_modules`` only) and ``fixed alpha`` (``alpha = fixed_alpha``).
+    ``attention only`` (LoRA on ``attention_modules`` only) and ``fixed alpha`` (``alpha = fixed_alpha``;
+    left out at a rank where ``fixed_alpha == alpha_per_rank * r``, which would repeat the main line).
 
     Raises:
         ValueError: a rank that is not a positive integer, alpha_per_rank/fixed_alpha <= 0, no seeds.
@@ -474,8 +475,9 @@ def ablation_configs(ranks: Iterable[int], seeds: Iterable[int], alpha_per_rank:
             if attention_modules:
                 configs.append({"variant": f"attention only, alpha={alpha_per_rank:g}r", "rank": r,
                                 "alpha": alpha_per_rank * r, "targets": list(attention_modules), "seed": s})
-            configs.append({"variant": f"all linear, alpha={fixed_alpha:g}", "rank": r, "alpha": fixed_alpha,
-                            "targets": ALL_LINEAR, "seed": s})
+            if fixed_alpha != alpha_per_rank * r:  # else it is the main line's run again
+                configs.append({"variant": f"all linear, alpha={fixed_alpha:g}", "rank": r, "alpha": fixed_alpha,
+                                "targets": ALL_LINEAR, "seed": s})
     return configs
 
 
