@@ -18,7 +18,7 @@ if FAIL_RANK in LORA_RANKS:
     raise ValueError(f"rank {FAIL_RANK} was told to fail")
 rows = [{"variant": "all-linear", "rank": r, "seed": s, "accuracy": 0.5 + 0.01 * r + 0.001 * s,
          "macro_f1": 0.4 + 0.01 * r, "trainable_params": 100 * r} for r in LORA_RANKS for s in SEEDS]
-save_results("tiny", {"runs": rows, "best": max(row["accuracy"] for row in rows)})
+save_results("tiny", {"runs": rows, "baseline": {"accuracy": 0.2}})
 '''
 
 

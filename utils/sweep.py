@@ -189,13 +189,17 @@ def run_sweep(notebook: str | Path, points: list[dict[str, Any]], output_dir: st
             (run_dir / "error.txt").parent.mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
             say(f"[{i}/{len(points)}] {rid}: FAILED ({message}); see {run_dir / 'error.txt'}")
+    baseline = None
     for rid, parameters in zip(ids, points, strict=True):
         results_file = out / "runs" / rid / f"{results_name}.json"
         if rid in sweep.failed or not results_file.is_file():
             continue
-        for row in rows_of(json.loads(results_file.read_text())):
+        results = json.loads(results_file.read_text())
+        if isinstance(results.get("baseline"), dict) and baseline is None:
+            baseline = results["baseline"].get(DEFAULT_METRICS[0])
+        for row in rows_of(results):
             sweep.rows.append({"run": rid, **{f"param_{k}": _cell(v) for k, v in parameters.items()}, **row})
-    sweep.files = write_outputs(sweep.rows, out, failed=sweep.failed)
+    sweep.files = write_outputs(sweep.rows, out, failed=sweep.failed, baseline=baseline)
     return sweep
 
 
@@ -278,9 +282,12 @@ def plot_scores(rows: list[dict[str, Any]], x: str = "rank", metric: str = "accu
     return ax
 
 
-def write_outputs(rows: list[dict[str, Any]], output_dir: Path,
-                  failed: dict[str, str] | None = None) -> dict[str, Path]:
-    """Write the combined table (CSV + JSON), the per-configuration summary and the comparison plot."""
+def write_outputs(rows: list[dict[str, Any]], output_dir: Path, failed: dict[str, str] | None = None,
+                  baseline: float | None = None) -> dict[str, Path]:
+    """Write the combined table (CSV + JSON), the per-configuration summary and the comparison plot.
+
+    ``baseline``: an accuracy drawn as a dashed line (notebook 03 saves its majority-class baseline).
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": output_dir / "sweep_results.json", "csv": output_dir / "sweep_results.csv"}
     files["json"].write_text(json.dumps({"rows": rows, "failed": failed or {}}, indent=2, default=str) + "\n")
@@ -297,9 +304,9 @@ def write_outputs(rows: list[dict[str, Any]], output_dir: Path,
             import matplotlib.pyplot as plt
 
             fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-            plot_scores(numeric, "rank", "accuracy", ax=axes[0])
+            plot_scores(numeric, "rank", "accuracy", baseline=baseline, ax=axes[0])
             if all(isinstance(r.get("trainable_params"), (int, float)) for r in numeric):
-                plot_scores(numeric, "trainable_params", "accuracy", ax=axes[1])
+                plot_scores(numeric, "trainable_params", "accuracy", baseline=baseline, ax=axes[1])
             else:
                 plot_scores(numeric, "rank", "macro_f1", ax=axes[1])
             fig.suptitle(f"Sweep: {len({r['run'] for r in rows})} run(s), {len(rows)} trained model(s)")
