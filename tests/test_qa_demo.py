@@ -52,3 +52,16 @@ def test_empty_inputs_and_missing_adapter_are_clear_errors(adapter, tmp_path):
         app.predict("", "Who?", None, None)
     with pytest.raises(FileNotFoundError, match="run notebook 04"):
         app.load(tmp_path / "missing")
+
+
+def test_gradio_app_builds_and_answers_through_its_interface(adapter):
+    import gradio as gr
+
+    model, tokenizer, _ = app.load(adapter)
+    demo = app.build_app(model, tokenizer, max_length=128)
+    assert isinstance(demo, gr.Interface)
+    assert [c.label for c in demo.input_components] == ["Context", "Question"]
+    answer = demo.fn(app.EXAMPLE_CONTEXT, app.EXAMPLE_QUESTION)  # what the Submit button calls
+    assert answer == app.predict(app.EXAMPLE_CONTEXT, app.EXAMPLE_QUESTION, model, tokenizer, max_length=128)
+    with pytest.raises(gr.Error, match="question box is empty"):
+        demo.fn(app.EXAMPLE_CONTEXT, "")
