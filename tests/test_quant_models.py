@@ -82,3 +82,14 @@ def test_sample_linear_weights_takes_contiguous_chunks(tiny_phi):
     flats = [w.detach().reshape(-1) for w in QM.linear_weights(tiny_phi).values()]
     for piece in sample.split(64):  # every chunk is a run of consecutive weights of one layer
         assert any(any(torch.equal(piece, f[s:s + 64]) for s in range(f.numel() - 63)) for f in flats)
+
+
+def test_saved_tensor_bytes_by_hand():
+    from utils.memory import saved_tensor_bytes
+
+    w = torch.nn.Parameter(torch.randn(8, 4))
+    x = torch.randn(3, 8, requires_grad=True)
+    # x @ w saves x (3x8 floats) and w (8x4 floats) for backward
+    _, with_params = saved_tensor_bytes(lambda: x @ w)
+    _, without = saved_tensor_bytes(lambda: x @ w, include_parameters=False)
+    assert with_params == (3 * 8 + 8 * 4) * 4 and without == 3 * 8 * 4

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from utils import memory
 from utils import quant as Q
 from utils.adapters import ALL_LINEAR, check_lora_args
 
@@ -421,21 +422,7 @@ def plot_parameters_vs_rank(in_features: int, out_features: int, ranks: Iterable
     return fig
 
 
-def saved_tensor_bytes(fn) -> tuple[torch.Tensor, int]:  # noqa: ANN001
-    """Run ``fn()`` and count the bytes autograd keeps for the backward pass (``saved_tensors_hooks``).
-
-    Parameters saved by reference (e.g. a frozen ``nn.Linear`` weight) are counted too; tensors are
-    counted once each. Returns ``(fn's output, bytes)``.
-    """
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        seen[id(t)] = t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(seen.values())
+saved_tensor_bytes = memory.saved_tensor_bytes  # (output, bytes kept for backward) of fn()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -39,6 +40,33 @@ def model_storage_bytes(model: torch.nn.Module) -> dict[str, int]:
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     return {"trainable": trainable, "frozen": frozen, "buffers": buffers,
             "total": trainable + frozen + buffers}
+
+
+def saved_tensor_bytes(fn: Callable[[], Any], include_parameters: bool = True) -> tuple[Any, int]:
+    """Run ``fn()`` and count the bytes autograd keeps for the backward pass.
+
+    Counted through ``torch.autograd.graph.saved_tensors_hooks``, once per storage (views of one
+    tensor count once). With ``include_parameters=False`` saved parameters are left out, leaving
+    the activations (what gradient checkpointing trades for recomputation).
+
+    Returns:
+        ``(fn's return value, bytes)``.
+    """
+    seen: set[int] = set()
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        if include_parameters or not isinstance(t, torch.nn.Parameter):
+            key = id(t) if t.device.type == "meta" else t.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                total += t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, total
 
 
 @dataclass

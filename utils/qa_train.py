@@ -23,6 +23,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from utils.memory import saved_tensor_bytes
 from utils.qa_data import IGNORE_INDEX, encode_prompt
 
 FP32_ATTENTION = "sdpa_fp32"  # name under which the fp16 remedy registers its attention function
@@ -142,23 +143,11 @@ def saved_activation_bytes(model: torch.nn.Module, batch: Mapping[str, torch.Ten
     This is the activation memory that gradient checkpointing trades for recomputation; it is
     counted exactly through ``torch.autograd.graph.saved_tensors_hooks`` (works on CPU and GPU).
     """
-    total = 0
-    seen: set[int] = set()
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        key = t.untyped_storage().data_ptr() if t.device.type != "meta" else id(t)
-        if key not in seen and not isinstance(t, torch.nn.Parameter):
-            seen.add(key)
-            total += t.untyped_storage().nbytes()
-        return t
-
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     was_training = model.training
     model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(**batch, use_cache=False).loss
+    loss, total = saved_tensor_bytes(lambda: model(**batch, use_cache=False).loss, include_parameters=False)
     loss.backward()
     model.zero_grad(set_to_none=True)
     model.train(was_training)
