@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -73,3 +75,74 @@ def test_check_inputs_avoid_rounding_ties():
         scaled = (x / x.abs().max() * 7).abs()
         assert not torch.any((scaled - scaled.floor() - 0.5).abs() < 1e-6), "a tie would make two answers right"
     assert quant.int4_levels().numel() == 16
+
+
+def _unwritten(*args):
+    raise NotImplementedError
+
+
+# --- notebook 04 ------------------------------------------------------------------------------
+
+
+def test_answer_only_labels():
+    assert "✓" in checks.check_answer_only_labels(lambda ids, p: [-100] * p + list(ids[p:]))
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_answer_only_labels(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="off-by-one"):
+        checks.check_answer_only_labels(lambda ids, p: [-100] * (p + 1) + list(ids[p + 1:]))
+    with pytest.raises(checks.CheckFailed, match="you masked the answer"):
+        checks.check_answer_only_labels(lambda ids, p: list(ids[:p]) + [-100] * (len(ids) - p))
+    with pytest.raises(checks.CheckFailed, match="0 is a real token id"):
+        checks.check_answer_only_labels(lambda ids, p: [0] * p + list(ids[p:]))
+
+    def in_place(ids, p):
+        ids[:p] = [-100] * p
+        return ids
+
+    with pytest.raises(checks.CheckFailed, match="in place"):
+        checks.check_answer_only_labels(in_place)
+
+
+def test_answer_only_labels_reference_is_encode_example():
+    from utils.qa_data import encode_example
+
+    row = checks._qa_rows(1)[0]
+    enc = encode_example(row, checks._CharTokenizer(), max_length=200)
+    answer = "".join(chr(i) for i in enc.input_ids[enc.prompt_length:-1])
+    assert answer == " " + row["answers"]["text"][0] and enc.labels[enc.prompt_length - 1] == -100
+
+
+def test_padding_waste():
+    def waste(lengths, pad_to=None):
+        return 1 - sum(lengths) / (len(lengths) * (pad_to or max(lengths)))
+
+    assert "✓" in checks.check_padding_waste(waste)
+    assert waste([10, 20, 30, 40]) == pytest.approx(60 / 160)  # by hand: 160 slots, 100 real tokens
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_padding_waste(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="ALL tokens of the padded batch"):
+        checks.check_padding_waste(lambda ls, pad_to=None: (len(ls) * (pad_to or max(ls)) - sum(ls)) / sum(ls))
+    with pytest.raises(checks.CheckFailed, match="not to the longest"):
+        checks.check_padding_waste(lambda ls, pad_to=None: 1 - sum(ls) / (len(ls) * max(ls)))
+    with pytest.raises(checks.CheckFailed, match="not a percentage"):
+        checks.check_padding_waste(lambda ls, pad_to=None: 100 * waste(ls, pad_to))
+
+
+def test_adam_state_bytes():
+    def state(n, optimizer):
+        if optimizer == "adamw_torch" or n < 4096:
+            return 8 * n
+        return 2 * (n + 4 * math.ceil(n / 256))
+
+    assert "✓" in checks.check_adam_state_bytes(state)
+    assert checks._measured_adam_state(5000, "paged_adamw_8bit") == 2 * 5000 + 2 * 4 * 20  # 20 blocks, by hand
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_adam_state_bytes(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="TWO moments"):
+        checks.check_adam_state_bytes(lambda n, o: 4 * n)
+    with pytest.raises(checks.CheckFailed, match="fewer than 4096"):
+        checks.check_adam_state_bytes(lambda n, o: 8 * n if o == "adamw_torch" else 2 * (n + 4 * math.ceil(n / 256)))
+    with pytest.raises(checks.CheckFailed, match="round the number of blocks up"):
+        checks.check_adam_state_bytes(lambda n, o: 8 * n if o == "adamw_torch" or n < 4096 else 2 * (n + 4 * (n // 256)))
+    with pytest.raises(checks.CheckFailed, match="add the block scales"):
+        checks.check_adam_state_bytes(lambda n, o: 8 * n if o == "adamw_torch" or n < 4096 else 2 * n)
