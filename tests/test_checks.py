@@ -146,3 +146,122 @@ def test_adam_state_bytes():
         checks.check_adam_state_bytes(lambda n, o: 8 * n if o == "adamw_torch" or n < 4096 else 2 * (n + 4 * (n // 256)))
     with pytest.raises(checks.CheckFailed, match="add the block scales"):
         checks.check_adam_state_bytes(lambda n, o: 8 * n if o == "adamw_torch" or n < 4096 else 2 * n)
+
+
+# --- notebook 05 ------------------------------------------------------------------------------
+
+
+def _normalize(text):
+    import re
+    import string
+
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def test_normalize_answer():
+    assert "✓" in checks.check_normalize_answer(_normalize)
+    assert _normalize("Theatre of an answer") == "theatre of answer"  # by hand
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_normalize_answer(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="lower-case"):
+        checks.check_normalize_answer(lambda t: _normalize(t) if t.islower() else t)
+
+    def articles_first(text):
+        import re
+        import string
+
+        text = re.sub(r"\b(a|an|the)\b", " ", text.lower())
+        return " ".join("".join(ch for ch in text if ch not in string.punctuation).split())
+
+    with pytest.raises(checks.CheckFailed, match="BEFORE the articles"):
+        checks.check_normalize_answer(articles_first)
+
+    def substring_articles(text):
+        import string
+
+        text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+        for article in ("the", "an", "a"):
+            text = text.replace(article, " ")
+        return " ".join(text.split())
+
+    with pytest.raises(checks.CheckFailed, match="whole words"):
+        checks.check_normalize_answer(substring_articles)
+    with pytest.raises(checks.CheckFailed, match="collapse whitespace"):
+        checks.check_normalize_answer(lambda t: " ".join(_normalize(t).split(" ")) if "  " not in t else t.lower())
+
+
+def _f1(prediction, truth):
+    from collections import Counter
+
+    pred, ref = _normalize(prediction).split(), _normalize(truth).split()
+    same = sum((Counter(pred) & Counter(ref)).values())
+    if same == 0:
+        return 0.0
+    p, r = same / len(pred), same / len(ref)
+    return 2 * p * r / (p + r)
+
+
+def test_token_f1():
+    assert "✓" in checks.check_token_f1(_f1)
+    assert _f1("in 1790", "1790") == pytest.approx(2 / 3)  # P = 1/2, R = 1
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_token_f1(_unwritten)
+
+    def with_sets(prediction, truth):
+        pred, ref = _normalize(prediction).split(), _normalize(truth).split()
+        same = len(set(pred) & set(ref))
+        return 0.0 if same == 0 else 2 * (same / len(pred)) * (same / len(ref)) / (same / len(pred) + same / len(ref))
+
+    with pytest.raises(checks.CheckFailed, match="multiplicity"):
+        checks.check_token_f1(with_sets)
+
+    def plain_loop(prediction, truth):
+        pred, ref = _normalize(prediction).split(), _normalize(truth).split()
+        same = sum(t in ref for t in pred)
+        return 0.0 if same == 0 else 2 * (same / len(pred)) * (same / len(ref)) / (same / len(pred) + same / len(ref))
+
+    with pytest.raises(checks.CheckFailed, match="multiplicity"):
+        checks.check_token_f1(plain_loop)
+
+    def no_zero_guard(prediction, truth):
+        from collections import Counter
+
+        pred, ref = _normalize(prediction).split(), _normalize(truth).split()
+        same = sum((Counter(pred) & Counter(ref)).values())
+        p, r = same / len(pred), same / len(ref)
+        return 2 * p * r / (p + r)
+
+    with pytest.raises(checks.CheckFailed, match="divided by zero"):
+        checks.check_token_f1(no_zero_guard)
+    with pytest.raises(checks.CheckFailed, match="normalise both strings"):
+        checks.check_token_f1(lambda p, t: _f1(p, t) if p.islower() or not p else float(p == t))
+
+    def arithmetic(prediction, truth):
+        from collections import Counter
+
+        pred, ref = _normalize(prediction).split(), _normalize(truth).split()
+        same = sum((Counter(pred) & Counter(ref)).values())
+        return 0.0 if same == 0 else (same / len(pred) + same / len(ref)) / 2
+
+    with pytest.raises(checks.CheckFailed, match="harmonic mean"):
+        checks.check_token_f1(arithmetic)
+
+
+def test_corpus_f1():
+    from utils import squad_metrics
+
+    def corpus(predictions, references):
+        best = [max(squad_metrics.f1(p, r) for r in refs) for p, refs in zip(predictions, references, strict=True)]
+        return 100 * sum(best) / len(best)
+
+    assert checks.check_corpus_f1(corpus).startswith("✓ corpus_f1 = 66.67")  # (1 + 2/3 + 1 + 0) / 4, by hand
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_corpus_f1(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="in percent"):
+        checks.check_corpus_f1(lambda p, r: corpus(p, r) / 100)
+    with pytest.raises(checks.CheckFailed, match="not the first one's"):
+        checks.check_corpus_f1(lambda p, r: corpus(p, [x[:1] for x in r]))
+    with pytest.raises(checks.CheckFailed, match="not their mean"):
+        checks.check_corpus_f1(lambda ps, rs: 100 * sum(sum(squad_metrics.f1(p, x) for x in r) / len(r)
+                                                        for p, r in zip(ps, rs, strict=True)) / len(ps))
