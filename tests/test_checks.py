@@ -265,3 +265,62 @@ def test_corpus_f1():
     with pytest.raises(checks.CheckFailed, match="not their mean"):
         checks.check_corpus_f1(lambda ps, rs: 100 * sum(sum(squad_metrics.f1(p, x) for x in r) / len(r)
                                                         for p, r in zip(ps, rs, strict=True)) / len(ps))
+
+
+# --- notebook 03 ------------------------------------------------------------------------------
+
+
+def _lora_forward(x, W, A, B, alpha):
+    return x @ W.T + (alpha / A.shape[0]) * (x @ A.T) @ B.T
+
+
+def test_lora_forward():
+    assert "✓" in checks.check_lora_forward(_lora_forward)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_lora_forward(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="scale the update by alpha / r"):
+        checks.check_lora_forward(lambda x, W, A, B, alpha: x @ W.T + (x @ A.T) @ B.T)
+    with pytest.raises(checks.CheckFailed, match="rsLoRA"):
+        checks.check_lora_forward(lambda x, W, A, B, alpha: x @ W.T + alpha / A.shape[0] ** 0.5 * (x @ A.T) @ B.T)
+    with pytest.raises(checks.CheckFailed, match=r"r is A.shape\[0\]"):
+        checks.check_lora_forward(lambda x, W, A, B, alpha: x @ W.T + alpha / B.shape[0] * (x @ A.T) @ B.T)
+    with pytest.raises(checks.CheckFailed, match="frozen layer's own part"):
+        checks.check_lora_forward(lambda x, W, A, B, alpha: alpha / A.shape[0] * (x @ A.T) @ B.T)
+    with pytest.raises(checks.CheckFailed, match="Check the transposes"):
+        checks.check_lora_forward(lambda x, W, A, B, alpha: x @ W + alpha / A.shape[0] * (x @ A) @ B)
+
+
+def test_lora_cases_tell_the_scalings_apart():
+    for _, _, n_out, rank, alpha in checks._LORA_CASES:
+        scalings = [1.0, alpha, alpha / rank, alpha / rank**0.5, alpha / n_out, rank / alpha]
+        assert len({round(s, 6) for s in scalings}) == len(scalings)
+
+
+def test_merge():
+    assert "✓" in checks.check_merge(lambda W, A, B, alpha: W + alpha / A.shape[0] * B @ A)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_merge(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="not alpha"):
+        checks.check_merge(lambda W, A, B, alpha: W + alpha * B @ A)
+    with pytest.raises(checks.CheckFailed, match="its transpose"):
+        checks.check_merge(lambda W, A, B, alpha: W.T + alpha / A.shape[0] * A.T @ B.T)
+    with pytest.raises(checks.CheckFailed, match=r"B @ A: \(out, r\)"):
+        checks.check_merge(lambda W, A, B, alpha: W + alpha / A.shape[0] * A @ B)
+
+
+def test_rank_for_budget():
+    def rank_for_budget(shapes, budget):
+        return budget // sum(n_in + n_out for n_out, n_in in shapes)
+
+    assert "✓" in checks.check_rank_for_budget(rank_for_budget)
+    assert rank_for_budget([(384, 384)] * 4, 100_000) == 32  # 4 x 768 = 3072 per rank, by hand
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_rank_for_budget(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="<=, not <"):
+        checks.check_rank_for_budget(lambda shapes, budget: (budget - 1) // sum(i + o for o, i in shapes))
+    with pytest.raises(checks.CheckFailed, match="count every layer"):
+        checks.check_rank_for_budget(lambda shapes, budget: budget // (shapes[0][0] + shapes[0][1]))
+    with pytest.raises(checks.CheckFailed, match="whole number"):
+        checks.check_rank_for_budget(lambda shapes, budget: budget / sum(i + o for o, i in shapes))
+    with pytest.raises(checks.CheckFailed, match="over the budget"):
+        checks.check_rank_for_budget(lambda shapes, budget: round(budget / sum(i + o for o, i in shapes)))
