@@ -324,3 +324,89 @@ def test_rank_for_budget():
         checks.check_rank_for_budget(lambda shapes, budget: budget / sum(i + o for o, i in shapes))
     with pytest.raises(checks.CheckFailed, match="over the budget"):
         checks.check_rank_for_budget(lambda shapes, budget: round(budget / sum(i + o for o, i in shapes)))
+
+
+# --- notebook 06 ------------------------------------------------------------------------------
+
+
+def _class_f1(y_true, y_pred, c):
+    tp = sum(t == c and p == c for t, p in zip(y_true, y_pred, strict=True))
+    fp = sum(t != c and p == c for t, p in zip(y_true, y_pred, strict=True))
+    fn = sum(t == c and p != c for t, p in zip(y_true, y_pred, strict=True))
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
+def _macro_f1(y_true, y_pred, n_classes):
+    return sum(_class_f1(y_true, y_pred, c) for c in range(n_classes)) / n_classes
+
+
+def test_macro_f1():
+    assert "✓" in checks.check_macro_f1(_macro_f1)
+    assert _macro_f1([0, 0, 1, 1], [0, 0, 0, 0], 2) == pytest.approx((2 / 3 + 0) / 2)  # by hand: class 0 has P 1/2, R 1
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_macro_f1(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="that is accuracy"):
+        checks.check_macro_f1(lambda t, p, n: sum(a == b for a, b in zip(t, p, strict=True)) / len(t))
+
+    def predicted_only(y_true, y_pred, n_classes):
+        seen = sorted(set(y_pred))
+        return sum(_class_f1(y_true, y_pred, c) for c in seen) / len(seen)
+
+    with pytest.raises(checks.CheckFailed, match="never predicted"):
+        checks.check_macro_f1(predicted_only)
+
+    def weighted(y_true, y_pred, n_classes):
+        from sklearn.metrics import f1_score
+
+        return f1_score(y_true, y_pred, average="weighted")
+
+    with pytest.raises(checks.CheckFailed, match="same weight"):
+        checks.check_macro_f1(weighted)
+
+
+def test_majority_accuracy():
+    from collections import Counter
+
+    def majority(train, test):
+        label = Counter(train).most_common(1)[0][0]
+        return sum(y == label for y in test) / len(test)
+
+    assert "✓" in checks.check_majority_accuracy(majority)
+    assert majority([0, 1, 1, 1, 2, 2], [0, 0, 0, 1, 1, 2, 2, 2, 2]) == pytest.approx(2 / 9)  # by hand
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_majority_accuracy(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="TEST labels"):
+        checks.check_majority_accuracy(lambda train, test: majority(test, test))
+    with pytest.raises(checks.CheckFailed, match="score it on the test labels"):
+        checks.check_majority_accuracy(lambda train, test: majority(train, train))
+    with pytest.raises(checks.CheckFailed, match="not 1 / number of classes"):
+        checks.check_majority_accuracy(lambda train, test: 1 / len(set(train) | set(test)))
+
+
+def test_label_ids():
+    def label_ids(labels):
+        names = sorted(set(labels))
+        return names, [names.index(x) for x in labels]
+
+    assert "✓" in checks.check_label_ids(label_ids)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.check_label_ids(_unwritten)
+    with pytest.raises(checks.CheckFailed, match="do not depend on which row comes first"):
+        checks.check_label_ids(lambda ls: (list(dict.fromkeys(ls)), [list(dict.fromkeys(ls)).index(x) for x in ls]))
+    with pytest.raises(checks.CheckFailed, match="2 comes before 10"):
+        checks.check_label_ids(lambda ls: (sorted({str(x) for x in ls}), [sorted({str(x) for x in ls}).index(str(x))
+                                                                          for x in ls]))
+    with pytest.raises(checks.CheckFailed, match="position in names"):
+        checks.check_label_ids(lambda ls: (sorted(set(ls)), list(range(len(ls)))))
+
+
+def test_label_ids_reference_is_load_labelled(tmp_path):
+    from sklearn.preprocessing import LabelEncoder
+
+    from utils import classification
+
+    labels = [10, 2, 1] * 4
+    path = tmp_path / "tickets.csv"
+    path.write_text("text,label\n" + "".join(f"text {i},{y}\n" for i, y in enumerate(labels)))
+    loaded = classification.load_labelled(path, test_size=0.5)
+    assert classification.label_names(loaded) == [str(c) for c in LabelEncoder().fit(labels).classes_] == ["1", "2", "10"]

@@ -7,6 +7,7 @@ import re
 import nbformat
 import pytest
 
+from utils.editions import check_layout
 from utils.runner import course_notebooks
 
 NOTEBOOKS = course_notebooks()
@@ -41,3 +42,16 @@ def test_opens_with_title_colab_versions_and_parameters(path):
             assert "#" in line, f"parameter without a comment: {line!r}"
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "## Summary" in text and "## Exercises" in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_ends_with_checked_exercises(path):
+    """2-4 exercises, each with its solution and a check cell calling a checker of utils.checks."""
+    nb = nbformat.read(path, as_version=4)
+    check_layout(nb, path.name)  # all in the exercise section, solution after exercise, a check after each
+    kinds = [t for c in nb.cells for t in c.metadata.get("tags", []) if t in ("exercise", "solution", "check")]
+    n = kinds.count("exercise")
+    assert 2 <= n <= 4, f"{path.name}: {n} cells tagged 'exercise'; the course wants 2-4 checked exercises"
+    assert kinds == ["exercise", "solution", "check"] * n, f"{path.name}: expected exercise, solution, check per exercise"
+    checks = [c.source for c in nb.cells if "check" in c.metadata.get("tags", [])]
+    assert all(re.search(r"\bchecks\.check_\w+\(", src) for src in checks), checks
