@@ -69,6 +69,56 @@ def test_packed_batch_loss_equals_padded_loss(base, features):
     torch.testing.assert_close(packed, nll / count, rtol=1e-5, atol=1e-5)
 
 
+def test_padded_collator_pads_to_max_length_and_masks_padding(features):
+    batch = qa_train.PaddedCollator(pad_token_id=7, max_length=128)(features[:3])
+    n = len(features[0]["input_ids"])
+    assert batch["input_ids"].shape == (3, 128) and batch["input_ids"][0, n:].eq(7).all()
+    assert batch["labels"][0, n:].eq(-100).all() and batch["attention_mask"][0].sum() == n
+    assert qa_train.PaddedCollator(7)(features[:3])["input_ids"].shape[1] == max(len(f["input_ids"]) for f in features[:3])
+    with pytest.raises(ValueError, match="more than max_length=8"):
+        qa_train.PaddedCollator(7, max_length=8)(features[:1])
+
+
+def test_graded_positions_by_hand():
+    labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, 4, -100, -100, -100]])
+    assert qa_train.graded_positions(labels).tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_answer_only_logits_give_the_models_own_loss_and_gradients(base, features, packed):
+    """Running the LM head on answer positions only changes nothing but the work done."""
+    model = lora_model(base[0])
+    collate = qa_train.sample_batch if packed else (lambda f, n: qa_train.PaddedCollator(0, 128)(f[:n]))
+    batch = collate(features, 4)
+    model(**batch).loss.backward()
+    reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    slim = qa_train.AnswerLogitsCollator(lambda f: collate(f, 4))(features)
+    labels = slim.pop("labels")
+    out = model(**slim)
+    assert out.logits.shape[1] == len(slim["logits_to_keep"]) < batch["input_ids"].shape[1] / 3
+    loss = qa_train.answer_logits_loss(out, labels)
+    loss.backward()
+    torch.testing.assert_close(loss, model(**batch).loss, rtol=1e-5, atol=1e-6)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(p.grad, reference[name], rtol=1e-4, atol=1e-6)
+
+
+def test_trainer_with_answer_only_logits_logs_the_same_losses(base, features, tmp_path):
+    """Same first losses with and without answer-only logits, with gradient accumulation (loss scaling)."""
+    curves = []
+    for slim in (False, True):
+        model = lora_model(base[0])
+        args = qa_train.training_arguments(tmp_path / str(slim), max_steps=3, batch_size=2, grad_accum=2,
+                                           learning_rate=5e-3, logging_steps=1, save_steps=100, disable_tqdm=True,
+                                           optimizer="adamw_torch")
+        trainer = qa_train.make_trainer(model, args, features, answer_logits_only=slim)
+        trainer.train()
+        curves.append(qa_train.loss_history(trainer)[1])
+    torch.testing.assert_close(curves[0], curves[1], rtol=1e-3, atol=1e-4)
+
+
 def test_adapter_save_then_load_gives_identical_logits(base, features, tmp_path):
     model = lora_model(base[0]).eval()
     qa_train.save_adapter(model, base[1], tmp_path / "adapter", {"model_id": str(base[0]), "lora_rank": 4})

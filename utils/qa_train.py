@@ -4,6 +4,9 @@ Training uses transformers' ``Trainer`` with ``DataCollatorWithFlattening``: eac
 examples laid end to end in one row, with ``position_ids`` restarting at 0 for every example, so
 no compute is spent on padding; Phi's attention mask is built from those position ids so that no
 example attends to its neighbour (checked in tests/test_qa_train.py against padded batches).
+:class:`PaddedCollator` is the naive alternative (pad every example to a fixed length), kept for
+the speed benchmark's baseline. With ``answer_logits_only=True`` the language-model head runs only
+at the positions whose next token is graded (the answer), not over the whole prompt.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import (
     DataCollatorWithFlattening,
     Trainer,
@@ -65,6 +69,7 @@ def training_arguments(output_dir: str | Path, *, max_steps: int, batch_size: in
         logging_steps=logging_steps, save_steps=save_steps, save_total_limit=2, seed=seed, data_seed=seed,
         report_to="none", remove_unused_columns=False, disable_tqdm=disable_tqdm,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, **mixed_precision(precision),
+        ddp_find_unused_parameters=False,  # data-parallel: every adapter gets a gradient every step
     )
 
 
@@ -102,12 +107,112 @@ def disable_kv_cache(model: torch.nn.Module) -> None:
             config.use_cache = False
 
 
+class PaddedCollator:
+    """Right-pad every example to ``max_length`` (or, if None, to the longest in the batch).
+
+    The naive way to batch: returns ``input_ids`` and ``labels`` (int64, shape ``(batch, width)``,
+    labels ``-100`` on padding) and ``attention_mask``. Every pad token costs as much compute as a
+    real one; the speed benchmark uses it as its baseline.
+    """
+
+    def __init__(self, pad_token_id: int, max_length: int | None = None):
+        if max_length is not None and max_length <= 0:
+            raise ValueError(f"max_length must be positive or None, got {max_length}.")
+        self.pad_token_id, self.max_length = pad_token_id, max_length
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        width = self.max_length or longest
+        if longest > width:
+            raise ValueError(f"an example has {longest} tokens, more than max_length={width}: encode with a "
+                             "max_length no larger than the collator's.")
+        input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), width), dtype=torch.long)
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            input_ids[row, :n] = torch.tensor(f["input_ids"])
+            labels[row, :n] = torch.tensor(f["labels"])
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def graded_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Positions ``p`` (int64, shape ``(k,)``) whose next token ``p + 1`` is graded in any row of
+    ``labels`` (int64, ``(batch, seq)``, ``-100`` where not graded): where the LM head must run."""
+    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().flatten()
+
+
+class AnswerLogitsCollator:
+    """Wraps a collator and adds ``logits_to_keep`` (:func:`graded_positions`) to each batch.
+
+    The model then computes logits only at those positions (``logits_to_keep`` is a standard argument
+    of transformers' causal LMs): for QA, the answer is ~10% of the tokens, so the head's matrix
+    product and the ``(tokens, vocab)`` logits (51,200 floats per token for Phi-2) shrink ~10x.
+    Use with :func:`answer_logits_loss`.
+    """
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
+        batch = dict(self.collator(features))
+        batch["logits_to_keep"] = graded_positions(batch["labels"])
+        return batch
+
+
+def answer_logits_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+    """Next-token cross-entropy from logits kept at :func:`graded_positions` (``outputs.logits``:
+    ``(batch, k, vocab)``). Equal to the model's own loss: summed over graded tokens and divided by
+    ``num_items_in_batch`` (the Trainer's count over all accumulated micro-batches) or, if None, by
+    this batch's count. A ``compute_loss_func`` for ``Trainer``."""
+    keep = graded_positions(labels)
+    targets = labels[:, keep + 1]
+    total = F.cross_entropy(outputs.logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
+                            reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
+    return total / torch.as_tensor(count, device=total.device).clamp(min=1)
+
+
+class TokenCounter:
+    """Wraps a collator and records, per micro-batch, the real tokens, the tokens processed
+    (padding included) and the graded positions (:func:`graded_positions`): the sizes that set a
+    step's time and peak memory (see ``utils.memory.estimate``)."""
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+        self.real: list[int] = []
+        self.processed: list[int] = []
+        self.graded: list[int] = []
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
+        batch = self.collator(features)
+        self.real.append(sum(len(f["input_ids"]) for f in features))
+        self.processed.append(int(batch["input_ids"].numel()))
+        self.graded.append(int(graded_positions(batch["labels"]).numel()))
+        return batch
+
+    def largest(self) -> dict[str, int]:
+        """The micro-batch with the most processed tokens: ``{"tokens", "graded"}``."""
+        if not self.processed:
+            raise ValueError("no batch has been collated yet: train first.")
+        i = max(range(len(self.processed)), key=self.processed.__getitem__)
+        return {"tokens": self.processed[i], "graded": self.graded[i]}
+
+
 def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features: Sequence[Mapping],
-                 callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
-    """A ``Trainer`` with the padding-free collator (KV cache off, see :func:`disable_kv_cache`) and the guard."""
+                 callbacks: Sequence[TrainerCallback] = (), collator: Any = None,
+                 answer_logits_only: bool = False) -> Trainer:
+    """A ``Trainer`` with the guard, KV cache off (:func:`disable_kv_cache`) and a collator: by default
+    the padding-free ``DataCollatorWithFlattening`` (or e.g. :class:`PaddedCollator`); with
+    ``answer_logits_only`` the LM head runs on answer positions only (:class:`AnswerLogitsCollator`)."""
     disable_kv_cache(model)
-    return Trainer(model=model, args=args, train_dataset=list(train_features),
-                   data_collator=DataCollatorWithFlattening(), callbacks=[NonFiniteGuard(), *callbacks])
+    collator = collator if collator is not None else DataCollatorWithFlattening()
+    if answer_logits_only:
+        collator = AnswerLogitsCollator(collator)
+    return Trainer(model=model, args=args, train_dataset=list(train_features), data_collator=collator,
+                   compute_loss_func=answer_logits_loss if answer_logits_only else None,
+                   callbacks=[NonFiniteGuard(), *callbacks])
 
 
 def loss_history(trainer: Trainer) -> tuple[list[int], list[float]]:
