@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -104,3 +104,137 @@ def track_peak() -> Iterator[PeakMemory]:
         else:
             result.bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
         result.seconds = time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------------------ estimate
+OPTIMIZER_STATE_BYTES = {  # bytes of optimizer state per trainable parameter (transformers' optim names)
+    "adamw_torch": 8, "adamw_torch_fused": 8, "paged_adamw_32bit": 8,  # two fp32 moments
+    "adamw_bnb_8bit": 2, "adamw_8bit": 2, "paged_adamw_8bit": 2,  # two 8-bit moments (block constants ~1%)
+    "sgd": 0,
+}
+
+
+@dataclass
+class MemoryEstimate:
+    """Predicted peak training memory: ``parts`` (bytes, by component) and their ``total``."""
+
+    parts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    @property
+    def gib(self) -> float:
+        return self.total / 2**30
+
+
+def _linear_shapes(config: Any) -> tuple[dict[str, tuple[int, int]], int]:
+    """Per decoder layer: linear name -> (in, out) features, from a meta-device copy of the model;
+    and the number of layers."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    layers = model.get_decoder().layers
+    shapes = {name.rsplit(".", 1)[-1]: (m.in_features, m.out_features)
+              for name, m in layers[0].named_modules() if isinstance(m, torch.nn.Linear)}
+    return shapes, len(layers)
+
+
+GELU_SAVED_TENSORS = {"gelu_new": 4, "gelu_pytorch_tanh": 1, "gelu": 1}  # tensors the MLP activation keeps
+
+
+def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int | None = None,
+             lora_rank: int = 16, lora_targets: Iterable[str] = ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
+             lora_dropout: float = 0.05, gradient_checkpointing: bool = True, optimizer: str = "paged_adamw_8bit",
+             quantization: str | None = "nf4", double_quant: bool = True, blocksize: int = 64,
+             attention: str = "sdpa") -> MemoryEstimate:
+    """Predict the peak GPU memory (``torch.cuda.max_memory_allocated``) of QLoRA training of a Phi model.
+
+    The recipe is the course's (``utils.models.load_model`` + ``utils.adapters.add_lora``): the
+    decoder's linear layers in 4 bits; embeddings, norms, biases and the LM head upcast to fp32 by
+    peft's ``prepare_model_for_kbit_training``; fp32 LoRA adapters; 16-bit autocast compute. Every
+    term is counted from shapes (see the comments); ``benchmarks/train_speed.py`` compares the
+    prediction with the measured peak of each configuration it runs.
+
+    The peak is reached either while the LM head's logits and their gradient exist (end of the
+    forward pass) or while the first layer to go backward holds its activations and their gradients;
+    the estimate takes the larger of the two on top of what lives all step long.
+
+    Args:
+        config: the model's ``PretrainedConfig`` (``model_type == "phi"``; no weights are loaded).
+        tokens: tokens in the largest micro-batch, padding included (packed: their sum).
+        sequences: rows of the micro-batch (1 when packed); sets the attention mask's size.
+        logit_tokens: positions the LM head runs on (answer-only logits); default: ``tokens``.
+        lora_rank, lora_targets, lora_dropout: the adapters (``lora_targets``: names in a decoder layer).
+        gradient_checkpointing: keep only each layer's input, recompute the rest in backward.
+        optimizer: a transformers optim name (see ``OPTIMIZER_STATE_BYTES``).
+        quantization: ``"nf4"``/``"fp4"`` (4 bits) or None (16-bit weights).
+        attention: ``"sdpa"`` (fused: no score matrix kept) or ``"eager"`` (keeps seq x seq scores).
+
+    Returns:
+        :class:`MemoryEstimate` whose ``parts`` are bytes of: ``weights`` (frozen base),
+        ``lora`` (adapter weights + gradients), ``optimizer``, ``activations`` (kept for backward
+        all step long) and ``transient`` (the larger of the logits phase and one layer's backward).
+    """
+    if getattr(config, "model_type", None) != "phi":
+        raise ValueError(f"estimate() counts the activations of Phi models (model_type 'phi'); got "
+                         f"{getattr(config, 'model_type', None)!r}. Measure other models with track_peak().")
+    if tokens <= 0 or sequences <= 0:
+        raise ValueError(f"tokens and sequences must be positive, got {tokens} and {sequences}.")
+    if optimizer not in OPTIMIZER_STATE_BYTES:
+        raise ValueError(f"unknown optimizer {optimizer!r}; known: {sorted(OPTIMIZER_STATE_BYTES)}.")
+    if attention not in ("sdpa", "eager"):
+        raise ValueError(f"attention must be 'sdpa' or 'eager', got {attention!r}.")
+    if lora_rank <= 0:
+        raise ValueError(f"lora_rank must be positive, got {lora_rank}.")
+    if config.hidden_act not in GELU_SAVED_TENSORS:
+        raise ValueError(f"unknown activation {config.hidden_act!r}; known: {sorted(GELU_SAVED_TENSORS)}.")
+    shapes, n_layers = _linear_shapes(config)
+    targets = list(lora_targets)
+    unknown = sorted(set(targets) - set(shapes))
+    if unknown:
+        raise ValueError(f"lora_targets {unknown} are not linear layers of a decoder layer; choose from {sorted(shapes)}.")
+    h, inter, vocab = config.hidden_size, config.intermediate_size, config.vocab_size
+    logit_tokens = tokens if logit_tokens is None else logit_tokens
+    seq = tokens / sequences
+
+    # Frozen weights: 4-bit codes + block constants (8-bit + fp32 per 256 blocks with double
+    # quantization, else fp32) for decoder linears; everything else fp32 after peft's upcast.
+    n_linear = n_layers * sum(i * o for i, o in shapes.values())
+    if quantization:
+        constants = n_linear / blocksize * (1 + 4 / 256) if double_quant else n_linear / blocksize * 4
+        linear_bytes = n_linear / 2 + constants
+    else:
+        linear_bytes = n_linear * 2
+    n_other = (2 * vocab * h + vocab  # embeddings, LM head (+ bias)
+               + n_layers * (2 * h + sum(o for _, o in shapes.values()))  # layer norm, linear biases
+               + 2 * h)  # final norm
+    weights = linear_bytes + 4 * n_other
+    n_lora = n_layers * lora_rank * sum(shapes[t][0] + shapes[t][1] for t in targets)
+
+    # Per token, what autograd keeps for one decoder layer. The residual stream and the norms are
+    # fp32, and bitsandbytes returns its output in its input's dtype, so the linear layers' outputs
+    # (and the MLP activation computed on them) are fp32; matrix products run in 16 bits.
+    per_token = 4 * h  # the layer's input, kept by its layer norm
+    per_token += sum(2 * shapes[t][0] for t in targets)  # 16-bit copy of each adapter's input (A's gradient)
+    if lora_dropout > 0:
+        per_token += sum(shapes[t][0] for t in targets)  # the adapters' dropout masks (1 byte per input)
+    per_token += 4 * 2 * h  # attention kernel: q, k, v and output in 16 bits
+    per_token += 2 * seq  # the attention mask, rebuilt per layer: seq x seq 16-bit values per sequence
+    per_token += GELU_SAVED_TENSORS[config.hidden_act] * 4 * inter  # MLP activation, fp32 (gelu_new: 4 tensors)
+    per_token += 2 * h * (getattr(config, "resid_pdrop", 0) > 0)  # residual dropout masks
+    scores = sequences * config.num_attention_heads * seq * seq * (4 + 2) if attention == "eager" else 0
+    grad_working = 3 * 4 * inter  # while a layer runs backward: ~3 fp32 gradients of MLP width per token
+
+    kept = n_layers * tokens * 4 * h if gradient_checkpointing else n_layers * (tokens * per_token + scores)
+    # in backward: the gradient working set, eager attention's score gradients (as large as the scores), and
+    # with checkpointing the layer's recomputed activations
+    layer_backward = tokens * grad_working + scores + (tokens * per_token + scores if gradient_checkpointing else 0)
+    logits = logit_tokens * vocab * (2 + 4 + 4 + 4)  # 16-bit logits, fp32 copy, log-softmax, its gradient
+    parts = {
+        "weights": weights, "lora": 8 * n_lora, "optimizer": OPTIMIZER_STATE_BYTES[optimizer] * n_lora,
+        "activations": kept, "transient": max(layer_backward, logits),
+    }
+    return MemoryEstimate({k: int(v) for k, v in parts.items()})

@@ -1,0 +1,85 @@
+"""utils.memory.estimate: hand-counted parts, a real 4-bit model's storage, and the GPU measurements."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from utils import tiny_phi
+from utils.adapters import add_lora, count_parameters
+from utils.memory import estimate, model_storage_bytes
+from utils.models import bnb_4bit_config, load_model
+from utils.report import REPO_ROOT
+
+PHI2 = tiny_phi.phi2_shaped_config()
+DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
+
+
+def test_parts_by_hand_for_phi2():
+    e = estimate(PHI2, tokens=1000, lora_rank=16, optimizer="adamw_torch")
+    n_linear = 32 * (4 * 2560 * 2560 + 2 * 2560 * 10240)  # q, k, v, dense; fc1, fc2
+    n_fp32 = 2 * 51200 * 2560 + 51200 + 32 * (2 * 2560 + 4 * 2560 + 10240 + 2560) + 2 * 2560
+    assert e.parts["weights"] == int(n_linear / 2 + n_linear / 64 * (1 + 4 / 256) + 4 * n_fp32)
+    n_lora = 32 * 16 * (4 * (2560 + 2560) + 2 * (2560 + 10240))
+    assert n_lora == 23_592_960  # peft's count for Phi-2, r=16, all six (notebook 04)
+    assert e.parts["lora"] == 8 * n_lora and e.parts["optimizer"] == 8 * n_lora
+    assert e.parts["activations"] == 32 * 1000 * 4 * 2560  # checkpointing: each layer's fp32 input
+
+
+def test_weights_and_adapters_equal_a_real_4bit_model(tmp_path):
+    folder = tiny_phi.ensure_tiny_phi(tmp_path / "phi", DATA, seed=0, vocab_size=512, hidden_size=64,
+                                      intermediate_size=256)
+    model = add_lora(load_model(str(folder), AutoModelForCausalLM, bnb_4bit_config()), 8, 16,
+                     ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"], task_type="CAUSAL_LM",
+                     gradient_checkpointing=True)
+    storage = model_storage_bytes(model)
+    e = estimate(model.config, tokens=10, lora_rank=8)
+    assert e.parts["lora"] == 8 * count_parameters(model)["trainable"]
+    assert e.parts["weights"] == pytest.approx(storage["frozen"], rel=0.01)  # packed codes, absmax, fp32 rest
+
+
+def _rows(name):
+    return [r for r in map(json.loads, (REPO_ROOT / "results" / name).read_text().splitlines())
+            if "peak_gib" in r and r["peak_gib"] > 0]
+
+
+@pytest.mark.parametrize("name", ["train_speed.jsonl", "train_speed_run2.jsonl"])
+def test_within_15_percent_of_every_gpu_measurement(name):
+    """Peaks measured on an H100 (benchmarks/train_speed.py), predicted again with today's estimator."""
+    rows = _rows(name)
+    assert len(rows) >= 10
+    for r in rows:
+        logit_tokens = r.get("logit_tokens", round(0.105 * r["max_micro_tokens"]) if r["answer_logits"] else None)
+        e = estimate(PHI2, tokens=r["max_micro_tokens"], sequences=r["batch"] if r["padding"] != "packed" else 1,
+                     logit_tokens=logit_tokens, lora_rank=r["rank"], lora_targets=r["targets"].split("+"),
+                     lora_dropout=r["dropout"], gradient_checkpointing=r["checkpointing"], optimizer=r["optimizer"],
+                     attention=r["attention"])
+        assert abs(e.gib / r["peak_gib"] - 1) < 0.15, (r["config"], e.gib, r["peak_gib"])
+
+
+def test_levers_move_the_estimate_the_right_way():
+    base = dict(tokens=4096, lora_rank=16)
+    assert estimate(PHI2, **base, gradient_checkpointing=False).gib > 3 * estimate(PHI2, **base).gib
+    assert estimate(PHI2, **base, logit_tokens=400).gib < estimate(PHI2, **base).gib
+    assert estimate(PHI2, **base, attention="eager").gib > estimate(PHI2, **base).gib
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(optimizer="adam"), "unknown optimizer 'adam'"),
+    (dict(lora_targets=["o_proj"]), r"not linear layers of a decoder layer; choose from \['dense'"),
+    (dict(lora_rank=0), "lora_rank must be positive"),
+    (dict(tokens=0), "tokens and sequences must be positive"),
+    (dict(attention="flash"), "attention must be 'sdpa' or 'eager'"),
+])
+def test_bad_input_is_a_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        estimate(PHI2, **({"tokens": 100} | kwargs))
+
+
+def test_other_model_types_are_refused():
+    from transformers import LlamaConfig
+
+    with pytest.raises(ValueError, match="counts the activations of Phi models"):
+        estimate(LlamaConfig(), tokens=10)
