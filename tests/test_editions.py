@@ -42,5 +42,18 @@ def test_every_notebook_with_exercises_builds_and_its_checks_fail_when_empty(tmp
     for path in editions.build(tmp_path, with_exercises):
         result = editions.verify(path)
         assert result["checks"] >= 2 and result["failed_as_expected"] == result["checks"], path.name
+        assert result["passed_with_solution"] == result["checks"], path.name
         student = nbformat.read(str(path), as_version=4)
         assert not any("solution" in c.metadata.get("tags", []) for c in student.cells)
+
+
+def test_verify_fails_when_a_solution_does_not_pass_its_check(tmp_path):
+    check = ("from utils.checks import CheckFailed, _call\n"
+             "if _call(f) != 1:\n    raise CheckFailed('f() should return 1')")
+    instructor = _nb(new_markdown_cell("# T"), new_markdown_cell("## Exercises"),
+                     _code("def f():\n    raise NotImplementedError", "exercise"),
+                     _code("def f():\n    return 2", "solution"), _code(check, "check"))
+    nbformat.write(instructor, str(tmp_path / "instructor.ipynb"))
+    nbformat.write(editions.student_edition(instructor), str(tmp_path / "student.ipynb"))
+    with pytest.raises(AssertionError, match="with the solutions, this cell failed"):
+        editions.verify(tmp_path / "student.ipynb", instructor_path=tmp_path / "instructor.ipynb")

@@ -14,8 +14,9 @@ The **student edition** is the same notebook without its ``solution`` cells:
 
 ``verify`` executes, for each student notebook, the cells before the first heading (set-up,
 imports, parameters) and the whole exercise section, and requires every ``check`` cell to fail with
-:class:`utils.checks.CheckFailed` (the exercises are still empty); the instructor edition, where
-every check must pass, is executed in full by the test suite (nbval).
+:class:`utils.checks.CheckFailed` (the exercises are still empty); then the same cells of the
+instructor edition, where every check must pass on the solution. (The test suite also executes the
+instructor edition in full, under nbval.)
 """
 
 from __future__ import annotations
@@ -92,26 +93,30 @@ def build(out_dir: Path, notebooks: list[Path] | None = None) -> list[Path]:
     return written
 
 
-def verify(student_path: Path, timeout: int = 600) -> dict[str, int]:
-    """Execute a student notebook's set-up and exercise cells; every check must fail with CheckFailed.
-
-    Returns:
-        ``{"checks": n, "failed_as_expected": n}``; raises AssertionError otherwise.
-    """
+def _run_setup_and_exercises(path: Path, timeout: int):
+    """Execute a notebook's cells before its first ``## `` heading and its whole exercise section."""
     from nbclient import NotebookClient
 
-    nb = nbformat.read(str(student_path), as_version=4)
+    nb = nbformat.read(str(path), as_version=4)
     first_heading = next(i for i, c in enumerate(nb.cells) if i > 0 and c.cell_type == "markdown"
                          and c.source.lstrip().startswith("## "))
     keep = list(range(first_heading)) + list(range(exercise_start(nb), len(nb.cells)))
     nb.cells = [nb.cells[i] for i in keep]
     NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(student_path.parent)}}).execute()
-    checks = failed = 0
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        errors = [o for o in cell.outputs if o.output_type == "error"]
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    return [(c, [o for o in c.outputs if o.output_type == "error"]) for c in nb.cells if c.cell_type == "code"]
+
+
+def verify(student_path: Path, instructor_path: Path | None = None, timeout: int = 600) -> dict[str, int]:
+    """Check a student notebook: its set-up and exercise cells run, and every check fails with
+    CheckFailed (the exercises are empty); then run the same cells of the instructor edition
+    (default: the course notebook of the same name), where every check must pass on the solution.
+
+    Returns:
+        ``{"checks": n, "failed_as_expected": n, "passed_with_solution": n}``; raises AssertionError otherwise.
+    """
+    checks = failed = passed = 0
+    for cell, errors in _run_setup_and_exercises(student_path, timeout):
         if "check" in _tags(cell):
             checks += 1
             if errors and errors[0].ename == "CheckFailed":
@@ -122,7 +127,13 @@ def verify(student_path: Path, timeout: int = 600) -> dict[str, int]:
         elif errors:
             raise AssertionError(f"{student_path.name}: cell failed in the student edition:\n{cell.source}\n"
                                  f"{errors[0].ename}: {errors[0].evalue}")
-    return {"checks": checks, "failed_as_expected": failed}
+    instructor_path = instructor_path or next(p for p in course_notebooks() if p.name == student_path.name)
+    for cell, errors in _run_setup_and_exercises(instructor_path, timeout):
+        if errors:
+            raise AssertionError(f"{instructor_path.name}: with the solutions, this cell failed:\n{cell.source}\n"
+                                 f"{errors[0].ename}: {errors[0].evalue}")
+        passed += "check" in _tags(cell)
+    return {"checks": checks, "failed_as_expected": failed, "passed_with_solution": passed}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
         line = f"{path}"
         if args.action == "verify":
             result = verify(path)
-            line += f": {result['failed_as_expected']}/{result['checks']} checks fail on the empty exercises"
+            line += (f": {result['failed_as_expected']}/{result['checks']} checks fail on the empty exercises, "
+                     f"{result['passed_with_solution']}/{result['checks']} pass with the solutions")
         print(line, flush=True)
 
 
