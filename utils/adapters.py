@@ -32,21 +32,27 @@ def check_lora_args(rank: int, alpha: float, dropout: float = 0.0) -> None:
         raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout!r}.")
 
 
-def check_target_modules(model: torch.nn.Module, target_modules: list[str] | str) -> None:
-    """Raise ValueError naming the linear layers that exist if a target matches none of them."""
-    if target_modules == ALL_LINEAR:
-        return
+def check_target_names(target_modules: list[str] | str, available: list[str], model_name: str) -> list[str]:
+    """``target_modules`` as a list; ValueError naming ``available`` (the model's linear layer names)
+    if it is empty or one of its names matches none of them."""
     if isinstance(target_modules, str):
         target_modules = [target_modules]
+    target_modules = list(target_modules)
     if not target_modules:
         raise ValueError("target_modules is empty: name at least one linear layer, or use 'all-linear'.")
-    available = linear_module_names(model)
     unknown = [t for t in target_modules if t not in available]
     if unknown:
         raise ValueError(
-            f"target module(s) {unknown} match no linear layer of {type(model).__name__}. "
+            f"target module(s) {unknown} match no linear layer of {model_name}. "
             f"Linear layers in this model: {available} (or use 'all-linear')."
         )
+    return target_modules
+
+
+def check_target_modules(model: torch.nn.Module, target_modules: list[str] | str) -> None:
+    """Raise ValueError naming the linear layers that exist if a target matches none of them."""
+    if target_modules != ALL_LINEAR:
+        check_target_names(target_modules, linear_module_names(model), type(model).__name__)
 
 
 def add_lora(

@@ -29,7 +29,7 @@ from torch import nn
 
 from utils import memory
 from utils import quant as Q
-from utils.adapters import ALL_LINEAR, check_lora_args
+from utils.adapters import ALL_LINEAR, check_lora_args, check_target_names
 
 # Heads that "all-linear" leaves alone (peft does the same for sequence classification models).
 HEAD_NAMES = ("classifier", "score", "lm_head")
@@ -297,19 +297,8 @@ def _targets(model: nn.Module, target_modules: str | Iterable[str]) -> list[str]
     if target_modules == ALL_LINEAR:
         heads = _head_modules(model)
         return [n for n, m in linear.items() if id(m) not in heads and n.rsplit(".", 1)[-1] not in HEAD_NAMES]
-    if isinstance(target_modules, str):
-        target_modules = [target_modules]
-    target_modules = list(target_modules)
-    if not target_modules:
-        raise ValueError("target_modules is empty: name at least one linear layer, or use 'all-linear'.")
-    available = sorted({n.rsplit(".", 1)[-1] for n in linear})
-    unknown = [t for t in target_modules if t not in available]
-    if unknown:
-        raise ValueError(
-            f"target module(s) {unknown} match no linear layer of {type(model).__name__}. "
-            f"Linear layers in this model: {available} (or use 'all-linear')."
-        )
-    return [n for n in linear if n.rsplit(".", 1)[-1] in target_modules]
+    names = check_target_names(target_modules, sorted({n.rsplit(".", 1)[-1] for n in linear}), type(model).__name__)
+    return [n for n in linear if n.rsplit(".", 1)[-1] in names]
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
