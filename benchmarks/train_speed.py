@@ -43,8 +43,8 @@ sys.path.insert(0, str(REPO))
 COURSE = dict(padding="packed", batch=32, accum=1, answer_logits=True, checkpointing=True, attention="sdpa",
               optimizer="paged_adamw_8bit", precision="bf16", rank=16, alpha=32, dropout=0.05,
               targets=["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"], compile=False, memory_cap_gib=None,
-              profile=False, warmup=None)
-NAIVE = dict(COURSE, padding="max_length", batch=8, accum=2, answer_logits=False,
+              profile=False, warmup=None, cudnn_attention=True, round_to=256)
+NAIVE = dict(COURSE, padding="max_length", batch=8, accum=2, answer_logits=False, round_to=None,
              optimizer="paged_adamw_8bit")  # the plain stack: padded to 512, paged 8-bit AdamW, full logits
 OLD = dict(NAIVE, padding="packed")  # the notebook's previous default: packed, 8 x 2, paged 8-bit AdamW
 PAD_TO = 512  # the naive baseline's padded length (tokens)
@@ -58,8 +58,9 @@ CONFIGS: dict[str, tuple[str, dict, str]] = {
     "packed_8x2": ("packed (padding-free), 8 per pass x 2: the notebook's previous default", OLD, "bf16"),
     "packed_16": ("packed, 16 per pass, no accumulation (same 16 examples per step)", dict(OLD, batch=16, accum=1),
                   "bf16"),
-    "answer_logits_16": ("+ LM head on answer positions only", dict(COURSE, batch=16), "bf16"),
-    "course": ("+ 32 examples per step: notebook 04's full default", COURSE, "bf16"),
+    "answer_logits_16": ("+ LM head on answer positions only", dict(COURSE, batch=16, round_to=None), "bf16"),
+    "course_unrounded": ("+ 32 examples per step", dict(COURSE, round_to=None), "bf16"),
+    "course": ("+ rows padded to a multiple of 256 tokens: notebook 04's full default", COURSE, "bf16"),
     "course_fused_adamw": ("course with fused 32-bit AdamW", dict(COURSE, optimizer="adamw_torch_fused"), "bf16"),
     "course_adamw_8bit": ("course with non-paged 8-bit AdamW", dict(COURSE, optimizer="adamw_bnb_8bit"), "bf16"),
     "course_64": ("course, 64 examples per step", dict(COURSE, batch=64), "bf16"),
@@ -73,6 +74,11 @@ CONFIGS: dict[str, tuple[str, dict, str]] = {
     "t4_fp16_naive_15gib": ("naive in fp16 under a 15 GiB cap", dict(NAIVE, precision="fp16", memory_cap_gib=15.0),
                             "fp16"),
     "compile": ("course + torch.compile", dict(COURSE, compile=True, warmup=4), "compile"),
+    "course_no_cudnn": ("32 per step, unrounded rows, PyTorch's memory-efficient attention instead of cuDNN's",
+                        dict(COURSE, round_to=None, cudnn_attention=False), "bf16"),
+    "course_64_no_cudnn": ("64 examples per step, unrounded rows, memory-efficient attention",
+                           dict(COURSE, batch=64, round_to=None, cudnn_attention=False), "bf16"),
+    "naive_no_cudnn": ("naive with memory-efficient attention", dict(NAIVE, cudnn_attention=False), "bf16"),
     "course_profiled": ("course under torch.profiler (where the step time goes)", dict(COURSE, profile=True), "profile"),
 }
 GROUP_TIMEOUT = {"compile": 150}  # seconds; a compile that takes longer is reported as failed
@@ -114,9 +120,13 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
         inner.gradient_checkpointing_enable({"use_reentrant": False})
     else:
         inner.gradient_checkpointing_disable()
+    if torch.cuda.is_available():  # cuDNN's attention plans per shape; the alternative is PyTorch's own kernel
+        torch.backends.cuda.enable_cudnn_sdp(cfg["cudnn_attention"])
     if cfg["padding"] == "packed":
         from transformers import DataCollatorWithFlattening
         base = DataCollatorWithFlattening()
+        if cfg["round_to"]:
+            base = qa_train.RoundUpPacked(base, cfg["round_to"], tokenizer.eos_token_id)
     else:
         base = qa_train.PaddedCollator(tokenizer.eos_token_id, PAD_TO if cfg["padding"] == "max_length" else None)
     counter = qa_train.TokenCounter(base)
@@ -161,6 +171,7 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
     row = {
         "config": name, "what": CONFIGS[name][0],
         **{k: v for k, v in cfg.items() if k not in ("targets", "profile", "warmup")},
+        "sdpa_backend": "cudnn" if cfg["cudnn_attention"] else "flash/efficient",
         "targets": "+".join(cfg["targets"]), "steps_timed": steps, "warmup_steps": warmup,
         "median_step_s": statistics.median(timed), "first_step_s": timer.seconds[0],
         "real_tokens_per_step": sum(real[warmup:]) / steps, "processed_tokens_per_step": sum(processed[warmup:]) / steps,

@@ -45,11 +45,11 @@ def _rows(name):
             if "peak_gib" in r and r["peak_gib"] > 0]
 
 
-@pytest.mark.parametrize("name", ["train_speed.jsonl", "train_speed_run2.jsonl"])
+@pytest.mark.parametrize("name", ["train_speed.jsonl", "train_speed_run2.jsonl", "train_speed_run4.jsonl"])
 def test_within_15_percent_of_every_gpu_measurement(name):
     """Peaks measured on an H100 (benchmarks/train_speed.py), predicted again with today's estimator."""
     rows = _rows(name)
-    assert len(rows) >= 10
+    assert len(rows) >= 6
     for r in rows:
         logit_tokens = r.get("logit_tokens", round(0.105 * r["max_micro_tokens"]) if r["answer_logits"] else None)
         e = estimate(PHI2, tokens=r["max_micro_tokens"], sequences=r["batch"] if r["padding"] != "packed" else 1,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorWithFlattening, set_seed
 
 from utils import qa_data, qa_train, tiny_phi
 from utils.adapters import add_lora
@@ -77,6 +77,16 @@ def test_padded_collator_pads_to_max_length_and_masks_padding(features):
     assert qa_train.PaddedCollator(7)(features[:3])["input_ids"].shape[1] == max(len(f["input_ids"]) for f in features[:3])
     with pytest.raises(ValueError, match="more than max_length=8"):
         qa_train.PaddedCollator(7, max_length=8)(features[:1])
+
+
+def test_round_up_packed_pads_the_row_without_changing_the_loss(base, features):
+    model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
+    packed = qa_train.sample_batch(features, 3)
+    rounded = qa_train.RoundUpPacked(DataCollatorWithFlattening(), 256, pad_token_id=0)(features[:3])
+    assert rounded["input_ids"].shape[1] % 256 == 0 and rounded["input_ids"].shape[1] > packed["input_ids"].shape[1]
+    with torch.no_grad():
+        torch.testing.assert_close(model(**rounded, use_cache=False).loss, model(**packed, use_cache=False).loss,
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_graded_positions_by_hand():

@@ -87,9 +87,8 @@ def load_model(
         dtype: dtype of the non-quantized tensors (default float32 on CPU, compute dtype on GPU).
         kwargs: passed to ``from_pretrained`` (e.g. ``num_labels``).
     """
-    device_map = "auto" if torch.cuda.is_available() else "cpu"
-    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:  # one process per GPU (accelerate launch)
-        device_map = {"": int(os.environ["LOCAL_RANK"])}
+    # the whole model on one device: this process's GPU under accelerate launch / torchrun, else GPU 0
+    device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else "cpu"
     auto_class = auto_class or auto_class_for(model_id)
     model = auto_class.from_pretrained(
         resolve_model_path(model_id),

@@ -137,6 +137,30 @@ class PaddedCollator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+class RoundUpPacked:
+    """Wraps the packing collator and pads each packed row to a multiple of ``multiple`` tokens.
+
+    The padding is appended as one extra "example" (pad tokens, ``position_ids`` from 0, labels -100):
+    it attends only to itself and carries no loss. Its purpose is fewer distinct batch shapes, so
+    that kernels which plan per shape (cuDNN attention) can reuse their plans.
+    """
+
+    def __init__(self, collator: Any, multiple: int, pad_token_id: int):
+        if multiple <= 0:
+            raise ValueError(f"multiple must be positive, got {multiple}.")
+        self.collator, self.multiple, self.pad_token_id = collator, multiple, pad_token_id
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
+        batch = dict(self.collator(features))
+        extra = -batch["input_ids"].shape[1] % self.multiple
+        if extra:
+            fill = {"input_ids": torch.full((1, extra), self.pad_token_id), "labels": torch.full((1, extra), IGNORE_INDEX),
+                    "position_ids": torch.arange(extra).unsqueeze(0)}
+            for key, value in fill.items():
+                batch[key] = torch.cat([batch[key], value.to(batch[key].dtype)], dim=1)
+        return batch
+
+
 def graded_positions(labels: torch.Tensor) -> torch.Tensor:
     """Positions ``p`` (int64, shape ``(k,)``) whose next token ``p + 1`` is graded in any row of
     ``labels`` (int64, ``(batch, seq)``, ``-100`` where not graded): where the LM head must run."""

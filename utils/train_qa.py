@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", default="auto", help="auto, bf16, fp16 or fp32")
     p.add_argument("--no-checkpointing", action="store_true", help="keep activations instead of recomputing")
     p.add_argument("--full-logits", action="store_true", help="run the LM head on every position")
+    p.add_argument("--pack-multiple", type=int, default=256, help="pad each packed row to a multiple of this")
     p.add_argument("--save-steps", type=int, default=100, help="checkpoint every N steps")
     p.add_argument("--output-dir", required=True, help="where the adapter (and checkpoints/) go")
     p.add_argument("--seed", type=int, default=0, help="seeds everything random")
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorWithFlattening, set_seed
 
     from utils import qa_data, qa_train
     from utils.adapters import add_lora, check_lora_args
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
         out / "checkpoints", max_steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
         learning_rate=args.learning_rate, optimizer=args.optimizer, precision=args.precision,
         gradient_checkpointing=not args.no_checkpointing, save_steps=args.save_steps, seed=args.seed)
-    trainer = qa_train.make_trainer(model, targs, features, answer_logits_only=not args.full_logits)
+    collator = qa_train.RoundUpPacked(DataCollatorWithFlattening(), args.pack_multiple, tokenizer.eos_token_id)
+    trainer = qa_train.make_trainer(model, targs, features, collator=collator, answer_logits_only=not args.full_logits)
     result = trainer.train()
     summary = {"world_size": trainer.args.world_size, "steps": trainer.state.global_step,
                "seconds": result.metrics["train_runtime"], "losses": qa_train.loss_history(trainer)[1],
