@@ -4,7 +4,7 @@
     python benchmarks/notebooks_on_gpu.py --t4       # also a pass emulating a T4 (no bf16: fp16 everywhere)
 
 Each notebook's code cells are joined into a script, a cell after its parameters cell points MODEL_ID at a
-random Phi-2-shaped checkpoint (built by benchmarks/phi2_shaped_gpu.py) and the data at the course's own
+random Phi-2-shaped checkpoint (built by utils.tiny_phi.build_random_phi2) and the data at the course's own
 QA set, and the asserts about learning quality (loss, F1, perplexity) are printed instead of checked: a
 random 2.7 B model does not learn our 224 questions in 30 steps. Everything else (4-bit loading, LoRA,
 memory measurements, fp16 guard, Trainer, checkpoints, adapter saving, evaluation, merge check and its
@@ -14,7 +14,6 @@ assert, timing) runs unchanged. Results: <out>/nb0{4,5}_{bf16,fp16}.json and log
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -66,10 +65,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not (Path(args.model) / "config.json").is_file():
-        spec = importlib.util.spec_from_file_location("bench", REPO / "benchmarks/phi2_shaped_gpu.py")
-        bench = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bench)
-        bench.build_phi2_shaped(Path(args.model), 0)
+        sys.path.insert(0, str(REPO))
+        from utils import tiny_phi
+
+        tiny_phi.build_random_phi2(args.model, [REPO / "data/qa/train.json", REPO / "data/qa/validation.json"])
     wall = {}
     for mode in ["bf16", "fp16"] if args.t4 else ["bf16"]:
         env = os.environ | {"QLORA_PROFILE": "full", "QLORA_OUTPUT_DIR": str(out / f"run_{mode}"),

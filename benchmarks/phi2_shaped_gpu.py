@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer, PhiForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -38,30 +38,8 @@ from utils.models import bnb_4bit_config, load_model  # noqa: E402
 from utils.profile import environment_report  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
+DATA = [REPO / "data/qa/train.json", REPO / "data/qa/validation.json"]
 GIB = 2**30
-
-
-def build_phi2_shaped(folder: Path, seed: int) -> Path:
-    """Random Phi-2-shaped checkpoint (bf16 safetensors) + a BPE tokenizer trained on data/qa."""
-    data = [REPO / "data/qa/train.json", REPO / "data/qa/validation.json"]
-    tokenizer = tiny_phi.train_tokenizer(tiny_phi.qa_texts(*data), vocab_size=2048)
-    config = tiny_phi.phi2_shaped_config()
-    config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
-    torch.manual_seed(seed)
-    with torch.device("cuda"):
-        model = PhiForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    del model
-    torch.cuda.empty_cache()
-    return folder
-
-
-def set_attention(model: torch.nn.Module, name: str) -> None:
-    """Switch every attention layer's implementation (e.g. back from the fp32 remedy)."""
-    for module in model.modules():
-        if hasattr(getattr(module, "config", None), "_attn_implementation"):
-            module.config._attn_implementation = name
 
 
 OUT_PATH: Path | None = None
@@ -115,7 +93,8 @@ def main() -> None:
     with section(results, "build_and_load_4bit") as r:
         if model_path is None:
             t = time.perf_counter()
-            model_path = str(build_phi2_shaped(work / "base", args.seed))
+            model_path = str(tiny_phi.build_random_phi2(work / "base", DATA, args.seed))
+            torch.cuda.empty_cache()
             r["build_seconds"] = time.perf_counter() - t
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         with track_peak() as peak:
@@ -183,7 +162,7 @@ def main() -> None:
         m = load_model(model_path, AutoModelForCausalLM, bnb_4bit_config(dtype=torch.float16), dtype=torch.float16)
         cases = {}
         for attn in ("eager", "sdpa"):
-            set_attention(m, attn)
+            qa_train.set_attention(m, attn)
             case = {"default_init_finite": qa_train.forward_is_finite(m, batch, torch.float16)}
             for scale in (30.0, 100.0):
                 hooks = [mod.register_forward_hook(lambda _m, _i, out, s=scale: out * s)
@@ -200,11 +179,11 @@ def main() -> None:
                 finally:
                     for h in hooks:
                         h.remove()
-                    set_attention(m, attn)
+                    qa_train.set_attention(m, attn)
             cases[attn] = case
         r["cases"] = cases
         # fp16 QLoRA training steps as on a T4 (autocast fp16 + GradScaler), with the guard first
-        set_attention(m, "sdpa")
+        qa_train.set_attention(m, "sdpa")
         r["fp16_training_guard"] = qa_train.fp16_guard(m, batch, torch.float16)
         m = add_lora(m, 16, 32, TARGETS, dropout=0.05, task_type="CAUSAL_LM", gradient_checkpointing=True)
         timer = qa_train.StepTimer()

@@ -114,7 +114,7 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
     cfg = dict(CONFIGS[name][1])
     if not torch.cuda.is_available():
         cfg["precision"] = "fp32"  # --dry-run on the CPU
-    set_attention(model, cfg["attention"])
+    qa_train.set_attention(model, cfg["attention"])
     inner = model.get_base_model()
     if cfg["checkpointing"]:
         inner.gradient_checkpointing_enable({"use_reentrant": False})
@@ -200,13 +200,6 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
     return row
 
 
-def set_attention(model, name: str) -> None:
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if config is not None and hasattr(config, "_attn_implementation"):
-            config._attn_implementation = name
-
-
 def saved_tensor_probe(model, features, tokens: int) -> dict:
     """Shapes and dtypes of what autograd saves in one forward (no checkpointing), for the estimator."""
     import torch
@@ -225,18 +218,10 @@ def saved_tensor_probe(model, features, tokens: int) -> dict:
         total += len(f["input_ids"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     batch = {k: v.to(device) for k, v in DataCollatorWithFlattening()(picked).items()}
-    seen, rows = set(), []
-
-    def pack(t):
-        if not isinstance(t, torch.nn.Parameter):
-            key = t.untyped_storage().data_ptr()
-            if key not in seen:
-                seen.add(key)
-                rows.append([list(t.shape), str(t.dtype).replace("torch.", ""), t.untyped_storage().nbytes()])
-        return t
-
-    with torch.autocast(device, dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(**batch, use_cache=False).loss
+    rows: list = []
+    with torch.autocast(device, dtype=torch.bfloat16):
+        loss, plain = saved_tensor_bytes(lambda: model(**batch, use_cache=False).loss, include_parameters=False,
+                                         record=rows)
     loss.backward()
     model.zero_grad(set_to_none=True)
     inner.gradient_checkpointing_enable({"use_reentrant": False})
@@ -244,7 +229,7 @@ def saved_tensor_probe(model, features, tokens: int) -> dict:
         loss, with_ckpt = saved_tensor_bytes(lambda: model(**batch, use_cache=False).loss, include_parameters=False)
     loss.backward()
     model.zero_grad(set_to_none=True)
-    return {"tokens": int(batch["input_ids"].numel()), "saved_no_ckpt_bytes": sum(r[2] for r in rows),
+    return {"tokens": int(batch["input_ids"].numel()), "saved_no_ckpt_bytes": plain,
             "saved_ckpt_bytes": with_ckpt, "first_saved": rows[:120]}
 
 
@@ -351,23 +336,6 @@ def report(jsonl: Path, stem: Path) -> str:
     return text
 
 
-def build_model(folder: Path) -> None:
-    import torch
-    from transformers import PhiForCausalLM
-
-    from utils import tiny_phi
-
-    data = [REPO / "data/qa/train.json", REPO / "data/qa/validation.json"]
-    tokenizer = tiny_phi.train_tokenizer(tiny_phi.qa_texts(*data), vocab_size=2048)
-    config = tiny_phi.phi2_shaped_config()
-    config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = PhiForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="configuration names (default: all; 'naive' is always added)")
@@ -405,9 +373,11 @@ def main() -> None:
     names = list(CONFIGS) if not args.only else ["naive", *[n for n in args.only if n != "naive"]]
     model_path = args.model
     if model_path is None:
+        from utils import tiny_phi
+
         folder = args.build or Path(tempfile.mkdtemp(prefix="phi2_shaped_")) / "model"
         if not (folder / "config.json").is_file():
-            build_model(folder)
+            tiny_phi.build_random_phi2(folder, [REPO / "data/qa/train.json", REPO / "data/qa/validation.json"])
         model_path = str(folder)
     import bitsandbytes
     import peft

@@ -83,3 +83,23 @@ def test_other_model_types_are_refused():
 
     with pytest.raises(ValueError, match="counts the activations of Phi models"):
         estimate(LlamaConfig(), tokens=10)
+
+
+def test_saved_tensor_bytes_records_each_storage_once():
+    import torch
+
+    from utils.memory import saved_tensor_bytes
+
+    x = torch.ones(10, requires_grad=True)
+    record: list = []
+    _, total = saved_tensor_bytes(lambda: (x * x).exp().sum(), record=record)  # mul keeps x twice, exp its output
+    assert total == 80 and record == [([10], "float32", 40), ([10], "float32", 40)]
+
+
+def test_random_phi2_builder_saves_a_loadable_model_and_tokenizer(tmp_path, monkeypatch):
+    small = tiny_phi.tiny_phi_config(vocab_size=2048, hidden_size=64, intermediate_size=256)
+    monkeypatch.setattr(tiny_phi, "phi2_shaped_config", lambda: small)  # Phi-2's real size takes 5 GB
+    folder = tiny_phi.build_random_phi2(tmp_path / "phi", DATA, seed=0)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert model.config.hidden_size == 64 and model.config.eos_token_id == model.config.bos_token_id
+    assert next(model.parameters()).dtype.is_floating_point

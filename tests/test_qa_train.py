@@ -89,6 +89,13 @@ def test_round_up_packed_pads_the_row_without_changing_the_loss(base, features):
                                    rtol=1e-5, atol=1e-5)
 
 
+def test_set_attention_switches_every_layer_also_under_peft(base):
+    model = lora_model(base[0], quantized=False)
+    qa_train.set_attention(model, "eager")
+    configs = [m.config for m in model.modules() if hasattr(getattr(m, "config", None), "_attn_implementation")]
+    assert configs and all(c._attn_implementation == "eager" for c in configs)
+
+
 def test_graded_positions_by_hand():
     labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, 4, -100, -100, -100]])
     assert qa_train.graded_positions(labels).tolist() == [0, 1, 2]

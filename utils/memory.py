@@ -42,12 +42,14 @@ def model_storage_bytes(model: torch.nn.Module) -> dict[str, int]:
             "total": trainable + frozen + buffers}
 
 
-def saved_tensor_bytes(fn: Callable[[], Any], include_parameters: bool = True) -> tuple[Any, int]:
+def saved_tensor_bytes(fn: Callable[[], Any], include_parameters: bool = True,
+                       record: list | None = None) -> tuple[Any, int]:
     """Run ``fn()`` and count the bytes autograd keeps for the backward pass.
 
     Counted through ``torch.autograd.graph.saved_tensors_hooks``, once per storage (views of one
     tensor count once). With ``include_parameters=False`` saved parameters are left out, leaving
-    the activations (what gradient checkpointing trades for recomputation).
+    the activations (what gradient checkpointing trades for recomputation). With a list as
+    ``record``, each counted storage is appended to it as ``(shape, dtype name, bytes)``.
 
     Returns:
         ``(fn's return value, bytes)``.
@@ -62,6 +64,8 @@ def saved_tensor_bytes(fn: Callable[[], Any], include_parameters: bool = True) -
             if key not in seen:
                 seen.add(key)
                 total += t.untyped_storage().nbytes()
+                if record is not None:
+                    record.append((list(t.shape), str(t.dtype).removeprefix("torch."), t.untyped_storage().nbytes()))
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

@@ -319,10 +319,16 @@ def use_fp32_attention(model: torch.nn.Module) -> None:
     AttentionInterface.register(FP32_ATTENTION, _sdpa_fp32)
     if FP32_ATTENTION not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
         AttentionMaskInterface.register(FP32_ATTENTION, sdpa_mask)
+    set_attention(model, FP32_ATTENTION)
+
+
+def set_attention(model: torch.nn.Module, name: str) -> None:
+    """Switch every attention layer of ``model`` (also under peft) to the implementation ``name``
+    (``"sdpa"``, ``"eager"``, or a registered one such as the fp32 remedy's)."""
     for module in model.modules():
         config = getattr(module, "config", None)
         if config is not None and hasattr(config, "_attn_implementation"):
-            config._attn_implementation = FP32_ATTENTION
+            config._attn_implementation = name
 
 
 @torch.no_grad()
