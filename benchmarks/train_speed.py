@@ -123,10 +123,7 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
     if torch.cuda.is_available():  # cuDNN's attention plans per shape; the alternative is PyTorch's own kernel
         torch.backends.cuda.enable_cudnn_sdp(cfg["cudnn_attention"])
     if cfg["padding"] == "packed":
-        from transformers import DataCollatorWithFlattening
-        base = DataCollatorWithFlattening()
-        if cfg["round_to"]:
-            base = qa_train.RoundUpPacked(base, cfg["round_to"], tokenizer.eos_token_id)
+        base = qa_train.packing_collator(tokenizer.eos_token_id, cfg["round_to"] or 1)
     else:
         base = qa_train.PaddedCollator(tokenizer.eos_token_id, PAD_TO if cfg["padding"] == "max_length" else None)
     counter = qa_train.TokenCounter(base)

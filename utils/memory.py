@@ -132,6 +132,16 @@ class MemoryEstimate:
     def gib(self) -> float:
         return self.total / 2**30
 
+    def summary(self, measured: int | None = None) -> dict[str, float]:
+        """Each part and the total in GiB; with a ``measured`` peak (bytes), also that peak in GiB and
+        the relative ``error`` of the prediction (predicted / measured - 1)."""
+        out = {f"{name} (GiB)": round(value / 2**30, 3) for name, value in self.parts.items()}
+        out["predicted peak (GiB)"] = round(self.gib, 3)
+        if measured is not None:
+            out["measured peak (GiB)"] = round(measured / 2**30, 3)
+            out["error"] = round(self.total / measured - 1, 4)
+        return out
+
 
 def _linear_shapes(config: Any) -> tuple[dict[str, tuple[int, int]], int]:
     """Per decoder layer: linear name -> (in, out) features, from a meta-device copy of the model;

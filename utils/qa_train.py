@@ -161,6 +161,12 @@ class RoundUpPacked:
         return batch
 
 
+def packing_collator(pad_token_id: int, multiple: int = 256) -> RoundUpPacked:
+    """The training collator: examples packed into one row (``DataCollatorWithFlattening``), the
+    row rounded up to a multiple of ``multiple`` tokens (:class:`RoundUpPacked`)."""
+    return RoundUpPacked(DataCollatorWithFlattening(), multiple, pad_token_id)
+
+
 def graded_positions(labels: torch.Tensor) -> torch.Tensor:
     """Positions ``p`` (int64, shape ``(k,)``) whose next token ``p + 1`` is graded in any row of
     ``labels`` (int64, ``(batch, seq)``, ``-100`` where not graded): where the LM head must run."""

@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorWithFlattening, set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from utils import qa_data, qa_train
     from utils.adapters import add_lora, check_lora_args
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         out / "checkpoints", max_steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
         learning_rate=args.learning_rate, optimizer=args.optimizer, precision=args.precision,
         gradient_checkpointing=not args.no_checkpointing, save_steps=args.save_steps, seed=args.seed)
-    collator = qa_train.RoundUpPacked(DataCollatorWithFlattening(), args.pack_multiple, tokenizer.eos_token_id)
+    collator = qa_train.packing_collator(tokenizer.eos_token_id, args.pack_multiple)
     trainer = qa_train.make_trainer(model, targs, features, collator=collator, answer_logits_only=not args.full_logits)
     result = trainer.train()
     summary = {"world_size": trainer.args.world_size, "steps": trainer.state.global_step,
