@@ -105,8 +105,8 @@ def test_random_phi2_builder_saves_a_loadable_model_and_tokenizer(tmp_path, monk
     assert next(model.parameters()).dtype.is_floating_point
 
 
-def test_summary_gives_parts_in_gib_and_the_error_against_a_measurement():
+def test_summary_gives_parts_in_mib_and_the_error_against_a_measurement():
     e = estimate(PHI2, tokens=1000)
     table = e.summary(measured=e.total // 2)
-    assert table["predicted peak (GiB)"] == round(e.gib, 3) and table["error"] == pytest.approx(1.0, abs=1e-3)
-    assert table["weights (GiB)"] == round(e.parts["weights"] / 2**30, 3) and "error" not in e.summary()
+    assert table["predicted peak (MiB)"] == round(e.total / 2**20, 1) and table["error"] == pytest.approx(1.0, abs=1e-3)
+    assert table["weights (MiB)"] == round(e.parts["weights"] / 2**20, 1) and "error" not in e.summary()

@@ -133,12 +133,13 @@ class MemoryEstimate:
         return self.total / 2**30
 
     def summary(self, measured: int | None = None) -> dict[str, float]:
-        """Each part and the total in GiB; with a ``measured`` peak (bytes), also that peak in GiB and
-        the relative ``error`` of the prediction (predicted / measured - 1)."""
-        out = {f"{name} (GiB)": round(value / 2**30, 3) for name, value in self.parts.items()}
-        out["predicted peak (GiB)"] = round(self.gib, 3)
+        """Each part and the total in MiB (readable for the smoke model's few MiB and Phi-2's thousands);
+        with a ``measured`` peak (bytes), also that peak and the relative ``error`` of the prediction
+        (predicted / measured - 1)."""
+        out = {f"{name} (MiB)": round(value / 2**20, 1) for name, value in self.parts.items()}
+        out["predicted peak (MiB)"] = round(self.total / 2**20, 1)
         if measured is not None:
-            out["measured peak (GiB)"] = round(measured / 2**30, 3)
+            out["measured peak (MiB)"] = round(measured / 2**20, 1)
             out["error"] = round(self.total / measured - 1, 4)
         return out
 
