@@ -1,24 +1,58 @@
 #!/usr/bin/env bash
-# The course's two entry points; each sets up its own virtual environment first.
+# The course's entry points; each sets up its own virtual environment first.
 #   ./run.sh course   execute every notebook in order -> outputs/notebooks/*.ipynb, outputs/*.json
 #   ./run.sh test     unit tests, lint, and every notebook under nbval in the smoke profile
+#   ./run.sh lock     maintainers: test the newest releases, and only if the suite passes, write them
+#                     to requirements-lock.txt (review the diff, then commit it)
+#
+# Versions: by default the exact versions in requirements-lock.txt (the ones the suite last passed with) go
+# into .venv, so a release made since cannot break a run. QLORA_DEPS=latest uses the newest releases that
+# requirements.txt allows instead, in .venv-latest (upgraded on every run).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
-VENV=${VENV:-.venv}
-TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}   # pinned: a bare `torch` can pull GBs of CUDA wheels
+LOCK=requirements-lock.txt
+DEPS=${QLORA_DEPS:-locked}
+case "$DEPS" in
+  locked) VENV=${VENV:-.venv} ;;
+  latest) VENV=${VENV:-.venv-latest} ;;
+  *) echo "QLORA_DEPS=$DEPS: use 'locked' (default, the tested versions) or 'latest'." >&2; exit 2 ;;
+esac
+# torch first, on its own: pinned by the lock unless TORCH_SPEC says otherwise (e.g. a CUDA/CPU wheel index).
+# A bare `torch` can pull GBs of CUDA wheels on Linux.
+TORCH_SPEC=${TORCH_SPEC:-torch}
 
 setup() {
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  local stamp="$VENV/.installed" want
-  want=$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-    "$VENV/bin/python" -m pip install -q -r requirements.txt -e .
-    echo "$want" > "$stamp"
+  local pip=("$VENV/bin/python" -m pip) stamp="$VENV/.installed" want
+  if [ "$DEPS" = locked ]; then
+    want=$(cat requirements.txt pyproject.toml "$LOCK" | sha256sum | cut -c1-16)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+      echo "installing the tested versions ($LOCK) into $VENV ..." >&2
+      "${pip[@]}" install -q --upgrade pip
+      "${pip[@]}" install -q -c "$LOCK" "$TORCH_SPEC"
+      "${pip[@]}" install -q -c "$LOCK" -r requirements.txt -e .
+      echo "$want" > "$stamp"
+    fi
+  else
+    echo "installing the newest releases requirements.txt allows into $VENV (QLORA_DEPS=latest) ..." >&2
+    "${pip[@]}" install -q --upgrade pip
+    "${pip[@]}" install -q --upgrade "$TORCH_SPEC"
+    "${pip[@]}" install -q --upgrade --upgrade-strategy eager -r requirements.txt -e .
   fi
+}
+
+run_tests() {
+  # CI runs the smoke profile, offline; nbval cannot inject parameters, so the profile
+  # variable is what shrinks every notebook.
+  export QLORA_PROFILE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+  export QLORA_OUTPUT_DIR=${QLORA_OUTPUT_DIR:-$PWD/outputs/test}
+  local start status=0
+  start=$(date +%s)
+  "$VENV/bin/python" -m pytest "$@" || status=$?
+  echo "test suite: $(( $(date +%s) - start )) s (exit $status, $DEPS versions in $VENV)"
+  return $status
 }
 
 case "${1:-}" in
@@ -30,18 +64,25 @@ case "${1:-}" in
   test)
     setup
     shift
-    # CI runs the smoke profile, offline; nbval cannot inject parameters, so the profile
-    # variable is what shrinks every notebook.
-    export QLORA_PROFILE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-    export QLORA_OUTPUT_DIR=${QLORA_OUTPUT_DIR:-$PWD/outputs/test}
-    start=$(date +%s)
-    status=0
-    "$VENV/bin/python" -m pytest "$@" || status=$?
-    echo "test suite: $(( $(date +%s) - start )) s (exit $status)"
-    exit $status
+    run_tests "$@"
+    ;;
+  lock)
+    DEPS=latest VENV=${VENV_LATEST:-.venv-latest}
+    setup
+    shift
+    run_tests "$@" || { echo "the newest releases fail the suite: $LOCK left as it was." >&2; exit 1; }
+    {
+      echo "# Exact versions './run.sh test' passed with; written by './run.sh lock' on $(date -u +%Y-%m-%d)"
+      echo "# with Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version(), platform.machine())')."
+      echo "# Installed by ./run.sh as pip constraints; do not edit by hand (see README, 'Tested versions')."
+      # local build labels (torch 2.13.0+cpu) dropped: the constraint must also admit the CUDA build
+      "$VENV/bin/python" -m pip freeze --exclude-editable | grep -v '^-e ' | sed -E 's/^([^=]+==[^+]+)\+.*$/\1/'
+    } > "$LOCK.new"
+    mv "$LOCK.new" "$LOCK"
+    echo "wrote $LOCK; review 'git diff $LOCK', then commit it with the suite's result." >&2
     ;;
   *)
-    echo "usage: ./run.sh course [NN ...] [-p NAME VALUE]  |  ./run.sh test [pytest args]" >&2
+    echo "usage: ./run.sh course [NN ...] [-p NAME VALUE]  |  ./run.sh test [pytest args]  |  ./run.sh lock" >&2
     exit 2
     ;;
 esac

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from importlib import metadata
 
 import torch
+
+from utils.lock import untested_versions
 
 ENV_VAR = "QLORA_PROFILE"
 PROFILES = ("smoke", "full")
@@ -50,13 +53,25 @@ def get_profile(value: str | None = None) -> str:
 
 
 def environment_report() -> dict[str, str]:
-    """Versions of the libraries the course depends on, and the device notebooks will use."""
+    """Versions of the libraries the course depends on, and the device notebooks will use.
+
+    Warns (once, naming each package) where an installed version is not the one in ``requirements-lock.txt``:
+    the lessons' numbers and assertions were checked with the locked versions only. torch is reported but
+    not compared: Colab keeps its own build on purpose.
+    """
     report = {"python": platform.python_version()}
     for package in ("torch", "transformers", "peft", "bitsandbytes", "datasets", "accelerate"):
         try:
             report[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             report[package] = "not installed"
+    differ = untested_versions()
+    report["tested versions"] = "yes" if not differ else "no: " + ", ".join(
+        f"{p} {installed} (tested {tested})" for p, (installed, tested) in differ.items())
+    if differ:
+        warnings.warn(f"Not the versions this course was tested with: {report['tested versions']}. Lessons may "
+                      "fail or show other numbers; `./run.sh course` (or the Colab set-up cell) installs the "
+                      "tested ones from requirements-lock.txt.", stacklevel=2)
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         report["device"] = f"cuda: {props.name}, {props.total_memory / 2**30:.1f} GiB"

@@ -1,0 +1,59 @@
+"""utils.lock: the tested versions, as run.sh, the Colab cell and the version cell read them."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import metadata
+
+import pytest
+
+from utils import lock
+from utils.report import REPO_ROOT
+
+
+def test_every_requirement_is_pinned_to_an_exact_version():
+    """run.sh installs requirements.txt under the lock: a name missing there would float to any release."""
+    versions = lock.locked_versions()
+    names = [re.split(r"[<>=!~\[ ;#]", line.strip(), maxsplit=1)[0]
+             for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert names and all(lock._normalise(n) in versions for n in names), [n for n in names
+                                                                          if lock._normalise(n) not in versions]
+    assert "torch" in versions and all(re.fullmatch(r"[0-9][0-9A-Za-z.]*", v) for v in versions.values())
+
+
+def test_colab_gets_the_tested_versions_and_never_torch():
+    pins = lock.colab_requirements()
+    versions = lock.locked_versions()
+    assert pins == [f"{p}=={versions[lock._normalise(p)]}" for p in lock.COLAB_PACKAGES]
+    assert not any(p.split("==")[0] in ("torch", "numpy", "torchvision") for p in pins)
+
+
+def test_every_notebook_installs_the_locked_versions_on_colab():
+    for path in sorted((REPO_ROOT / "notebooks").glob("*.ipynb")):
+        cell = "".join(json.loads(path.read_text())["cells"][1]["source"])
+        assert "*colab_requirements()" in cell and "torch" not in cell.split("colab_requirements")[-1], path.name
+
+
+def test_untested_versions_names_each_package_that_differs(tmp_path):
+    installed = metadata.version("peft")
+    fake = tmp_path / "lock.txt"
+    fake.write_text(f"# comment\ntransformers==0.0.1\npeft=={installed}\nTorch=={metadata.version('torch')}\n")
+    assert lock.untested_versions(("transformers", "peft", "torch"), fake) == {
+        "transformers": (metadata.version("transformers"), "0.0.1")}  # torch's +cpu label is ignored
+
+
+def test_a_broken_or_missing_lock_says_what_to_do(tmp_path):
+    bad = tmp_path / "lock.txt"
+    bad.write_text("peft==0.21.2\ntransformers>=5\n")
+    with pytest.raises(ValueError, match=r"lock.txt:2: 'transformers>=5' is not `name==version`"):
+        lock.locked_versions(bad)
+    with pytest.raises(FileNotFoundError, match="git checkout -- requirements-lock.txt"):
+        lock.locked_versions(tmp_path / "absent.txt")
+
+
+def test_run_sh_installs_under_the_lock():
+    script = (REPO_ROOT / "run.sh").read_text()
+    assert 'LOCK=requirements-lock.txt' in script and '-c "$LOCK" -r requirements.txt' in script
+    assert lock.LOCK_FILE == REPO_ROOT / "requirements-lock.txt"
