@@ -34,6 +34,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from utils.adapters import add_lora, count_parameters
+from utils.bnb_cpu import keep_4bit_trainable
 from utils.memory import model_storage_bytes, track_peak
 from utils.models import bnb_4bit_config, load_model, resolve_model_path
 from utils.report import REPO_ROOT
@@ -370,6 +371,7 @@ def train_and_evaluate(
         eval_strategy="no", report_to="none", bf16=bf16, fp16=cuda and not bf16,
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
     )
+    keep_4bit_trainable(model)  # undo any CPU inference repacking an earlier eval pass did (utils.bnb_cpu)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=encoded["train"],
                                    data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
     with track_peak() as peak:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, BitsAndBytesConfig
 
+from utils.bnb_cpu import keep_4bit_trainable
+
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PHI2_ID = "microsoft/phi-2"
 
@@ -80,6 +82,8 @@ def load_model(
 ) -> torch.nn.Module:
     """Load a pretrained model, 4-bit when ``quantization`` is given, on the GPU when there is one.
 
+    4-bit layers stay trainable after eval-mode passes on every CPU (:func:`utils.bnb_cpu.keep_4bit_trainable`).
+
     Args:
         model_id: Hub id or folder; MiniLM resolves to its packaged copy.
         auto_class: e.g. ``AutoModelForSequenceClassification``; default :func:`auto_class_for`.
@@ -97,4 +101,6 @@ def load_model(
         device_map=device_map,
         **kwargs,
     )
-    return model.eval()
+    # on CPUs with avx512_bf16 an eval-mode forward would otherwise repack 4-bit weights for inference
+    # only, and a later training step would fail (utils.bnb_cpu)
+    return keep_4bit_trainable(model).eval()

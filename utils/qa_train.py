@@ -27,6 +27,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from utils.bnb_cpu import keep_4bit_trainable
 from utils.memory import saved_tensor_bytes
 from utils.qa_data import IGNORE_INDEX, encode_prompt
 
@@ -233,10 +234,11 @@ class TokenCounter:
 def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features: Sequence[Mapping],
                  callbacks: Sequence[TrainerCallback] = (), collator: Any = None,
                  answer_logits_only: bool = False) -> Trainer:
-    """A ``Trainer`` with the guard, KV cache off (:func:`disable_kv_cache`) and a collator: by default
+    """A ``Trainer`` with the guard, 4-bit layers kept trainable on every CPU, KV cache off (:func:`disable_kv_cache`) and a collator: by default
     the padding-free ``DataCollatorWithFlattening`` (or e.g. :class:`PaddedCollator`); with
     ``answer_logits_only`` the LM head runs on answer positions only (:class:`AnswerLogitsCollator`)."""
     disable_kv_cache(model)
+    keep_4bit_trainable(model)  # undo any CPU inference repacking an earlier eval pass did (utils.bnb_cpu)
     collator = collator if collator is not None else DataCollatorWithFlattening()
     if answer_logits_only:
         collator = AnswerLogitsCollator(collator)
