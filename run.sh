@@ -7,7 +7,8 @@
 #
 # Versions: by default the exact versions in requirements-lock.txt (the ones the suite last passed with) go
 # into .venv, so a release made since cannot break a run. QLORA_DEPS=latest uses the newest releases that
-# requirements.txt allows instead, in .venv-latest (upgraded on every run).
+# requirements.txt allows instead (torch kept at the lock's version unless TORCH_SPEC says otherwise), in
+# .venv-latest (upgraded on every run).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,9 +20,9 @@ case "$DEPS" in
   latest) VENV=${VENV:-.venv-latest} ;;
   *) echo "QLORA_DEPS=$DEPS: use 'locked' (default, the tested versions) or 'latest'." >&2; exit 2 ;;
 esac
-# torch first, on its own: pinned by the lock unless TORCH_SPEC says otherwise (e.g. a CUDA/CPU wheel index).
-# A bare `torch` can pull GBs of CUDA wheels on Linux.
-TORCH_SPEC=${TORCH_SPEC:-torch}
+# torch first, on its own, at the lock's version in both modes (a bare `torch` can pull GBs of CUDA wheels on
+# Linux); TORCH_SPEC=... installs another one, e.g. TORCH_SPEC='torch' for the newest in latest mode.
+TORCH_SPEC=${TORCH_SPEC:-$(grep -m1 '^torch==' "$LOCK")}
 
 setup() {
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
@@ -39,7 +40,9 @@ setup() {
     echo "installing the newest releases requirements.txt allows into $VENV (QLORA_DEPS=latest) ..." >&2
     "${pip[@]}" install -q --upgrade pip
     "${pip[@]}" install -q --upgrade "$TORCH_SPEC"
-    "${pip[@]}" install -q --upgrade --upgrade-strategy eager -r requirements.txt -e .
+    # everything else at its newest; torch stays what was just installed
+    "$VENV/bin/python" -c 'import torch; print("torch==" + torch.__version__)' > "$VENV/torch-pin.txt"
+    "${pip[@]}" install -q --upgrade --upgrade-strategy eager -c "$VENV/torch-pin.txt" -r requirements.txt -e .
   fi
 }
 

@@ -57,3 +57,11 @@ def test_run_sh_installs_under_the_lock():
     script = (REPO_ROOT / "run.sh").read_text()
     assert 'LOCK=requirements-lock.txt' in script and '-c "$LOCK" -r requirements.txt' in script
     assert lock.LOCK_FILE == REPO_ROOT / "requirements-lock.txt"
+
+
+def test_the_readme_states_the_locked_versions():
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("## Tested versions and CPUs", 1)[1].split("\n## ", 1)[0]
+    versions = lock.locked_versions()
+    for package in ("torch", *lock.COURSE_PACKAGES):
+        assert f"| {package} | {versions[lock._normalise(package)]} |" in section, package
