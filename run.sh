@@ -62,7 +62,7 @@ case "${1:-}" in
   course)
     setup
     shift
-    exec "$VENV/bin/python" -m utils.runner "$@"
+    exec "$VENV/bin/python" -m utils.cli.course "$@"
     ;;
   test)
     setup

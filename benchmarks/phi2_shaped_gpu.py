@@ -16,6 +16,7 @@ training steps (bf16), the fp16 overflow check and remedy, adapter evaluation, m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -31,13 +32,22 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from utils import qa_data, qa_train, squad_metrics, tiny_phi  # noqa: E402
-from utils.adapters import add_lora, count_parameters  # noqa: E402
-from utils.memory import model_storage_bytes, track_peak  # noqa: E402
-from utils.models import bnb_4bit_config, load_model  # noqa: E402
+from utils import memory  # noqa: E402
+from utils.evaluation import qa as qa_eval  # noqa: E402
+from utils.evaluation import squad as squad_metrics  # noqa: E402
+from utils.memory import double_quant_saving_bytes, model_storage_bytes, track_peak  # noqa: E402
+from utils.models import (  # noqa: E402
+    bnb_4bit_config,
+    load_model,
+    tiny_phi,  # noqa: E402
+)
+from utils.models.adapters import add_lora, count_parameters, weight_count  # noqa: E402
 from utils.profile import environment_report  # noqa: E402
+from utils.qa import data as qa_data  # noqa: E402
+from utils.qa import precision, training  # noqa: E402
+from utils.qa.config import QAConfig  # noqa: E402
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
+QA = QAConfig.resolve("full")  # notebook 04's full-profile settings
 DATA = [REPO / "data/qa/train.json", REPO / "data/qa/validation.json"]
 GIB = 2**30
 
@@ -100,16 +110,12 @@ def main() -> None:
         with track_peak() as peak:
             model = load_model(model_path, AutoModelForCausalLM, bnb_4bit_config())
         storage = model_storage_bytes(model)
-        n_params = sum(p.numel() if type(p).__name__ != "Params4bit" else p.quant_state.shape.numel()
-                       for p in model.parameters())
+        n_params = sum(weight_count(p) for p in model.parameters())
         r.update(load_seconds=peak.seconds, gpu_allocated_gib=torch.cuda.memory_allocated() / GIB,
                  storage_4bit_gib=storage["total"] / GIB, parameters=n_params,
                  storage_bf16_gib=n_params * 2 / GIB, compute_dtype=str(model.config.quantization_config
                                                                           .bnb_4bit_compute_dtype))
-        absmax = [(p.quant_state.absmax.numel(), p.quant_state.state2.absmax.numel())
-                  for p in model.parameters() if getattr(p, "quant_state", None) is not None
-                  and getattr(p.quant_state, "state2", None) is not None]
-        r["double_quant_saving_mib"] = sum(n * 4 - (n * 1 + n2 * 4) for n, n2 in absmax) / 2**20
+        r["double_quant_saving_mib"] = sum(double_quant_saving_bytes(p) for p in model.parameters()) / 2**20
 
     rows = qa_data.load_qa_split(REPO / "data/qa/train.json")
     eval_rows = qa_data.load_qa_split(REPO / "data/qa/validation.json")
@@ -118,27 +124,28 @@ def main() -> None:
     results["data"] = {"train_examples": counts, **qa_data.token_lengths(features)}
 
     with section(results, "lora_and_memory_savings") as r:
-        model = add_lora(model, 16, 32, TARGETS, dropout=0.05, task_type="CAUSAL_LM", gradient_checkpointing=True)
+        model = add_lora(model, QA.lora_rank, QA.lora_alpha, list(QA.target_modules), dropout=QA.lora_dropout,
+                        task_type="CAUSAL_LM", gradient_checkpointing=True)
         r["parameters"] = count_parameters(model)
-        batch = {k: v.cuda() for k, v in qa_train.sample_batch(features, args.batch).items()}
+        batch = {k: v.cuda() for k, v in training.sample_batch(features, args.batch).items()}
         r["batch_tokens"] = int(batch["input_ids"].numel())
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            r["activations_checkpointing_mib"] = qa_train.saved_activation_bytes(model, batch) / 2**20
+            r["activations_checkpointing_mib"] = memory.saved_activation_bytes(model, batch) / 2**20
             model.base_model.model.gradient_checkpointing_disable()
-            r["activations_no_checkpointing_mib"] = qa_train.saved_activation_bytes(model, batch) / 2**20
+            r["activations_no_checkpointing_mib"] = memory.saved_activation_bytes(model, batch) / 2**20
             model.base_model.model.gradient_checkpointing_enable({"use_reentrant": False})
         import bitsandbytes as bnb
 
-        r["adamw32_state_mib"] = qa_train.optimizer_state_bytes(model, torch.optim.AdamW, lr=1e-4) / 2**20
-        r["adamw8bit_state_mib"] = qa_train.optimizer_state_bytes(model, bnb.optim.PagedAdamW8bit, lr=1e-4) / 2**20
+        r["adamw32_state_mib"] = memory.optimizer_state_bytes(model, torch.optim.AdamW, lr=1e-4) / 2**20
+        r["adamw8bit_state_mib"] = memory.optimizer_state_bytes(model, bnb.optim.PagedAdamW8bit, lr=1e-4) / 2**20
 
     adapter_dir = work / "adapter"
     with section(results, "train_bf16") as r:
-        timer = qa_train.StepTimer()
-        targs = qa_train.training_arguments(work / "ckpt", max_steps=args.steps, batch_size=args.batch,
-                                            grad_accum=args.accum, learning_rate=2e-4, logging_steps=5,
+        timer = training.StepTimer()
+        targs = training.training_arguments(work / "ckpt", QA, max_steps=args.steps, batch_size=args.batch,
+                                            grad_accum=args.accum, logging_steps=5,
                                             save_steps=args.steps, disable_tqdm=True)
-        trainer = qa_train.make_trainer(model, targs, features, callbacks=[timer])
+        trainer = training.make_trainer(model, targs, features, callbacks=[timer])
         torch.cuda.reset_peak_memory_stats()
         trainer.train()
         steady = timer.seconds[2:] or timer.seconds
@@ -147,8 +154,9 @@ def main() -> None:
                  optimizer=targs.optim, steps=args.steps, first_step_s=timer.seconds[0],
                  median_step_s=statistics.median(steady), peak_gib=torch.cuda.max_memory_allocated() / GIB,
                  tokens_per_step=tokens_per_step, tokens_per_s=tokens_per_step / statistics.median(steady),
-                 losses=qa_train.loss_history(trainer)[1])
-        qa_train.save_adapter(model, tokenizer, adapter_dir, {"base_model": model_path, "steps": args.steps})
+                 losses=training.loss_history(trainer)[1])
+        training.save_adapter(model, tokenizer, adapter_dir, dataclasses.replace(QA, model_id=model_path),
+                              {"steps": args.steps, "random_weights": True})
         r["adapter_mib"] = sum(f.stat().st_size for f in adapter_dir.iterdir()) / 2**20
     del trainer
     del model
@@ -158,12 +166,12 @@ def main() -> None:
         # A T4 has no bf16, so Phi-2 trains with fp16 compute there. Real Phi-2 has large query/key
         # activations that overflow fp16 (65504) in Q K^T; random weights do not, so we ALSO check a
         # model whose q/k outputs are scaled up by hooks to reach Phi-2-like attention logits.
-        batch = qa_train.sample_batch(features, args.batch)
+        batch = training.sample_batch(features, args.batch)
         m = load_model(model_path, AutoModelForCausalLM, bnb_4bit_config(dtype=torch.float16), dtype=torch.float16)
         cases = {}
         for attn in ("eager", "sdpa"):
-            qa_train.set_attention(m, attn)
-            case = {"default_init_finite": qa_train.forward_is_finite(m, batch, torch.float16)}
+            precision.set_attention(m, attn)
+            case = {"default_init_finite": precision.forward_is_finite(m, batch, torch.float16)}
             for scale in (30.0, 100.0):
                 hooks = [mod.register_forward_hook(lambda _m, _i, out, s=scale: out * s)
                          for name, mod in m.named_modules() if name.endswith(("q_proj", "k_proj"))]
@@ -173,27 +181,28 @@ def main() -> None:
                         q = layer.self_attn.q_proj(layer.input_layernorm(m.model.embed_tokens(
                             batch["input_ids"].cuda())))
                     case[f"x{scale:g}_max_abs_q"] = float(q.abs().max())
-                    case[f"x{scale:g}"] = qa_train.fp16_guard(m, batch, torch.float16)
+                    case[f"x{scale:g}"] = precision.fp16_guard(m, batch, torch.float16)
                 except FloatingPointError as err:
                     case[f"x{scale:g}"] = {"finite_before": False, "error": str(err)}
                 finally:
                     for h in hooks:
                         h.remove()
-                    qa_train.set_attention(m, attn)
+                    precision.set_attention(m, attn)
             cases[attn] = case
         r["cases"] = cases
         # fp16 QLoRA training steps as on a T4 (autocast fp16 + GradScaler), with the guard first
-        qa_train.set_attention(m, "sdpa")
-        r["fp16_training_guard"] = qa_train.fp16_guard(m, batch, torch.float16)
-        m = add_lora(m, 16, 32, TARGETS, dropout=0.05, task_type="CAUSAL_LM", gradient_checkpointing=True)
-        timer = qa_train.StepTimer()
-        targs = qa_train.training_arguments(work / "ckpt16", max_steps=6, batch_size=args.batch,
-                                            grad_accum=args.accum, learning_rate=2e-4, logging_steps=1,
+        precision.set_attention(m, "sdpa")
+        r["fp16_training_guard"] = precision.fp16_guard(m, batch, torch.float16)
+        m = add_lora(m, QA.lora_rank, QA.lora_alpha, list(QA.target_modules), dropout=QA.lora_dropout,
+                    task_type="CAUSAL_LM", gradient_checkpointing=True)
+        timer = training.StepTimer()
+        targs = training.training_arguments(work / "ckpt16", QA, max_steps=6, batch_size=args.batch,
+                                            grad_accum=args.accum, logging_steps=1,
                                             save_steps=1000, disable_tqdm=True, precision="fp16")
-        tr = qa_train.make_trainer(m, targs, features, callbacks=[timer])
+        tr = training.make_trainer(m, targs, features, callbacks=[timer])
         torch.cuda.reset_peak_memory_stats()
         tr.train()
-        r["fp16_train"] = {"losses": qa_train.loss_history(tr)[1], "median_step_s": statistics.median(timer.seconds[2:]),
+        r["fp16_train"] = {"losses": training.loss_history(tr)[1], "median_step_s": statistics.median(timer.seconds[2:]),
                            "peak_gib": torch.cuda.max_memory_allocated() / GIB}
         del tr, m
         torch.cuda.empty_cache()
@@ -201,42 +210,26 @@ def main() -> None:
     with section(results, "evaluation") as r:
         n = len(eval_rows)
         refs = [row["answers"]["text"] for row in eval_rows]
-        tuned = qa_train.load_tuned(model_path, adapter_dir, bnb_4bit_config())
+        tuned = qa_eval.load_tuned(model_path, adapter_dir, bnb_4bit_config())
         with track_peak() as peak:
-            tuned_answers = qa_train.generate_answers(tuned, tokenizer, eval_rows, max_new_tokens=24,
+            tuned_answers = qa_eval.generate_answers(tuned, tokenizer, eval_rows, max_new_tokens=24,
                                                       max_length=args.max_length, batch_size=16, progress=False)
         r["tuned_4bit"] = {"seconds": peak.seconds, "peak_gib": peak.gib, "questions": n,
                            **{k: v for k, v in squad_metrics.squad_scores(tuned_answers, refs).items()
                               if not k.startswith("per_")},
-                           "answer_perplexity": qa_train.answer_perplexity(tuned, eval_features)}
+                           "answer_perplexity": qa_eval.answer_perplexity(tuned, eval_features)}
         with tuned.disable_adapter():
-            base_answers = qa_train.generate_answers(tuned, tokenizer, eval_rows, max_new_tokens=24,
+            base_answers = qa_eval.generate_answers(tuned, tokenizer, eval_rows, max_new_tokens=24,
                                                      max_length=args.max_length, progress=False)
             r["base_4bit"] = {k: v for k, v in squad_metrics.squad_scores(base_answers, refs).items()
                               if not k.startswith("per_")}
-        batch = {k: v.cuda() for k, v in qa_train.sample_batch(eval_features, 4).items()}
-        batch.pop("labels")
-        with torch.no_grad():
-            logits_4bit = tuned(**batch).logits.float()
+        batch = training.sample_batch(eval_features, 4)
+        # merge into a 16-bit copy; compare with the unmerged 16-bit base + adapter and the 4-bit one
+        merged, r["merge"] = qa_eval.merge_check(tuned, model_path, adapter_dir, batch, torch.bfloat16)
         del tuned
         torch.cuda.empty_cache()
-        # merge into a 16-bit copy; compare with the unmerged 16-bit base + adapter
-        unmerged = qa_train.load_tuned(model_path, adapter_dir, None, dtype=torch.bfloat16)
-        with torch.no_grad():
-            logits_unmerged = unmerged(**batch).logits.float()
-        del unmerged
-        torch.cuda.empty_cache()
-        merged = qa_train.merge_adapter(model_path, adapter_dir, torch.bfloat16)
-        with torch.no_grad():
-            logits_merged = merged(**batch).logits.float()
-        scale = logits_unmerged.abs().max().item()
-        r["merge"] = {"max_abs_diff_merged_vs_unmerged_bf16": (logits_merged - logits_unmerged).abs().max().item(),
-                      "max_abs_diff_merged_bf16_vs_4bit_adapter": (logits_merged - logits_4bit).abs().max().item(),
-                      "logit_scale_max_abs": scale,
-                      "top1_agreement_merged_vs_unmerged": (logits_merged.argmax(-1) == logits_unmerged.argmax(-1))
-                      .float().mean().item()}
         with track_peak() as peak:
-            qa_train.generate_answers(merged, tokenizer, eval_rows, max_new_tokens=24,
+            qa_eval.generate_answers(merged, tokenizer, eval_rows, max_new_tokens=24,
                                       max_length=args.max_length, batch_size=16, progress=False)
         r["merged_bf16"] = {"seconds": peak.seconds, "peak_gib": peak.gib, "questions": n,
                             "storage_gib": model_storage_bytes(merged)["total"] / GIB}

@@ -4,8 +4,8 @@
     python benchmarks/train_speed.py --only naive course  # some of them
     python benchmarks/train_speed.py --list               # what each configuration changes
 
-Every configuration runs the notebook's own training code (``utils.qa_train.make_trainer`` with
-``Trainer``, a 4-bit NF4 model from ``utils.models.load_model``, LoRA from ``utils.adapters.add_lora``)
+Every configuration runs the notebook's own training code (``utils.qa.training.make_trainer`` with
+``Trainer``, a 4-bit NF4 model from ``utils.models.load_model``, LoRA from ``utils.models.adapters.add_lora``)
 on batches of the course's QA examples (``data/qa``: their real token lengths). The naive baseline
 (every example padded to 512 tokens) runs in the same invocation, so each speed-up is a ratio
 measured side by side. For each configuration we record:
@@ -39,16 +39,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-# Knobs of the notebook's full profile (notebook 04's parameters cell); configurations override some.
-COURSE = dict(padding="packed", batch=32, accum=1, answer_logits=True, checkpointing=True, attention="sdpa",
-              optimizer="paged_adamw_8bit", precision="bf16", rank=16, alpha=32, dropout=0.05,
-              targets=["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"], compile=False, memory_cap_gib=None,
-              profile=False, warmup=None, cudnn_attention=True, round_to=256)
+from utils.qa.config import QAConfig  # noqa: E402
+
+QA = QAConfig.resolve("full")  # notebook 04's full-profile settings: the one place they are written
+# Knobs of the notebook's full profile; configurations override some.
+COURSE = dict(padding="packed", batch=QA.batch_size, accum=QA.grad_accum, answer_logits=QA.answer_logits_only,
+              checkpointing=QA.gradient_checkpointing, attention="sdpa", optimizer=QA.optimizer, precision="bf16",
+              rank=QA.lora_rank, alpha=QA.lora_alpha, dropout=QA.lora_dropout, targets=list(QA.target_modules),
+              compile=False, memory_cap_gib=None, profile=False, warmup=None, cudnn_attention=True,
+              round_to=QA.pack_multiple)
 NAIVE = dict(COURSE, padding="max_length", batch=8, accum=2, answer_logits=False, round_to=None,
              optimizer="paged_adamw_8bit")  # the plain stack: padded to 512, paged 8-bit AdamW, full logits
 OLD = dict(NAIVE, padding="packed")  # the notebook's previous default: packed, 8 x 2, paged 8-bit AdamW
 PAD_TO = 512  # the naive baseline's padded length (tokens)
-MAX_LENGTH = 384  # notebook 04's MAX_LENGTH (full profile): examples are encoded to at most this
+MAX_LENGTH = QA.max_length  # notebook 04's (full profile): examples are encoded to at most this
 
 # name -> (what it changes, settings, worker group). One group = one process = one loaded model.
 CONFIGS: dict[str, tuple[str, dict, str]] = {
@@ -98,7 +102,7 @@ def _cuda(name: str, *args):
 
 # ----------------------------------------------------------------------------------------------- worker
 def load_features(tokenizer, max_length: int) -> list[dict]:
-    from utils import qa_data
+    from utils.qa import data as qa_data
 
     rows = [*qa_data.load_qa_split(REPO / "data/qa/train.json"), *qa_data.load_qa_split(REPO / "data/qa/validation.json")]
     return qa_data.encode_rows(rows, tokenizer, max_length)[0]
@@ -108,13 +112,14 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
                profile_path: Path) -> dict:
     import torch
 
-    from utils import qa_train
     from utils.memory import estimate
+    from utils.models.adapters import weight_count
+    from utils.qa import precision, training
 
     cfg = dict(CONFIGS[name][1])
     if not torch.cuda.is_available():
         cfg["precision"] = "fp32"  # --dry-run on the CPU
-    qa_train.set_attention(model, cfg["attention"])
+    precision.set_attention(model, cfg["attention"])
     inner = model.get_base_model()
     if cfg["checkpointing"]:
         inner.gradient_checkpointing_enable({"use_reentrant": False})
@@ -123,21 +128,21 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
     if torch.cuda.is_available():  # cuDNN's attention plans per shape; the alternative is PyTorch's own kernel
         torch.backends.cuda.enable_cudnn_sdp(cfg["cudnn_attention"])
     if cfg["padding"] == "packed":
-        base = qa_train.packing_collator(tokenizer.eos_token_id, cfg["round_to"] or 1)
+        base = training.packing_collator(tokenizer.eos_token_id, cfg["round_to"] or 1)
     else:
-        base = qa_train.PaddedCollator(tokenizer.eos_token_id, PAD_TO if cfg["padding"] == "max_length" else None)
-    counter = qa_train.TokenCounter(base)
+        base = training.PaddedCollator(tokenizer.eos_token_id, PAD_TO if cfg["padding"] == "max_length" else None)
+    counter = training.TokenCounter(base)
     warmup = cfg["warmup"] or warmup
-    timer = qa_train.StepTimer()
-    args = qa_train.training_arguments(work / name, max_steps=warmup + steps, batch_size=cfg["batch"],
-                                       grad_accum=cfg["accum"], learning_rate=2e-4, optimizer=cfg["optimizer"],
+    timer = training.StepTimer()
+    args = training.training_arguments(work / name, QA, max_steps=warmup + steps, batch_size=cfg["batch"],
+                                       grad_accum=cfg["accum"], optimizer=cfg["optimizer"],
                                        gradient_checkpointing=cfg["checkpointing"], logging_steps=1,
                                        save_steps=10**6, disable_tqdm=True, precision=cfg["precision"])
     args.torch_compile = cfg["compile"]
     n_examples = (warmup + steps) * cfg["batch"] * cfg["accum"]
     rng = random.Random(0)
     data = [features[rng.randrange(len(features))] for _ in range(n_examples)]
-    trainer = qa_train.make_trainer(model, args, data, callbacks=[timer], collator=counter,
+    trainer = training.make_trainer(model, args, data, callbacks=[timer], collator=counter,
                                     answer_logits_only=cfg["answer_logits"])
     gc.collect()
     _cuda("empty_cache")
@@ -162,8 +167,7 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
     processed = [sum(counter.processed[i * micro:(i + 1) * micro]) for i in range(warmup + steps)]
     timed = timer.seconds[warmup:]
     tokens_per_s = sum(real[warmup:]) / sum(timed)
-    matmul_params = sum(p.quant_state.shape.numel() if getattr(p, "quant_state", None) is not None else p.numel()
-                        for n, p in model.named_parameters() if p.dim() == 2 and "embed_tokens" not in n)
+    matmul_params = sum(weight_count(p) for n, p in model.named_parameters() if p.dim() == 2 and "embed_tokens" not in n)
     peak_flops = gpu_peak_flops(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
     row = {
         "config": name, "what": CONFIGS[name][0],
@@ -177,14 +181,14 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
         "peak_gib": _cuda("max_memory_allocated") / 2**30, "reserved_peak_gib": _cuda("max_memory_reserved") / 2**30,
         "allocated_before_gib": before / 2**30, "matmul_params": matmul_params,
         "mfu": tokens_per_s * 6 * matmul_params / peak_flops if peak_flops else None,
-        "wall_s": wall, "losses": qa_train.loss_history(trainer)[1],
+        "wall_s": wall, "losses": training.loss_history(trainer)[1],
         "max_micro_tokens": max(counter.processed),
     }
     # The estimator's prediction for this configuration (validated in the report)
     largest = counter.largest()
     est = estimate(model.config, tokens=largest["tokens"], sequences=cfg["batch"] if cfg["padding"] != "packed" else 1,
                    logit_tokens=largest["graded"] if cfg["answer_logits"] else None,
-                   lora_rank=cfg["rank"], lora_targets=cfg["targets"], lora_dropout=cfg["dropout"],
+                   lora_rank=cfg["rank"], target_modules=tuple(cfg["targets"]), lora_dropout=cfg["dropout"],
                    gradient_checkpointing=cfg["checkpointing"], optimizer=cfg["optimizer"],
                    attention=cfg["attention"])
     row["logit_tokens"] = largest["graded"] if cfg["answer_logits"] else largest["tokens"]
@@ -234,9 +238,9 @@ def worker(group: str, names: list[str], model_path: str, out: Path, steps: int,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from utils.adapters import add_lora
     from utils.memory import model_storage_bytes
     from utils.models import bnb_4bit_config, load_model
+    from utils.models.adapters import add_lora
 
     first = CONFIGS[names[0]][1]
     dtype = torch.float16 if first["precision"] == "fp16" else torch.bfloat16
@@ -370,7 +374,7 @@ def main() -> None:
     names = list(CONFIGS) if not args.only else ["naive", *[n for n in args.only if n != "naive"]]
     model_path = args.model
     if model_path is None:
-        from utils import tiny_phi
+        from utils.models import tiny_phi
 
         folder = args.build or Path(tempfile.mkdtemp(prefix="phi2_shaped_")) / "model"
         if not (folder / "config.json").is_file():

@@ -26,22 +26,23 @@ def default_adapter() -> Path:
     return output_dir() / "phi2-qa-adapter"
 
 
-def load(adapter_dir: str | Path, quantized: bool = True) -> tuple[Any, Any, dict]:
-    """(model, tokenizer, training parameters) for an adapter folder written by notebook 04."""
+def load(adapter_dir: str | Path, quantized: bool = True) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, the QAConfig it was trained with) for an adapter folder written by notebook 04."""
     from transformers import AutoTokenizer
 
+    from utils.evaluation.qa import load_tuned
     from utils.models import bnb_4bit_config
-    from utils.qa_train import load_tuned, read_training_params
+    from utils.qa.training import read_training_params
 
-    params = read_training_params(adapter_dir)  # clear error if notebook 04 has not been run
-    model = load_tuned(params["model_id"], adapter_dir, bnb_4bit_config() if quantized else None)
-    return model, AutoTokenizer.from_pretrained(adapter_dir), params
+    config, _ = read_training_params(adapter_dir)  # clear error if notebook 04 has not been run
+    model = load_tuned(config.model_id, adapter_dir, bnb_4bit_config() if quantized else None)
+    return model, AutoTokenizer.from_pretrained(adapter_dir), config
 
 
 def predict(context: str, question: str, model: Any, tokenizer: Any, max_new_tokens: int = 32,
             max_length: int = 512) -> str:
     """The model's answer (greedy) to ``question`` about ``context``; long contexts are truncated."""
-    from utils.qa_train import generate_answers
+    from utils.evaluation.qa import generate_answers
 
     if not question or not question.strip():
         raise ValueError("Ask a question (the question box is empty).")
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--share", action="store_true", help="public gradio.live link (e.g. from Colab)")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
-    model, tokenizer, params = load(args.adapter)
-    build_app(model, tokenizer, params.get("max_length", 512)).launch(share=args.share, server_port=args.port)
+    model, tokenizer, config = load(args.adapter)
+    build_app(model, tokenizer, config.max_length).launch(share=args.share, server_port=args.port)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,11 @@
-"""utils.adapters: argument checks, and parameter counts against peft's own."""
+"""utils.models.adapters: argument checks, and parameter counts against peft's own."""
 
 from __future__ import annotations
 
 import pytest
 from transformers import AutoModelForSequenceClassification
 
-from utils import adapters
-from utils.models import MINILM_ID, bnb_4bit_config, load_model
+from utils.models import MINILM_ID, adapters, bnb_4bit_config, load_model
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import torch
 from transformers import AutoModelForCausalLM, PhiConfig, PhiForCausalLM
 
 from utils import bnb_cpu
-from utils.adapters import add_lora
 from utils.models import bnb_4bit_config, load_model
+from utils.models.adapters import add_lora
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
 BF16_RELATIVE_ROUNDING = 2.0**-8  # bfloat16 keeps 8 significant bits: round-to-nearest moves a value <= 2^-8

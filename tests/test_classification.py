@@ -224,7 +224,7 @@ def tiny_phi_folder(smoke, tmp_path_factory):
     """A seeded, randomly initialised Phi (Phi-2's architecture, tiny sizes) whose tokenizer has no pad token."""
     from transformers import PhiForCausalLM
 
-    from utils.tiny_phi import tiny_phi_config, train_tokenizer
+    from utils.models.tiny_phi import tiny_phi_config, train_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny_phi")
     tokenizer = train_tokenizer(smoke["train"]["text"], vocab_size=512)

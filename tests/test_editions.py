@@ -6,8 +6,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from utils import editions
-from utils.runner import course_notebooks
+from utils.exercises import editions
+from utils.notebooks import course_notebooks
 
 
 def _nb(*cells):
@@ -48,7 +48,7 @@ def test_every_notebook_with_exercises_builds_and_its_checks_fail_when_empty(tmp
 
 
 def test_verify_fails_when_a_solution_does_not_pass_its_check(tmp_path):
-    check = ("from utils.checks import CheckFailed, _call\n"
+    check = ("from utils.exercises.common import CheckFailed, _call\n"
              "if _call(f) != 1:\n    raise CheckFailed('f() should return 1')")
     instructor = _nb(new_markdown_cell("# T"), new_markdown_cell("## Exercises"),
                      _code("def f():\n    raise NotImplementedError", "exercise"),

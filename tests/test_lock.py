@@ -8,7 +8,7 @@ from importlib import metadata
 
 import pytest
 
-from utils import lock
+from utils import colab, lock
 from utils.report import REPO_ROOT
 
 
@@ -30,10 +30,14 @@ def test_colab_gets_the_tested_versions_and_never_torch():
     assert not any(p.split("==")[0] in ("torch", "numpy", "torchvision") for p in pins)
 
 
-def test_every_notebook_installs_the_locked_versions_on_colab():
+def test_every_notebook_installs_the_locked_versions_on_colab(monkeypatch):
     for path in sorted((REPO_ROOT / "notebooks").glob("*.ipynb")):
         cell = "".join(json.loads(path.read_text())["cells"][1]["source"])
-        assert "*colab_requirements()" in cell and "torch" not in cell.split("colab_requirements")[-1], path.name
+        assert "from utils.colab import setup" in cell and "setup()" in cell and "pip" not in cell, path.name
+    calls = []
+    monkeypatch.setattr(colab.subprocess, "run", lambda cmd, check: calls.append((cmd, check)))
+    assert colab.setup() == lock.colab_requirements()
+    assert calls[0][0][-len(lock.colab_requirements()):] == lock.colab_requirements() and calls[0][1] is True
 
 
 def test_untested_versions_names_each_package_that_differs(tmp_path):

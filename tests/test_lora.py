@@ -1,4 +1,4 @@
-"""utils.lora: our LoRA / QLoRA layers against peft and bitsandbytes on real MiniLM weights."""
+"""utils.lessons.lora: our LoRA / QLoRA layers against peft and bitsandbytes on real MiniLM weights."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModel
 
-from utils import adapters
-from utils import lora as L
-from utils.models import MINILM_ID, bnb_4bit_config, load_model
+from utils.experiments import ablation
+from utils.lessons import lora as L
+from utils.models import MINILM_ID, adapters, bnb_4bit_config, load_model
 
 QUERY = "encoder.layer.0.attention.self.query"
 # The longest chain of products through one MiniLM layer (for tests/tolerances.chain_tolerance): q/k/v
@@ -293,7 +293,7 @@ def test_parameter_count_formula():
 
 
 def test_ablation_configs_main_line_and_variants():
-    configs = L.ablation_configs([1, 8, 64], seeds=[0, 1], alpha_per_rank=2, fixed_alpha=4,
+    configs = ablation.ablation_configs([1, 8, 64], seeds=[0, 1], alpha_per_rank=2, fixed_alpha=4,
                                  attention_modules=["query", "value"], variant_ranks=[8, 32], variant_seeds=[0])
     main = [c for c in configs if c["variant"] == "all linear, alpha=2r"]
     assert [(c["rank"], c["alpha"], c["seed"]) for c in main] == [(1, 2, 0), (1, 2, 1), (8, 16, 0), (8, 16, 1),
@@ -302,7 +302,7 @@ def test_ablation_configs_main_line_and_variants():
     assert [(c["variant"], c["rank"], c["alpha"], c["targets"]) for c in variants] == [
         ("attention only, alpha=2r", 8, 16, ["query", "value"]), ("all linear, alpha=4", 8, 4, "all-linear")]
     # fixed alpha 16 at rank 8 is alpha = 2r: the main line's run, not repeated
-    same = L.ablation_configs([8], seeds=[0], fixed_alpha=16, variant_ranks=[8])
+    same = ablation.ablation_configs([8], seeds=[0], fixed_alpha=16, variant_ranks=[8])
     assert [c["variant"] for c in same] == ["all linear, alpha=2r"]
 
 
@@ -315,14 +315,14 @@ def test_ablation_configs_main_line_and_variants():
 def test_ablation_bad_rank_alpha_or_seeds(kwargs, match):
     args = {"ranks": [4], "seeds": [0], **kwargs}
     with pytest.raises(ValueError, match=match):
-        L.ablation_configs(**args)
+        ablation.ablation_configs(**args)
 
 
 def test_a_target_module_that_matches_nothing_lists_the_layers_before_any_run():
-    L.check_targets_exist(MINILM_ID, ["query", "key", "value"])
-    L.check_targets_exist(MINILM_ID, "all-linear")
+    ablation.check_targets_exist(MINILM_ID, ["query", "key", "value"])
+    ablation.check_targets_exist(MINILM_ID, "all-linear")
     with pytest.raises(ValueError, match=r"\['q_proj'\] match no linear layer.*'dense'.*'query'"):
-        L.check_targets_exist(MINILM_ID, ["q_proj"])
+        ablation.check_targets_exist(MINILM_ID, ["q_proj"])
 
 
 def test_a_dataset_missing_its_text_or_label_column_is_a_clear_error(tmp_path):

@@ -7,10 +7,9 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM
 
-from utils import tiny_phi
-from utils.adapters import add_lora, count_parameters
 from utils.memory import estimate, model_storage_bytes
-from utils.models import bnb_4bit_config, load_model
+from utils.models import bnb_4bit_config, load_model, tiny_phi
+from utils.models.adapters import add_lora, count_parameters
 from utils.report import REPO_ROOT
 
 PHI2 = tiny_phi.phi2_shaped_config()
@@ -53,7 +52,7 @@ def test_within_15_percent_of_every_gpu_measurement(name):
     for r in rows:
         logit_tokens = r.get("logit_tokens", round(0.105 * r["max_micro_tokens"]) if r["answer_logits"] else None)
         e = estimate(PHI2, tokens=r["max_micro_tokens"], sequences=r["batch"] if r["padding"] != "packed" else 1,
-                     logit_tokens=logit_tokens, lora_rank=r["rank"], lora_targets=r["targets"].split("+"),
+                     logit_tokens=logit_tokens, lora_rank=r["rank"], target_modules=tuple(r["targets"].split("+")),
                      lora_dropout=r["dropout"], gradient_checkpointing=r["checkpointing"], optimizer=r["optimizer"],
                      attention=r["attention"])
         assert abs(e.gib / r["peak_gib"] - 1) < 0.15, (r["config"], e.gib, r["peak_gib"])
@@ -68,8 +67,10 @@ def test_levers_move_the_estimate_the_right_way():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(optimizer="adam"), "unknown optimizer 'adam'"),
-    (dict(lora_targets=["o_proj"]), r"not linear layers of a decoder layer; choose from \['dense'"),
-    (dict(lora_rank=0), "lora_rank must be positive"),
+    (dict(target_modules=("o_proj",)), r"not linear layers of a decoder layer; choose from \['dense'"),
+    (dict(lora_rank=0), "lora_rank must be a positive integer"),
+    (dict(target_modules="q_proj"), "must be a list of layer names"),
+    (dict(lora_rnak=8), "unknown QA setting"),
     (dict(tokens=0), "tokens and sequences must be positive"),
     (dict(attention="flash"), "attention must be 'sdpa' or 'eager'"),
 ])

@@ -7,8 +7,8 @@ import re
 import nbformat
 import pytest
 
-from utils.editions import check_layout
-from utils.runner import course_notebooks
+from utils.exercises.editions import check_layout
+from utils.notebooks import course_notebooks
 
 NOTEBOOKS = course_notebooks()
 
@@ -46,7 +46,7 @@ def test_opens_with_title_colab_versions_and_parameters(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_ends_with_checked_exercises(path):
-    """2-4 exercises, each with its solution and a check cell calling a checker of utils.checks."""
+    """2-4 exercises, each with its solution and a check cell calling a checker of utils.exercises."""
     nb = nbformat.read(path, as_version=4)
     check_layout(nb, path.name)  # all in the exercise section, solution after exercise, a check after each
     kinds = [t for c in nb.cells for t in c.metadata.get("tags", []) if t in ("exercise", "solution", "check")]
@@ -55,3 +55,19 @@ def test_ends_with_checked_exercises(path):
     assert kinds == ["exercise", "solution", "check"] * n, f"{path.name}: expected exercise, solution, check per exercise"
     checks = [c.source for c in nb.cells if "check" in c.metadata.get("tags", [])]
     assert all(re.search(r"\bchecks\.check_\w+\(", src) for src in checks), checks
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_utils_is_imported_before_bitsandbytes(path):
+    """`import utils` drops bitsandbytes' optional-kernel message only if it runs first (utils/bnb_cpu.py);
+    its `noqa` keeps ruff's unused-import fix from deleting it."""
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    first = code[1].source.splitlines()[0]
+    assert first.startswith("import utils  # noqa: F401"), first
+
+
+@pytest.mark.parametrize("name", ["04_phi2_qlora_training", "05_phi2_qa_evaluation"])
+def test_learning_checks_are_asserted_unless_a_benchmark_turns_them_off(name):
+    path = next(p for p in NOTEBOOKS if p.stem == name)
+    tagged = [c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+    assert re.search(r"^QUALITY_ASSERTS = True\b", tagged[0].source, flags=re.M)

@@ -1,4 +1,4 @@
-"""utils.qa_data: SQuAD loading, bad-input errors, Phi-2 prompts, answer-only labels, context truncation."""
+"""utils.qa.data: SQuAD loading, bad-input errors, Phi-2 prompts, answer-only labels, context truncation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import warnings
 
 import pytest
 
-from utils import qa_data, tiny_phi
+from utils.models import tiny_phi
+from utils.qa import data as qa_data
 from utils.report import REPO_ROOT
 
 TRAIN = REPO_ROOT / "data/qa/train.json"

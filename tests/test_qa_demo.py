@@ -7,10 +7,10 @@ import importlib.util
 import pytest
 import torch
 
-from utils import tiny_phi
-from utils.adapters import add_lora
-from utils.models import bnb_4bit_config, load_model
-from utils.qa_train import save_adapter
+from utils.models import bnb_4bit_config, load_model, tiny_phi
+from utils.models.adapters import add_lora
+from utils.qa.config import QAConfig
+from utils.qa.training import save_adapter
 from utils.report import REPO_ROOT
 
 spec = importlib.util.spec_from_file_location("demo_app", REPO_ROOT / "demo/app.py")
@@ -27,13 +27,13 @@ def adapter(tmp_path_factory):
                                     hidden_size=64, intermediate_size=256)
     model = add_lora(load_model(str(base), AutoModelForCausalLM, bnb_4bit_config()), 4, 8, ["q_proj", "fc2"],
                      task_type="CAUSAL_LM")
-    return save_adapter(model, AutoTokenizer.from_pretrained(base), root / "adapter",
-                        {"model_id": str(base), "max_length": 128})
+    config = QAConfig.resolve("smoke", model_id=str(base), max_length=128)
+    return save_adapter(model, AutoTokenizer.from_pretrained(base), root / "adapter", config, {"steps": 0})
 
 
 def test_predict_answers_with_base_plus_adapter(adapter):
-    model, tokenizer, params = app.load(adapter)
-    assert params["max_length"] == 128 and hasattr(model, "peft_config")
+    model, tokenizer, config = app.load(adapter)
+    assert config.max_length == 128 and hasattr(model, "peft_config")
     answer = app.predict(app.EXAMPLE_CONTEXT, app.EXAMPLE_QUESTION, model, tokenizer, max_new_tokens=6,
                          max_length=128)
     assert isinstance(answer, str) and "\n" not in answer

@@ -1,10 +1,10 @@
-"""utils.squad_metrics against hand-computed cases of the official SQuAD v1.1 rules."""
+"""utils.evaluation.squad against hand-computed cases of the official SQuAD v1.1 rules."""
 
 from __future__ import annotations
 
 import pytest
 
-from utils import squad_metrics as sm
+from utils.evaluation import squad as sm
 
 
 @pytest.mark.parametrize("raw,expected", [

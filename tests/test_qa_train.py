@@ -1,4 +1,4 @@
-"""utils.qa_train and utils.tiny_phi on a tiny Phi: packing, save/load, resume, fp16 remedy, merge, perplexity."""
+"""utils.qa.training and utils.models.tiny_phi on a tiny Phi: packing, save/load, resume, fp16 remedy, merge, perplexity."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import tolerances as T
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorWithFlattening, set_seed
 
-from utils import qa_data, qa_train, tiny_phi
-from utils.adapters import add_lora
-from utils.models import bnb_4bit_config, load_model
+from utils import memory
+from utils.evaluation import qa as qa_eval
+from utils.models import bnb_4bit_config, load_model, tiny_phi
+from utils.models.adapters import add_lora
+from utils.qa import data as qa_data
+from utils.qa import precision, training
+from utils.qa.config import QAConfig
 from utils.report import REPO_ROOT
 
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
@@ -67,7 +71,7 @@ def test_tiny_phi_is_rebuilt_identically(base, tmp_path):
 def test_packed_batch_loss_equals_padded_loss(base, features):
     """Flattened examples with restarting position_ids give the same per-token loss as separate sequences."""
     model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
-    batch = qa_train.sample_batch(features, 4)
+    batch = training.sample_batch(features, 4)
     assert batch["input_ids"].shape[0] == 1 and (batch["position_ids"] == 0).sum() == 4
     with torch.no_grad():
         packed = model(**batch, use_cache=False).loss  # with a KV cache, transformers ignores the packing
@@ -82,19 +86,19 @@ def test_packed_batch_loss_equals_padded_loss(base, features):
 
 
 def test_padded_collator_pads_to_max_length_and_masks_padding(features):
-    batch = qa_train.PaddedCollator(pad_token_id=7, max_length=128)(features[:3])
+    batch = training.PaddedCollator(pad_token_id=7, max_length=128)(features[:3])
     n = len(features[0]["input_ids"])
     assert batch["input_ids"].shape == (3, 128) and batch["input_ids"][0, n:].eq(7).all()
     assert batch["labels"][0, n:].eq(-100).all() and batch["attention_mask"][0].sum() == n
-    assert qa_train.PaddedCollator(7)(features[:3])["input_ids"].shape[1] == max(len(f["input_ids"]) for f in features[:3])
+    assert training.PaddedCollator(7)(features[:3])["input_ids"].shape[1] == max(len(f["input_ids"]) for f in features[:3])
     with pytest.raises(ValueError, match="more than max_length=8"):
-        qa_train.PaddedCollator(7, max_length=8)(features[:1])
+        training.PaddedCollator(7, max_length=8)(features[:1])
 
 
 def test_round_up_packed_pads_the_row_without_changing_the_loss(base, features):
     model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
-    packed = qa_train.sample_batch(features, 3)
-    rounded = qa_train.RoundUpPacked(DataCollatorWithFlattening(), 256, pad_token_id=0)(features[:3])
+    packed = training.sample_batch(features, 3)
+    rounded = training.RoundUpPacked(DataCollatorWithFlattening(), 256, pad_token_id=0)(features[:3])
     assert rounded["input_ids"].shape[1] % 256 == 0 and rounded["input_ids"].shape[1] > packed["input_ids"].shape[1]
     with torch.no_grad():
         loss = model(**packed, use_cache=False).loss
@@ -104,30 +108,30 @@ def test_round_up_packed_pads_the_row_without_changing_the_loss(base, features):
 
 def test_set_attention_switches_every_layer_also_under_peft(base):
     model = lora_model(base[0], quantized=False)
-    qa_train.set_attention(model, "eager")
+    precision.set_attention(model, "eager")
     configs = [m.config for m in model.modules() if hasattr(getattr(m, "config", None), "_attn_implementation")]
     assert configs and all(c._attn_implementation == "eager" for c in configs)
 
 
 def test_graded_positions_by_hand():
     labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, 4, -100, -100, -100]])
-    assert qa_train.graded_positions(labels).tolist() == [0, 1, 2]
+    assert training.graded_positions(labels).tolist() == [0, 1, 2]
 
 
 @pytest.mark.parametrize("packed", [True, False])
 def test_answer_only_logits_give_the_models_own_loss_and_gradients(base, features, packed):
     """Running the LM head on answer positions only changes nothing but the work done."""
     model = lora_model(base[0])
-    collate = qa_train.sample_batch if packed else (lambda f, n: qa_train.PaddedCollator(0, 128)(f[:n]))
+    collate = training.sample_batch if packed else (lambda f, n: training.PaddedCollator(0, 128)(f[:n]))
     batch = collate(features, 4)
     model(**batch).loss.backward()
     reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     model.zero_grad()
-    slim = qa_train.AnswerLogitsCollator(lambda f: collate(f, 4))(features)
+    slim = training.AnswerLogitsCollator(lambda f: collate(f, 4))(features)
     labels = slim.pop("labels")
     out = model(**slim)
     assert out.logits.shape[1] == len(slim["logits_to_keep"]) < batch["input_ids"].shape[1] / 3
-    loss = qa_train.answer_logits_loss(out, labels)
+    loss = training.answer_logits_loss(out, labels)
     loss.backward()
     tokens = batch["input_ids"].shape[1]
     T.assert_within(loss, model(**batch).loss, loss_tolerance(model, loss, tokens), what="answer-logits loss")
@@ -142,21 +146,22 @@ def test_trainer_with_answer_only_logits_logs_the_same_losses(base, features, tm
     curves = []
     for slim in (False, True):
         model = lora_model(base[0])
-        args = qa_train.training_arguments(tmp_path / str(slim), max_steps=3, batch_size=2, grad_accum=2,
+        args = training.training_arguments(tmp_path / str(slim), max_steps=3, batch_size=2, grad_accum=2,
                                            learning_rate=5e-3, logging_steps=1, save_steps=100, disable_tqdm=True,
                                            optimizer="adamw_torch")
-        trainer = qa_train.make_trainer(model, args, features, answer_logits_only=slim)
+        trainer = training.make_trainer(model, args, features, answer_logits_only=slim)
         trainer.train()
-        curves.append(qa_train.loss_history(trainer)[1])
+        curves.append(training.loss_history(trainer)[1])
     torch.testing.assert_close(curves[0], curves[1], rtol=1e-3, atol=1e-4)
 
 
 def test_adapter_save_then_load_gives_identical_logits(base, features, tmp_path):
     model = lora_model(base[0]).eval()
-    qa_train.save_adapter(model, base[1], tmp_path / "adapter", {"model_id": str(base[0]), "lora_rank": 4})
-    assert qa_train.read_training_params(tmp_path / "adapter")["lora_rank"] == 4
-    reloaded = qa_train.load_tuned(base[0], tmp_path / "adapter", bnb_4bit_config())
-    batch = qa_train.sample_batch(features, 3)
+    config = QAConfig.resolve("smoke", model_id=str(base[0]), lora_rank=4, lora_alpha=8)
+    training.save_adapter(model, base[1], tmp_path / "adapter", config, {"steps": 0})
+    assert training.read_training_params(tmp_path / "adapter") == (config, {"steps": 0})
+    reloaded = qa_eval.load_tuned(base[0], tmp_path / "adapter", bnb_4bit_config())
+    batch = training.sample_batch(features, 3)
     batch.pop("labels")
     with torch.no_grad():
         assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
@@ -164,16 +169,16 @@ def test_adapter_save_then_load_gives_identical_logits(base, features, tmp_path)
 
 def test_missing_adapter_tells_to_run_notebook_04(tmp_path):
     with pytest.raises(FileNotFoundError, match="run notebook 04"):
-        qa_train.read_training_params(tmp_path / "nothing-here")
+        training.read_training_params(tmp_path / "nothing-here")
 
 
 def _train(folder, features, out, steps, resume=None):
     model = lora_model(folder)
-    args = qa_train.training_arguments(out, max_steps=steps, batch_size=2, grad_accum=1, learning_rate=5e-3,
+    args = training.training_arguments(out, max_steps=steps, batch_size=2, grad_accum=1, learning_rate=5e-3,
                                        logging_steps=1, save_steps=3, disable_tqdm=True, optimizer="adamw_torch")
-    trainer = qa_train.make_trainer(model, args, features)
+    trainer = training.make_trainer(model, args, features)
     trainer.train(resume_from_checkpoint=resume)
-    return qa_train.loss_history(trainer)
+    return training.loss_history(trainer)
 
 
 def test_resume_from_checkpoint_continues_the_loss_curve(base, features, tmp_path):
@@ -185,7 +190,7 @@ def test_resume_from_checkpoint_continues_the_loss_curve(base, features, tmp_pat
 
 
 def test_non_finite_loss_in_first_steps_stops_training():
-    guard = qa_train.NonFiniteGuard(first_steps=5)
+    guard = training.NonFiniteGuard(first_steps=5)
     state = type("State", (), {"global_step": 2})()
     with pytest.raises(FloatingPointError, match="loss = nan at step 2"):
         guard.on_log(None, state, None, logs={"loss": float("nan")})
@@ -198,19 +203,19 @@ def test_fp16_overflow_is_detected_and_fp32_attention_fixes_it(base, features):
     for name, module in model.named_modules():
         if name.endswith(("q_proj", "k_proj")):
             module.register_forward_hook(lambda _m, _i, out: out * 300)
-    batch = qa_train.sample_batch(features, 2)
-    assert not qa_train.forward_is_finite(model, batch)
-    report = qa_train.fp16_guard(model, batch, torch.float16)
+    batch = training.sample_batch(features, 2)
+    assert not precision.forward_is_finite(model, batch)
+    report = precision.fp16_guard(model, batch, torch.float16)
     assert report["finite_before"] is False and report["finite_after"] is True and "float32" in report["remedy"]
-    assert model.config._attn_implementation == qa_train.FP32_ATTENTION
+    assert model.config._attn_implementation == precision.FP32_ATTENTION
 
 
 def test_merged_model_matches_base_plus_adapter(base, features, tmp_path):
     model = lora_model(base[0], quantized=False).eval()
-    qa_train.save_adapter(model, base[1], tmp_path / "adapter", {})
-    merged = qa_train.merge_adapter(base[0], tmp_path / "adapter", torch.float32)
+    training.save_adapter(model, base[1], tmp_path / "adapter", QAConfig.resolve("smoke", model_id=str(base[0])), {})
+    merged = qa_eval.merge_adapter(base[0], tmp_path / "adapter", torch.float32)
     assert not any("lora" in n for n, _ in merged.named_parameters())
-    batch = qa_train.sample_batch(features, 3)
+    batch = training.sample_batch(features, 3)
     batch.pop("labels")
     with torch.no_grad():
         torch.testing.assert_close(merged(**batch).logits, model(**batch).logits, rtol=1e-4, atol=1e-4)
@@ -218,29 +223,31 @@ def test_merged_model_matches_base_plus_adapter(base, features, tmp_path):
 
 def test_answer_perplexity_is_exp_of_the_answer_token_loss(base, features):
     model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
-    batch = qa_train.sample_batch(features, 4)
+    batch = training.sample_batch(features, 4)
     with torch.no_grad():
         loss = model(**batch, use_cache=False).loss
-    assert qa_train.answer_perplexity(model, features[:4], batch_size=4) == pytest.approx(math.exp(loss), rel=1e-4)
+    assert qa_eval.answer_perplexity(model, features[:4], batch_size=4) == pytest.approx(math.exp(loss), rel=1e-4)
 
 
 def test_checkpointing_saves_activation_memory(base, features):
     model = lora_model(base[0], quantized=False)
-    batch = qa_train.sample_batch(features, 4)
-    plain = qa_train.saved_activation_bytes(model, batch)
+    batch = training.sample_batch(features, 4)
+    plain = memory.saved_activation_bytes(model, batch)
     model.base_model.model.gradient_checkpointing_enable({"use_reentrant": False})
-    assert qa_train.saved_activation_bytes(model, batch) < plain / 2
+    assert memory.saved_activation_bytes(model, batch) < plain / 2
 
 
 def test_generation_returns_one_stripped_line_per_question(base):
     model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
     rows = qa_data.load_qa_split(DATA[1])[:3]
-    answers = qa_train.generate_answers(model, base[1], rows, max_new_tokens=5, max_length=128, progress=False)
+    answers = qa_eval.generate_answers(model, base[1], rows, max_new_tokens=5, max_length=128, progress=False)
     assert len(answers) == 3 and all("\n" not in a and a == a.strip() for a in answers)
 
 
 def test_bad_precision_and_steps_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="precision must be one of"):
-        qa_train.mixed_precision("fp8")
-    with pytest.raises(ValueError, match="must be positive"):
-        qa_train.training_arguments(tmp_path, max_steps=0, batch_size=1, grad_accum=1, learning_rate=1e-3)
+        training.mixed_precision("fp8")
+    with pytest.raises(ValueError, match="max_steps must be a positive integer, got 0"):
+        training.training_arguments(tmp_path, max_steps=0, batch_size=1, grad_accum=1, learning_rate=1e-3)
+    with pytest.raises(ValueError, match=r"unknown QA setting\(s\) \['steps'\]"):
+        training.training_arguments(tmp_path, steps=3)

@@ -1,4 +1,4 @@
-"""utils.quant against bitsandbytes' CPU implementation and hand-computed cases."""
+"""utils.lessons.quant against bitsandbytes' CPU implementation and hand-computed cases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import bitsandbytes.functional as bnbF
 import pytest
 import torch
 
-from utils import quant as Q
+from utils.lessons import quant as Q
 
 BLOCKSIZES = [32, 64, 128, 256, 512, 1024, 2048, 4096]
 

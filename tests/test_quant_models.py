@@ -1,4 +1,4 @@
-"""utils.quant_models on small real and hand-built models."""
+"""utils.evaluation.quantized on small real and hand-built models."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import PhiConfig, PhiForCausalLM
 
-from utils import quant_models as QM
-from utils.quant import fake_quantize
+from utils.evaluation import quantized as QM
+from utils.lessons.quant import fake_quantize
 
 
 class _CharTokenizer:

@@ -1,4 +1,4 @@
-"""utils.sweep: the grid, skipping, failure handling and the combined table, on a tiny notebook."""
+"""utils.experiments.sweep: the grid, skipping, failure handling and the combined table, on a tiny notebook."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from utils import sweep as S
+from utils.cli import sweep as sweep_cli
+from utils.experiments import sweep as S
 
 TINY_SOURCE = '''
 from utils.report import save_results
@@ -64,7 +65,7 @@ def test_grid_is_a_cartesian_product_with_fixed_parameters():
 
 
 def test_ranks_shorthand_and_parameters_from_the_command_line(tiny_notebook):
-    args, points = S.parse_args([str(tiny_notebook), "--ranks", "4", "8", "-p", "SEEDS", "[0, 1]",
+    args, points = sweep_cli.parse_args([str(tiny_notebook), "--ranks", "4", "8", "-p", "SEEDS", "[0, 1]",
                                  "--grid", "LR", "1e-3", "3e-3"])
     assert points == [{"SEEDS": [0, 1], "LR": 0.001, "LORA_RANKS": [4]},
                       {"SEEDS": [0, 1], "LR": 0.001, "LORA_RANKS": [8]},
@@ -80,7 +81,7 @@ def test_ranks_shorthand_and_parameters_from_the_command_line(tiny_notebook):
                                         (["--grid", "SEEDS", "[0]", "-p", "SEEDS", "[1]"], "choose one")])
 def test_bad_command_lines_are_clear_errors(tiny_notebook, argv, match, capsys):
     with pytest.raises(SystemExit):
-        S.parse_args([str(tiny_notebook), *argv])
+        sweep_cli.parse_args([str(tiny_notebook), *argv])
     assert match in capsys.readouterr().err
 
 
@@ -121,7 +122,7 @@ def test_sweep_skips_finished_runs_keeps_going_after_a_failure_and_combines(tiny
 
 def test_real_papermill_run_through_the_command_line(tiny_notebook, tmp_path, capsys):
     out = tmp_path / "sweep"
-    code = S.main([str(tiny_notebook), "--ranks", "2", "8", "-p", "FAIL_RANK", "8", "-p", "SEEDS", "[0, 1]",
+    code = sweep_cli.main([str(tiny_notebook), "--ranks", "2", "8", "-p", "FAIL_RANK", "8", "-p", "SEEDS", "[0, 1]",
                    "--output", str(out), "--results-name", "tiny"])
     printed = capsys.readouterr()
     assert code == 1 and "1 run(s) executed" in printed.out and "rank 8 was told to fail" in printed.err

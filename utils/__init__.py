@@ -1,8 +1,14 @@
-"""Shared helpers for the QLoRA course notebooks.
+"""The course's shared package: every notebook imports what it needs from here, laid out as the course runs.
 
-Modules are imported explicitly (``from utils import quant``) so that a notebook pulls in only
-what it uses: ``profile`` (smoke/full), ``quant`` (4-bit quantizers from scratch), ``models``
-(loading), ``report`` (key figures as JSON), ``plots``.
+``lessons``      the core ideas written from scratch (quantizers, LoRA layers), tested against the libraries
+``models``       loading (4-bit or not), peft adapters, the smoke profile's tiny models
+``qa``           the QA fine-tuning pipeline: settings, data, fp16 guard, training
+``classification``  notebook 06's pipeline: your labelled text, four fine-tuning methods
+``evaluation``   SQuAD EM/F1, QA answers and merging, quantization error of whole models
+``experiments``  the rank ablation and the notebook sweep
+``exercises``    each notebook's exercise checks, and the student edition
+``cli``          the commands (``python -m utils.cli.course``, ``finetune``, ``sweep``, ``editions``)
+``memory``, ``profile``, ``lock``, ``report``, ``plots``, ``notebooks``, ``bnb_cpu``, ``colab``: what they say
 """
 
 from utils.bnb_cpu import quiet_optional_kernel_message

@@ -33,10 +33,11 @@ from safetensors.torch import load_file, save_file
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-from utils.adapters import add_lora, count_parameters
 from utils.bnb_cpu import keep_4bit_trainable
 from utils.memory import model_storage_bytes, track_peak
 from utils.models import bnb_4bit_config, load_model, resolve_model_path
+from utils.models.adapters import CLASSIFIER_HEADS, add_lora, count_parameters
+from utils.qa.training import mixed_precision
 from utils.report import REPO_ROOT
 
 SMOKE_DATA = REPO_ROOT / "data" / "labelled" / "support_tickets.csv"
@@ -49,7 +50,7 @@ METHODS = {
     "qlora": "the head + LoRA adapters on a frozen 4-bit NF4 base (double quantization)",
 }
 # names of the new head in transformers' *ForSequenceClassification models (kept out of quantization)
-HEAD_NAMES = ("classifier", "score")
+HEAD_NAMES = CLASSIFIER_HEADS  # where a classification model keeps its head
 SPEC_FILE = "classifier_spec.json"
 
 
@@ -360,15 +361,13 @@ def train_and_evaluate(
         wall time and peak memory (``utils.memory.track_peak``), size on disk of what was saved.
     """
     encoded = tokenize(dataset, tokenizer, max_length)
-    cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
     steps = math.ceil(len(encoded["train"]) / batch_size) * epochs
     args = transformers.TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=epochs, learning_rate=lr,
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=2 * batch_size,
         optim=optimizer, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0,
         seed=seed, data_seed=seed, logging_steps=max(1, int(steps // 40)), save_strategy="no",
-        eval_strategy="no", report_to="none", bf16=bf16, fp16=cuda and not bf16,
+        eval_strategy="no", report_to="none", **mixed_precision("auto"),
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
     )
     keep_4bit_trainable(model)  # undo any CPU inference repacking an earlier eval pass did (utils.bnb_cpu)

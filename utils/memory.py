@@ -1,15 +1,19 @@
-"""Measuring memory: parameter storage of a model and peak memory of a block of code."""
+"""Memory of QLoRA training, measured and predicted: storage of (4-bit) weights, activations kept for the backward
+pass, optimizer state, peak memory of a block of code, and :func:`estimate` of a run's peak from shapes."""
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from utils.qa.config import ConfigError, QAConfig
 
 
 def param_storage_bytes(p: torch.Tensor) -> int:
@@ -22,6 +26,16 @@ def param_storage_bytes(p: torch.Tensor) -> int:
         if getattr(state, "state2", None) is not None:
             size += state.state2.absmax.numel() * state.state2.absmax.element_size()
     return size
+
+
+def double_quant_saving_bytes(p: torch.Tensor) -> int:
+    """Bytes double quantization saves on one bitsandbytes 4-bit weight: each block's absmax stored as a
+    1-byte code instead of a 4-byte float32 (3 bytes per block), minus the float32 second-level absmax it
+    adds per 256 blocks. 0 for anything else."""
+    state = getattr(p, "quant_state", None)
+    if state is None or getattr(state, "state2", None) is None:
+        return 0
+    return 3 * state.absmax.numel() - 4 * state.state2.absmax.numel()
 
 
 def model_storage_bytes(model: torch.nn.Module) -> dict[str, int]:
@@ -161,13 +175,11 @@ GELU_SAVED_TENSORS = {"gelu_new": 4, "gelu_pytorch_tanh": 1, "gelu": 1}  # tenso
 
 
 def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int | None = None,
-             lora_rank: int = 16, lora_targets: Iterable[str] = ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
-             lora_dropout: float = 0.05, gradient_checkpointing: bool = True, optimizer: str = "paged_adamw_8bit",
-             quantization: str | None = "nf4", double_quant: bool = True, blocksize: int = 64,
-             attention: str = "sdpa") -> MemoryEstimate:
+             qa: QAConfig | None = None, quantization: str | None = "nf4", double_quant: bool = True,
+             blocksize: int = 64, attention: str = "sdpa", **settings: Any) -> MemoryEstimate:
     """Predict the peak GPU memory (``torch.cuda.max_memory_allocated``) of QLoRA training of a Phi model.
 
-    The recipe is the course's (``utils.models.load_model`` + ``utils.adapters.add_lora``): the
+    The recipe is the course's (``utils.models.load_model`` + ``utils.models.adapters.add_lora``): the
     decoder's linear layers in 4 bits; embeddings, norms, biases and the LM head upcast to fp32 by
     peft's ``prepare_model_for_kbit_training``; fp32 LoRA adapters; 16-bit autocast compute. Every
     term is counted from shapes (see the comments); ``benchmarks/train_speed.py`` compares the
@@ -182,9 +194,10 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
         tokens: tokens in the largest micro-batch, padding included (packed: their sum).
         sequences: rows of the micro-batch (1 when packed); sets the attention mask's size.
         logit_tokens: positions the LM head runs on (answer-only logits); default: ``tokens``.
-        lora_rank, lora_targets, lora_dropout: the adapters (``lora_targets``: names in a decoder layer).
-        gradient_checkpointing: keep only each layer's input, recompute the rest in backward.
-        optimizer: a transformers optim name (see ``OPTIMIZER_STATE_BYTES``).
+        qa: the training settings (:class:`utils.qa.config.QAConfig`; default ``QAConfig()``, the full
+            profile's); this reads ``lora_rank``, ``target_modules`` (names in a decoder layer),
+            ``lora_dropout``, ``gradient_checkpointing`` and ``optimizer`` (see ``OPTIMIZER_STATE_BYTES``).
+        settings: single QAConfig fields replacing ``qa``'s, e.g. ``lora_rank=64``.
         quantization: ``"nf4"``/``"fp4"`` (4 bits) or None (16-bit weights).
         attention: ``"sdpa"`` (fused: no score matrix kept) or ``"eager"`` (keeps seq x seq scores).
 
@@ -198,19 +211,23 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
                          f"{getattr(config, 'model_type', None)!r}. Measure other models with track_peak().")
     if tokens <= 0 or sequences <= 0:
         raise ValueError(f"tokens and sequences must be positive, got {tokens} and {sequences}.")
+    unknown = sorted(set(settings) - set(QAConfig.field_names()))
+    if unknown:
+        raise ConfigError(f"unknown QA setting(s) {unknown}; the settings are: {', '.join(QAConfig.field_names())}.")
+    qa = dataclasses.replace(qa or QAConfig(), **settings).validate()
+    lora_rank, lora_targets, lora_dropout = qa.lora_rank, qa.target_modules, qa.lora_dropout
+    gradient_checkpointing, optimizer = qa.gradient_checkpointing, qa.optimizer
     if optimizer not in OPTIMIZER_STATE_BYTES:
         raise ValueError(f"unknown optimizer {optimizer!r}; known: {sorted(OPTIMIZER_STATE_BYTES)}.")
     if attention not in ("sdpa", "eager"):
         raise ValueError(f"attention must be 'sdpa' or 'eager', got {attention!r}.")
-    if lora_rank <= 0:
-        raise ValueError(f"lora_rank must be positive, got {lora_rank}.")
     if config.hidden_act not in GELU_SAVED_TENSORS:
         raise ValueError(f"unknown activation {config.hidden_act!r}; known: {sorted(GELU_SAVED_TENSORS)}.")
     shapes, n_layers = _linear_shapes(config)
     targets = list(lora_targets)
     unknown = sorted(set(targets) - set(shapes))
     if unknown:
-        raise ValueError(f"lora_targets {unknown} are not linear layers of a decoder layer; choose from {sorted(shapes)}.")
+        raise ValueError(f"target_modules {unknown} are not linear layers of a decoder layer; choose from {sorted(shapes)}.")
     h, inter, vocab = config.hidden_size, config.intermediate_size, config.vocab_size
     logit_tokens = tokens if logit_tokens is None else logit_tokens
     seq = tokens / sequences
@@ -253,3 +270,34 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
         "activations": kept, "transient": max(layer_backward, logits),
     }
     return MemoryEstimate({k: int(v) for k, v in parts.items()})
+
+
+def saved_activation_bytes(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one forward on ``batch``.
+
+    This is the activation memory that gradient checkpointing trades for recomputation; it is
+    counted exactly through ``torch.autograd.graph.saved_tensors_hooks`` (works on CPU and GPU).
+    """
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    was_training = model.training
+    model.train()
+    loss, total = saved_tensor_bytes(lambda: model(**batch, use_cache=False).loss, include_parameters=False)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return total
+
+
+def optimizer_state_bytes(model: torch.nn.Module, optimizer_cls: Any, **kwargs: Any) -> int:
+    """Bytes of optimizer state after one step on the trainable parameters (e.g. AdamW vs 8-bit AdamW)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = optimizer_cls(params, **kwargs)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    total = sum(t.numel() * t.element_size() for state in optimizer.state.values()
+                for t in state.values() if torch.is_tensor(t))
+    for p in params:
+        p.grad = None
+    return total

@@ -11,6 +11,8 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 
 # shorthand target sets; "all-linear" is peft's own keyword (every linear layer but the output head)
 ALL_LINEAR = "all-linear"
+CLASSIFIER_HEADS = ("classifier", "score")  # sequence-classification heads: new, trained, never 4-bit
+OUTPUT_HEADS = (*CLASSIFIER_HEADS, "lm_head")  # output layers that "all-linear" and the quantizers leave alone
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
@@ -94,10 +96,17 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     """Trainable and total parameter counts (a 4-bit weight counts as its number of weights)."""
     trainable = total = 0
     for p in model.parameters():
-        n = p.numel()
-        if type(p).__name__ == "Params4bit":  # stored packed: two 4-bit weights per byte
-            n = p.quant_state.shape.numel() if p.quant_state is not None else n * 2
+        n = weight_count(p)
         total += n
         if p.requires_grad:
             trainable += n
     return {"trainable": trainable, "total": total}
+
+
+def weight_count(p: torch.Tensor) -> int:
+    """How many weights a parameter holds: its element count, or for a bitsandbytes 4-bit weight (stored two
+    codes per byte) the element count of the matrix it quantized (``quant_state.shape``)."""
+    state = getattr(p, "quant_state", None)
+    if type(p).__name__ == "Params4bit" or state is not None:
+        return state.shape.numel() if state is not None else 2 * p.numel()
+    return p.numel()

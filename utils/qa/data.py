@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from utils.qa.config import TEXT_FORMATS
+
 REQUIRED_FIELDS = ("question", "context", "answers")
-TEXT_FORMATS = ("squad", "guanaco")
 INSTRUCTION = "Answer the question with a short span copied from the context."
 IGNORE_INDEX = -100  # label value that the cross-entropy loss skips
 
@@ -41,6 +42,25 @@ def load_squad_json(path: str | Path) -> list[dict[str, Any]]:
                              "answers": {"text": [a["text"] for a in qa["answers"]],
                                          "answer_start": [a["answer_start"] for a in qa["answers"]]}})
     return rows
+
+
+def load_json_lines(path: str | Path) -> list[dict[str, Any]]:
+    """One JSON object per line (blank lines skipped); a clear error naming the file and line otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found.")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number} is not valid JSON ({err.msg}); each line must be one object.") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number} is a {type(record).__name__}, not a JSON object.")
+        records.append(record)
+    return records
 
 
 def _answers(value: Any, where: str) -> dict[str, list]:
@@ -119,10 +139,11 @@ def guanaco_to_rows(records: Iterable[Mapping[str, Any]], source: str = "guanaco
 
 def load_qa_split(source: str | Path, split: str = "train", columns: Mapping[str, str] | None = None,
                   text_format: str = "squad", limit: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
-    """Rows of one split: a local SQuAD JSON file (``*.json``) or a Hub dataset id (``datasets``).
+    """Rows of one split: a local SQuAD JSON file (``*.json``), a JSON Lines file of records (``*.jsonl``,
+    e.g. guanaco's ``{"text": ...}``) or a Hub dataset id (``datasets``).
 
     Args:
-        source: ``data/qa/train.json`` or e.g. ``"rajpurkar/squad"``.
+        source: ``data/qa/train.json``, ``my_chats.jsonl`` or e.g. ``"rajpurkar/squad"``.
         split: Hub split name (ignored for a local file, which is one split).
         columns: column mapping for datasets not laid out like SQuAD (see :func:`check_rows`).
         text_format: ``"squad"`` or ``"guanaco"`` (one ``text`` column with ``### Human/Assistant`` turns).
@@ -132,6 +153,9 @@ def load_qa_split(source: str | Path, split: str = "train", columns: Mapping[str
         raise ValueError(f"text_format must be one of {TEXT_FORMATS}, got {text_format!r}.")
     if str(source).endswith(".json"):
         records: Sequence[Mapping[str, Any]] = load_squad_json(source)
+        name = str(source)
+    elif str(source).endswith(".jsonl"):
+        records = load_json_lines(source)
         name = str(source)
     else:
         from datasets import load_dataset  # Hub path (full profile)

@@ -61,7 +61,7 @@ def phi2_shaped_config(vocab_size: int = 51200) -> PhiConfig:
 
 def qa_texts(*json_paths: str | Path) -> list[str]:
     """Every context, question and answer of SQuAD JSON files, plus the prompt template's words."""
-    from utils.qa_data import build_prompt, load_squad_json
+    from utils.qa.data import build_prompt, load_squad_json
 
     texts = []
     for path in json_paths:

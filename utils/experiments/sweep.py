@@ -1,7 +1,7 @@
 """Re-run a notebook over a grid of parameters with papermill, and collect its results in one table.
 
-    python -m utils.sweep notebooks/03_lora_rank_ablation.ipynb --ranks 4 8
-    python -m utils.sweep notebooks/03_lora_rank_ablation.ipynb --grid LORA_RANKS '[4]' '[8, 16]' \\
+    python -m utils.cli.sweep notebooks/03_lora_rank_ablation.ipynb --ranks 4 8
+    python -m utils.cli.sweep notebooks/03_lora_rank_ablation.ipynb --grid LORA_RANKS '[4]' '[8, 16]' \\
         --grid SEEDS '[0]' '[1]' -p EPOCHS 3 --output outputs/sweep_r4_r8
 
 Each grid point is one papermill run of the notebook, with the point's values (plus every
@@ -22,8 +22,6 @@ reported and the others go on; the command exits 1 at the end if any run failed.
 
 from __future__ import annotations
 
-import argparse
-import ast
 import csv
 import hashlib
 import itertools
@@ -32,14 +30,11 @@ import math
 import os
 import re
 import statistics
-import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from utils.report import REPO_ROOT
 
 DEFAULT_METRICS = ("accuracy", "macro_f1")
 # columns that tell configurations apart (a row's "configuration" = these, minus the seed)
@@ -49,14 +44,6 @@ CONFIG_KEYS = ("variant", "rank", "alpha", "targets")
 # ----------------------------------------------------------------------------------------------
 # grid
 # ----------------------------------------------------------------------------------------------
-
-
-def parse_value(text: str) -> Any:
-    """A Python literal (``[4, 8]``, ``0.001``, ``'all-linear'``), else the text as a string."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def _check_name(name: str) -> str:
@@ -116,7 +103,7 @@ class SweepResult:
 
 
 def _default_runner(notebook: Path, output_dir: Path, parameters: dict[str, Any]) -> Path:
-    from utils.runner import run_notebook
+    from utils.notebooks import run_notebook
 
     previous = os.environ.get("QLORA_OUTPUT_DIR")
     try:
@@ -331,64 +318,3 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 # ----------------------------------------------------------------------------------------------
 # command line
 # ----------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m utils.sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebook", type=Path, help="the notebook to run, e.g. notebooks/03_lora_rank_ablation.ipynb")
-    parser.add_argument("--ranks", nargs="+", type=int, metavar="R",
-                        help="one run per rank: shorthand for --grid LORA_RANKS '[R1]' '[R2]' ...")
-    parser.add_argument("--grid", nargs="+", action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="a parameter and the values to sweep (Python literals); repeat to multiply grids")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="a parameter fixed for every run, e.g. -p EPOCHS 3")
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "outputs" / "sweep", help="sweep folder")
-    parser.add_argument("--results-name", default=None,
-                        help="name the notebook gives save_results (default: the notebook's file stem)")
-    parser.add_argument("--force", action="store_true", help="re-run points whose results already exist")
-    return parser
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[dict[str, Any]]]:
-    """Parse the command line into its options and the list of parameter points."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    grid: dict[str, list[Any]] = {}
-    try:
-        for entry in args.grid:
-            if len(entry) < 2:
-                parser.error(f"--grid {entry[0]} needs at least one value, e.g. --grid {entry[0]} '[4]' '[8]'")
-            grid[_check_name(entry[0])] = [parse_value(v) for v in entry[1:]]
-        if args.ranks:
-            if "LORA_RANKS" in grid:
-                parser.error("give the ranks either with --ranks or with --grid LORA_RANKS, not both")
-            bad = [r for r in args.ranks if r <= 0]
-            if bad:
-                parser.error(f"--ranks must be positive integers, got {bad}")
-            grid["LORA_RANKS"] = [[r] for r in args.ranks]
-        fixed = {_check_name(name): parse_value(value) for name, value in args.parameter}
-        points = expand_grid(grid, fixed)
-    except ValueError as err:
-        parser.error(str(err))
-    return args, points
-
-
-def main(argv: list[str] | None = None) -> int:
-    args, points = parse_args(argv)
-    result = run_sweep(args.notebook, points, args.output, results_name=args.results_name, force=args.force,
-                       progress=lambda line: print(line, flush=True))
-    print(f"\n{len(result.executed)} run(s) executed, {len(result.skipped)} skipped, {len(result.failed)} failed; "
-          f"{len(result.rows)} row(s) in the table")
-    for kind, path in result.files.items():
-        print(f"  {kind:8s} {path}")
-    if result.failed:
-        print("failed runs:", file=sys.stderr)
-        for rid, message in result.failed.items():
-            print(f"  {rid}: {message}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

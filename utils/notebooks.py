@@ -1,19 +1,14 @@
-"""Execute the course notebooks in order with papermill (the README's "run the course" command).
+"""The course notebooks: finding them in order, checking the parameters they take, executing one with papermill.
 
-    python -m utils.runner                      # every notebook, profile from $QLORA_PROFILE
-    python -m utils.runner 01 02 -p SEED 1      # some notebooks, with a parameter overridden
-
-Executed notebooks go to ``<output>/notebooks/``; each notebook writes its key figures as
+Used by ``python -m utils.cli.course`` (the README's "run the course" command), the sweep and the student
+edition. Executed notebooks go to ``<output>/notebooks/``; each notebook writes its key figures as
 ``<output>/<notebook>.json`` (see :mod:`utils.report`).
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -68,34 +63,3 @@ def run_notebook(notebook: Path, output_dir: Path, parameters: dict[str, Any] | 
         progress_bar=False,
     )
     return executed
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", help="number prefixes to run (default: all), e.g. 01 02")
-    parser.add_argument("--output", default=str(REPO_ROOT / "outputs"), help="output folder")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="override a parameters-cell constant, e.g. -p LORA_RANK 16")
-    args = parser.parse_args(argv)
-    parameters = {name: _parse_value(value) for name, value in args.parameter}
-    notebooks = course_notebooks(args.notebooks)
-    for notebook in notebooks:  # fail before running anything if a parameter is unknown
-        try:
-            check_parameters(notebook, parameters)
-        except ValueError as err:
-            raise SystemExit(str(err)) from None
-    for notebook in notebooks:
-        start = time.perf_counter()
-        executed = run_notebook(notebook, Path(args.output), parameters)
-        print(f"{notebook.name}: {time.perf_counter() - start:.0f} s -> {executed}", flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,10 +14,11 @@ from contextlib import contextmanager
 import torch
 from tqdm.auto import tqdm
 
-from utils.quant import fake_quantize, quant_error
+from utils.lessons.quant import fake_quantize, quant_error
+from utils.models.adapters import OUTPUT_HEADS
 
 
-def linear_weights(model: torch.nn.Module, skip: tuple[str, ...] = ("lm_head", "classifier", "score")) -> dict[str, torch.nn.Parameter]:
+def linear_weights(model: torch.nn.Module, skip: tuple[str, ...] = OUTPUT_HEADS) -> dict[str, torch.nn.Parameter]:
     """The weight (out_features, in_features) of every ``nn.Linear``, by module name, minus output heads.
 
     Output heads are skipped because QLoRA keeps them in 16 bits (bitsandbytes skips ``lm_head``).

@@ -5,29 +5,28 @@ for each exercise, three kinds of code cell, marked with cell tags:
 
 ``exercise``  the student's starting point, e.g. a function whose body is ``raise NotImplementedError``;
 ``solution``  the instructor's answer (redefines the same names);
-``check``     calls a checker from :mod:`utils.checks`, which explains in plain words what is wrong.
+``check``     calls a checker from :mod:`utils.exercises` (``nb01`` ... ``nb06``), which explains in plain words what is wrong.
 
 The **student edition** is the same notebook without its ``solution`` cells:
 
-    python -m utils.editions build  outputs/student          # write the student edition
-    python -m utils.editions verify outputs/student          # and check it (also run by the tests)
+    python -m utils.cli.editions build  outputs/student          # write the student edition
+    python -m utils.cli.editions verify outputs/student          # and check it (also run by the tests)
 
 ``verify`` executes, for each student notebook, the cells before the first heading (set-up,
 imports, parameters) and the whole exercise section, and requires every ``check`` cell to fail with
-:class:`utils.checks.CheckFailed` (the exercises are still empty); then the same cells of the
+:class:`utils.exercises.common.CheckFailed` (the exercises are still empty); then the same cells of the
 instructor edition, where every check must pass on the solution. (The test suite also executes the
 instructor edition in full, under nbval.)
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 from pathlib import Path
 
 import nbformat
 
-from utils.runner import course_notebooks
+from utils.notebooks import course_notebooks
 
 EXERCISES_HEADING = "## Exercises"
 
@@ -134,23 +133,3 @@ def verify(student_path: Path, instructor_path: Path | None = None, timeout: int
                                  f"{errors[0].ename}: {errors[0].evalue}")
         passed += "check" in _tags(cell)
     return {"checks": checks, "failed_as_expected": failed, "passed_with_solution": passed}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["build", "verify"], help="build: write; verify: build and check")
-    parser.add_argument("out_dir", type=Path, help="folder for the student edition")
-    parser.add_argument("notebooks", nargs="*", help="number prefixes (default: every notebook with exercises)")
-    args = parser.parse_args(argv)
-    written = build(args.out_dir, course_notebooks(args.notebooks) if args.notebooks else None)
-    for path in written:
-        line = f"{path}"
-        if args.action == "verify":
-            result = verify(path)
-            line += (f": {result['failed_as_expected']}/{result['checks']} checks fail on the empty exercises, "
-                     f"{result['passed_with_solution']}/{result['checks']} pass with the solutions")
-        print(line, flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,122 @@
+"""utils.qa.config: one owner of the QA settings, through the notebook (papermill), the command line and
+training_params.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from utils import notebooks
+from utils.cli import finetune
+from utils.qa import config as C
+from utils.qa.config import ConfigError, QAConfig
+from utils.report import REPO_ROOT
+
+NB04 = notebooks.NOTEBOOK_DIR / "04_phi2_qlora_training.ipynb"
+NB05 = notebooks.NOTEBOOK_DIR / "05_phi2_qa_evaluation.ipynb"
+
+
+def test_resolution_order_default_profile_preset_you():
+    smoke = QAConfig.resolve("smoke")
+    assert smoke.max_steps == C.PROFILE_DEFAULTS["smoke"]["max_steps"] and smoke.lora_rank == QAConfig().lora_rank
+    mine = QAConfig.resolve("smoke", "assignment", lora_rank=8, max_steps=None)  # None: not set
+    assert mine.lora_rank == 8 and mine.lora_alpha == C.ASSIGNMENT["lora_alpha"]
+    assert mine.max_steps == C.ASSIGNMENT["max_steps"] and mine.model_id == smoke.model_id  # profile's model
+    sources = QAConfig.sources("smoke", "assignment", lora_rank=8)
+    assert (sources["lora_rank"], sources["lora_alpha"], sources["model_id"], sources["optimizer"]) == (
+        "you", "preset", "profile", "default")
+    assert QAConfig.resolve("full") == QAConfig()  # the field defaults are the full profile
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(lora_rnak=8), r"unknown QA setting\(s\) \['lora_rnak'\]; the settings are: model_id"),
+    (dict(lora_rank=0), "lora_rank must be a positive integer, got 0"),
+    (dict(lora_rank="8"), r"lora_rank must be an integer, got '8' \(str\)"),
+    (dict(lora_dropout=1.0), r"lora_dropout must be in \[0, 1\), got 1.0"),
+    (dict(target_modules="q_proj"), r"must be a list of layer names, e.g. \['q_proj'\], not the string"),
+    (dict(target_modules=[]), "target_modules is empty"),
+    (dict(text_format="alpaca"), "text_format must be one of"),
+    (dict(columns={"question": "q"}), r"missing \['answers', 'context'\]"),
+    (dict(train_size=-1), "train_size must be a number of questions, or 0 for all"),
+    (dict(answer_logits_only="yes"), "answer_logits_only must be True or False"),
+])
+def test_bad_settings_are_clear_errors(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        QAConfig.resolve("full", **settings)
+
+
+def test_bad_profile_or_preset_and_a_notebook_missing_a_constant():
+    with pytest.raises(ConfigError, match="PRESET must be one of"):
+        QAConfig.resolve("full", "asignment")
+    with pytest.raises(ConfigError, match="profile must be one of"):
+        QAConfig.resolve("gpu")
+    namespace = {name.upper(): None for name in QAConfig.field_names()}
+    del namespace["LORA_RANK"]
+    with pytest.raises(ConfigError, match=r"must define \['LORA_RANK'\]"):
+        QAConfig.from_namespace("smoke", "course", namespace)
+
+
+def test_notebook_04_defines_every_setting_as_none_in_its_parameters_cell():
+    params = notebooks.notebook_parameters(NB04)
+    assert {n.upper() for n in QAConfig.field_names()} <= set(params)
+    assert {"PROFILE", "PRESET"} <= set(params)
+
+
+def test_training_params_round_trip_and_refuse_what_they_cannot_read(tmp_path):
+    config = QAConfig.resolve("smoke", "assignment", lora_rank=8, target_modules=["q_proj", "fc2"])
+    C.save_params(tmp_path, config, {"steps": 3})
+    assert C.read_params(tmp_path) == (config, {"steps": 3})
+    path = tmp_path / C.PARAMS_FILE
+    payload = json.loads(path.read_text())
+    payload["config"]["lora_rnak"] = payload["config"].pop("lora_rank")
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ConfigError, match=r"settings missing \['lora_rank'\], unknown \['lora_rnak'\]"):
+        C.read_params(tmp_path)
+    path.write_text(json.dumps({"lora_rank": 8, "max_steps": 3}))  # the layout before the schema
+    with pytest.raises(ConfigError, match="has schema None; this course reads schema 1"):
+        C.read_params(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run notebook 04"):
+        C.read_params(tmp_path / "nowhere")
+
+
+def _guanaco_file(path):
+    """The course's QA pairs written as OpenAssistant-guanaco records (what the assignment preset trains on)."""
+    rows = json.loads((REPO_ROOT / "data/qa/train.json").read_text())["data"]
+    with path.open("w") as f:
+        for article in rows:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    text = f"### Human: {qa['question']}### Assistant: {qa['answers'][0]['text']}"
+                    f.write(json.dumps({"text": text}) + "\n")
+    return path
+
+
+def test_papermill_preset_assignment_with_lora_rank_8_trains_rank_8(tmp_path, monkeypatch):
+    """The bug this config fixes: the preset cell used to overwrite what papermill injected."""
+    monkeypatch.setenv("QLORA_OUTPUT_DIR", str(tmp_path))  # run_notebook points it at the run; restored after
+    data = _guanaco_file(tmp_path / "guanaco.jsonl")
+    notebooks.run_notebook(NB04, tmp_path, {"PRESET": "assignment", "LORA_RANK": 8, "DATASET": str(data),
+                                            "TRAIN_SIZE": 16, "MAX_LENGTH": 96, "MAX_STEPS": 6, "BATCH_SIZE": 4,
+                                            "GRAD_ACCUM": 1, "LEARNING_RATE": 5e-3, "LOGGING_STEPS": 1,
+                                            "F1_QUESTIONS": 4})
+    adapter = json.loads((tmp_path / "phi2-qa-adapter" / "adapter_config.json").read_text())
+    assert adapter["r"] == 8 and adapter["lora_alpha"] == C.ASSIGNMENT["lora_alpha"]  # yours, and the preset's
+    config, run = C.read_params(tmp_path / "phi2-qa-adapter")
+    assert (config.lora_rank, config.text_format, config.max_steps, run["preset"]) == (8, "guanaco", 6, "assignment")
+
+
+def test_an_adapter_trained_by_the_command_line_is_evaluated_by_notebook_05(tmp_path, monkeypatch):
+    """The other bug: notebook 05 could not read what the command line wrote (keys differed)."""
+    monkeypatch.setenv("QLORA_OUTPUT_DIR", str(tmp_path))
+    from utils.models import tiny_phi
+
+    base = QAConfig.resolve("smoke").model_id  # the smoke profile's tiny Phi, in this test's output folder
+    tiny_phi.ensure_tiny_phi(base, [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"])
+    adapter = tmp_path / "cli-adapter"
+    finetune.main(["--output-dir", str(adapter)])  # every setting from the smoke profile
+    executed = notebooks.run_notebook(NB05, tmp_path, {"ADAPTER_DIR": str(adapter), "EVAL_SIZE": 8,
+                                                       "TRAIN_CHECK_SIZE": 16, "TIMING_QUESTIONS": 2})
+    results = json.loads((tmp_path / "05_qa_evaluation.json").read_text())
+    assert results["adapter"] == str(adapter) and executed.is_file()
+    assert results["train_questions"]["tuned f1"] > results["train_questions"]["base f1"]

@@ -1,0 +1,105 @@
+"""Notebook 04's QLoRA training as a command, for long runs, rank sweeps and several GPUs.
+
+    python -m utils.cli.finetune --output-dir outputs/phi2-qa-adapter             # one GPU (or CPU in smoke)
+    python -m utils.cli.finetune --preset assignment --lora-rank 8 --output-dir ...
+    accelerate launch --num_processes 2 -m utils.cli.finetune --output-dir ...    # data-parallel on 2 GPUs
+
+It runs the same code as the notebook (``utils.qa``, ``utils.models``). Every setting of
+:class:`utils.qa.config.QAConfig` is a flag (``lora_rank`` -> ``--lora-rank``); a flag you leave out takes
+the preset's value, else the profile's default, exactly as a notebook parameter left at None does.
+Under ``accelerate launch`` each process loads its own 4-bit copy on its own GPU, trains on its share
+of every batch, and gradients are averaged (DDP); ``--batch-size`` is per process. The main process
+saves the adapter and ``training_params.json`` (the settings, and the run's world size, steps, time and
+losses), which notebook 05 reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+from utils.cli import make_parser, parse_value
+from utils.profile import get_profile
+from utils.qa.config import PRESETS, ConfigError, QAConfig
+
+
+def _flag_type(hint: Any) -> dict[str, Any]:
+    """argparse keywords for a QAConfig field's type: lists take several values, the rest one literal."""
+    if typing.get_origin(hint) is tuple:
+        return {"nargs": "+", "metavar": "NAME"}
+    if hint is bool:
+        return {"type": parse_value, "metavar": "True|False"}
+    return {"type": parse_value if hint in (int, float) or typing.get_origin(hint) is dict else str}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags generated from :class:`QAConfig`'s fields (default None: "not set"), plus the run's own."""
+    parser = make_parser("utils.cli.finetune", __doc__)
+    parser.add_argument("--preset", default="course", choices=PRESETS, help="settings preset (default: course)")
+    group = parser.add_argument_group("QA settings (left out: the preset's value, else the profile's default)")
+    hints = typing.get_type_hints(QAConfig)
+    for f in dataclasses.fields(QAConfig):
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, help=f.metadata["help"],
+                           **_flag_type(hints[f.name]))
+    parser.add_argument("--output-dir", required=True, help="where the adapter (and checkpoints/) go")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in it")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, QAConfig]:
+    """The command line as ``(args, config)``; a setting the config rejects is a usage error naming it."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    explicit = {name: getattr(args, name) for name in QAConfig.field_names()}
+    try:
+        config = QAConfig.resolve(get_profile(), args.preset, **explicit)
+    except ConfigError as err:
+        parser.error(str(err))
+    return args, config
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, config = parse_args(argv)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+    from utils.models import bnb_4bit_config, load_model
+    from utils.models.adapters import add_lora
+    from utils.qa import data, training
+
+    set_seed(config.seed)
+    rows = data.load_qa_split(config.dataset, config.train_split,
+                              config.columns if config.text_format == "squad" else None, config.text_format,
+                              limit=config.train_size or None, seed=config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(config.model_id)
+    features, counts = data.encode_rows(rows, tokenizer, config.max_length, source=config.dataset)
+    model = load_model(config.model_id, AutoModelForCausalLM, bnb_4bit_config())
+    model = add_lora(model, config.lora_rank, config.lora_alpha, list(config.target_modules),
+                     dropout=config.lora_dropout, task_type="CAUSAL_LM",
+                     gradient_checkpointing=config.gradient_checkpointing)
+    out = Path(args.output_dir)
+    targs = training.training_arguments(out / "checkpoints", config)
+    collator = training.packing_collator(tokenizer.eos_token_id, config.pack_multiple)
+    trainer = training.make_trainer(model, targs, features, collator=collator,
+                                    answer_logits_only=config.answer_logits_only)
+    result = trainer.train(resume_from_checkpoint=True if args.resume else None)
+    run = {"profile": get_profile(), "preset": args.preset, "world_size": trainer.args.world_size,
+           "steps": trainer.state.global_step, "seconds": result.metrics["train_runtime"],
+           "losses": training.loss_history(trainer)[1], "examples": counts,
+           "device": str(next(model.parameters()).device)}
+    if trainer.is_world_process_zero():
+        training.save_adapter(model, tokenizer, out, config, run)
+        print(json.dumps({k: v for k, v in run.items() if k != "losses"}), flush=True)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return run
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

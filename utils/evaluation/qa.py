@@ -1,0 +1,140 @@
+"""Evaluating a QA adapter: greedy answers, answer perplexity, generation speed, loading and merging.
+
+Scores of the answers are :mod:`utils.evaluation.squad`'s (official SQuAD v1.1 EM/F1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DataCollatorWithFlattening
+
+from utils.qa.data import IGNORE_INDEX, encode_prompt
+
+
+@torch.no_grad()
+def generate_answers(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapping[str, Any]],
+                     max_new_tokens: int = 24, max_length: int = 512, batch_size: int = 16,
+                     progress: bool = True) -> list[str]:
+    """Greedy answers (no sampling: reproducible), cut at the end-of-text token or the first newline.
+
+    Prompts are left-padded into batches; their context is truncated like in training.
+    """
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    answers: list[str] = []
+    was_training = model.training
+    model.eval()
+    starts = range(0, len(rows), batch_size)
+    for start in tqdm(starts, desc="generating", disable=not progress):
+        chunk = rows[start:start + batch_size]
+        prompts = [encode_prompt(tokenizer, r["question"], r["context"], max_length - max_new_tokens,
+                                 r["answers"]["answer_start"][0] if r.get("answers") else -1)[0] for r in chunk]
+        width = max(len(p) for p in prompts)
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+                             use_cache=True)
+        for seq in out[:, width:]:
+            text = tokenizer.decode(seq, skip_special_tokens=True)
+            answers.append(text.split("\n")[0].strip())
+    model.train(was_training)
+    return answers
+
+
+@torch.no_grad()
+def answer_perplexity(model: torch.nn.Module, features: Sequence[Mapping[str, list[int]]],
+                      batch_size: int = 16) -> float:
+    """exp(mean negative log-likelihood per answer token) over tokenized features (answer tokens only)."""
+    device = next(model.parameters()).device
+    collator = DataCollatorWithFlattening()
+    nll, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(features), batch_size):
+        batch = {k: v.to(device) for k, v in collator(list(features[start:start + batch_size])).items()}
+        labels = batch.pop("labels")
+        logits = model(**batch, use_cache=False).logits.float()  # packed: no KV cache
+        targets = labels[:, 1:]
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)
+        mask = targets != IGNORE_INDEX
+        picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        nll -= picked[mask].sum().item()
+        count += int(mask.sum())
+    model.train(was_training)
+    return math.exp(nll / count)
+
+
+@torch.no_grad()
+def timed_generation(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapping[str, Any]],
+                     **kwargs: Any) -> dict[str, float]:
+    """Seconds and peak memory of :func:`generate_answers` (peak: GPU tensors, or process RSS on CPU)."""
+    from utils.memory import track_peak
+
+    with track_peak() as peak:
+        generate_answers(model, tokenizer, rows, progress=False, **kwargs)
+    return {"seconds": peak.seconds, "peak_gib": peak.gib, "questions_per_s": len(rows) / peak.seconds}
+
+
+def merge_adapter(base_path: str | Path, adapter_path: str | Path, dtype: torch.dtype) -> torch.nn.Module:
+    """Load the base unquantized in ``dtype`` (16-bit on a GPU), apply the adapter and merge it in.
+
+    The result is a plain transformers model (no peft, no bitsandbytes) with W + (alpha/r) B A folded
+    into each targeted weight: no adapter overhead at inference, and it can be quantized or exported.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from utils.models import load_model
+
+    base = load_model(str(base_path), AutoModelForCausalLM, dtype=dtype)
+    return PeftModel.from_pretrained(base, str(adapter_path)).merge_and_unload().eval()
+
+
+def load_tuned(base_path: str | Path, adapter_path: str | Path, quantization: Any = None,
+               dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """Base model (4-bit if ``quantization`` is given) with the saved LoRA adapter attached, in eval mode."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from utils.models import load_model
+
+    base = load_model(str(base_path), AutoModelForCausalLM, quantization, dtype=dtype)
+    return PeftModel.from_pretrained(base, str(adapter_path)).eval()
+
+
+@torch.no_grad()
+def merge_check(tuned: torch.nn.Module, base_path: str | Path, adapter_path: str | Path,
+                batch: Mapping[str, torch.Tensor], dtype: torch.dtype) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Merge the adapter into a ``dtype`` copy of the base and compare logits on ``batch``.
+
+    Three models see the same batch: ``tuned`` (the 4-bit base + adapter, as trained), the unquantized
+    ``dtype`` base with the adapter unmerged, and that base with the adapter merged in (:func:`merge_adapter`).
+    Merging alone must change nothing but rounding; the 4-bit vs 16-bit gap is quantization.
+
+    Returns:
+        ``(merged model, report)``; the report's differences are shares of the unmerged model's largest
+        |logit|, plus the share of positions whose top-1 token agrees.
+    """
+    device = next(tuned.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+    logits_4bit = tuned(**batch, use_cache=False).logits.float()
+    unmerged = load_tuned(base_path, adapter_path, None, dtype=dtype)
+    logits_unmerged = unmerged(**batch, use_cache=False).logits.float()
+    del unmerged
+    merged = merge_adapter(base_path, adapter_path, dtype)
+    logits_merged = merged(**batch, use_cache=False).logits.float()
+    scale = logits_unmerged.abs().max().item()
+    return merged, {
+        "dtype": str(dtype).removeprefix("torch."),
+        "max |merged - unmerged| / max|logit|": (logits_merged - logits_unmerged).abs().max().item() / scale,
+        "top-1 agreement": (logits_merged.argmax(-1) == logits_unmerged.argmax(-1)).float().mean().item(),
+        "max |merged 16-bit - 4-bit + adapter| / max|logit|": (logits_merged - logits_4bit).abs().max().item() / scale,
+    }

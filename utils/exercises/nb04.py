@@ -1,0 +1,159 @@
+"""The exercise checks of notebook 04 (QLoRA fine-tuning of Phi-2 for QA): each says in plain words what is wrong."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from utils.exercises.common import CheckFailed, _call
+
+
+class _CharTokenizer:
+    """A one-token-per-character stand-in for a real tokenizer (ids = code points, EOS = 0).
+
+    It has the interface :func:`utils.qa.data.encode_example` uses, so the checkers can compare
+    with the course's own encoding without loading a model's tokenizer.
+    """
+
+    eos_token_id = 0
+
+    def __call__(self, text: str, add_special_tokens: bool = False, return_offsets_mapping: bool = False) -> dict:
+        out: dict[str, list] = {"input_ids": [ord(c) for c in text]}
+        if return_offsets_mapping:
+            out["offset_mapping"] = [(i, i + 1) for i in range(len(text))]
+        return out
+
+
+def _qa_rows(n: int) -> list[dict]:
+    from utils.qa.data import load_squad_json
+    from utils.report import REPO_ROOT
+
+    return load_squad_json(REPO_ROOT / "data/qa/train.json")[:n]
+
+
+def check_answer_only_labels(answer_only_labels: Callable) -> str:
+    """``answer_only_labels(input_ids, prompt_length) -> labels``: -100 on the prompt, the ids after it."""
+    from utils.qa.data import IGNORE_INDEX, encode_example
+
+    cases = [([11, 12, 13, 14, 15], 3)]
+    for row in _qa_rows(4):  # real examples, encoded by the course's own code (one token per character)
+        enc = encode_example(row, _CharTokenizer(), max_length=200)
+        cases.append((enc.input_ids, enc.prompt_length))
+    for input_ids, prompt_length in cases:
+        given = list(input_ids)
+        labels = _call(answer_only_labels, given, prompt_length)
+        if given != list(input_ids):
+            raise CheckFailed("`answer_only_labels` changed `input_ids` in place: the model would then read -100 as "
+                              "a token id. Build a new list (e.g. `labels = list(input_ids)`) and change that.")
+        labels = [int(v) for v in labels]
+        expected = [IGNORE_INDEX] * prompt_length + list(input_ids[prompt_length:])
+        if len(labels) != len(input_ids):
+            raise CheckFailed(f"one label per input id: {len(input_ids)} ids but {len(labels)} labels.")
+        if labels == expected:
+            continue
+        short = f"input_ids={list(input_ids)}, prompt_length={prompt_length}" if len(input_ids) < 10 else \
+            f"an example of {len(input_ids)} tokens with a prompt of {prompt_length}"
+        masked = [v == IGNORE_INDEX for v in labels]
+        if 0 in labels[:prompt_length] and IGNORE_INDEX not in labels:
+            hint = "mask with -100 (qa_data.IGNORE_INDEX), the value cross-entropy skips; 0 is a real token id."
+        elif all(masked[prompt_length:]) and not any(masked[:prompt_length]):
+            hint = "you masked the answer: -100 belongs on the prompt tokens, the answer keeps its ids."
+        elif sum(masked) != prompt_length:
+            hint = (f"{sum(masked)} labels are -100, expected exactly the {prompt_length} prompt tokens "
+                    "(positions 0 .. prompt_length-1): an off-by-one in the slice?")
+        else:
+            hint = "the labels after the prompt must be the input ids themselves, in the same order."
+        raise CheckFailed(f"for {short}: {hint}")
+    return "✓ answer_only_labels gives the same labels as utils.qa.data.encode_example."
+
+
+def check_padding_waste(padding_waste: Callable) -> str:
+    """``padding_waste(lengths, pad_to=None) -> float``: share of a padded batch's tokens that are padding.
+
+    ``pad_to=None`` pads every example to the longest one (dynamic padding); an integer pads to that
+    many tokens (e.g. ``MAX_LENGTH``). Packing (``DataCollatorWithFlattening``) keeps only real tokens.
+    """
+    from transformers import DataCollatorWithFlattening
+
+    cases = [([10, 20, 30, 40], None), ([10, 20, 30, 40], 128), ([57, 61, 73, 64, 90, 58, 66, 71], None),
+             ([57, 61, 73, 64, 90, 58, 66, 71], 128)]
+    for lengths, pad_to in cases:
+        features = [{"input_ids": list(range(1, n + 1))} for n in lengths]
+        packed = DataCollatorWithFlattening()(features)["input_ids"].shape[1]  # real tokens only
+        padded = len(lengths) * (pad_to or max(lengths))
+        expected = 1 - packed / padded
+        got = float(_call(padding_waste, list(lengths), pad_to))
+        if abs(got - expected) < 1e-9:
+            continue
+        where = f"lengths {lengths} padded to {pad_to or 'the longest'}"
+        pads = padded - packed
+        if abs(got - 100 * expected) < 1e-6:
+            hint = "return a fraction between 0 and 1, not a percentage."
+        elif abs(got - (1 - expected)) < 1e-9:
+            hint = "that is the share of real tokens; the question is the share of padding."
+        elif abs(got - pads / packed) < 1e-9:
+            hint = "divide the pad tokens by ALL tokens of the padded batch (real + pad), not by the real ones."
+        elif pad_to is None:
+            hint = "with pad_to=None every example is padded to the longest one, max(lengths)."
+        elif abs(got - (1 - packed / (len(lengths) * max(lengths)))) < 1e-9:
+            hint = f"with pad_to={pad_to} every example is padded to {pad_to} tokens, not to the longest."
+        else:
+            hint = "padded batch = n_examples x padded length tokens; padding share = 1 - real tokens / that."
+        raise CheckFailed(f"{where}: expected {expected:.4f}, got {got:.4f}. {hint}")
+    return "✓ padding_waste is right: packing saves exactly this share of the compute."
+
+
+_ADAM_MOMENT_KEYS = ("exp_avg", "exp_avg_sq", "state1", "state2", "absmax1", "absmax2")
+
+
+def _measured_adam_state(n_values: int, optimizer: str) -> int:
+    """Bytes of the two moments (and 8-bit block scales) that torch / bitsandbytes keep for one tensor."""
+    import bitsandbytes as bnb
+
+    cls = {"adamw_torch": torch.optim.AdamW, "paged_adamw_8bit": bnb.optim.PagedAdamW8bit}[optimizer]
+    p = torch.nn.Parameter(torch.zeros(n_values))
+    opt = cls([p], lr=1e-3)
+    p.grad = torch.ones(n_values)
+    with warnings.catch_warnings():  # "paged optimizers are not supported on CPU": same state, not paged
+        warnings.simplefilter("ignore", UserWarning)
+        opt.step()
+    return sum(t.numel() * t.element_size() for k, t in opt.state[p].items() if k in _ADAM_MOMENT_KEYS)
+
+
+def check_adam_state_bytes(adam_state_bytes: Callable) -> str:
+    """``adam_state_bytes(n_values, optimizer) -> int``: AdamW's moment memory for one trainable tensor.
+
+    Counted: the two moments, plus for ``"paged_adamw_8bit"`` their block scales (one float32 absmax
+    per 256 values per moment; tensors under 4096 values keep 32-bit moments). Not counted: the step
+    counter and bitsandbytes' two fixed 256-entry quantization maps. Compared with what torch and
+    bitsandbytes actually allocate after one step on the CPU.
+    """
+    for optimizer in ("adamw_torch", "paged_adamw_8bit"):
+        for n in (1000, 4096, 5000, 65536, 100000):
+            expected = _measured_adam_state(n, optimizer)
+            got = _call(adam_state_bytes, n, optimizer)
+            if got is not None and float(got) == expected:
+                continue
+            got = float(got) if got is not None else float("nan")
+            blocks_up, blocks_down = -(-n // 256), n // 256
+            if optimizer == "adamw_torch":
+                hint = {4 * n: "AdamW keeps TWO moments (mean and mean of squares), each in float32.",
+                        16 * n: "count only the optimizer's two fp32 moments (8 bytes per value); weights and "
+                                "gradients are not optimizer state."}.get(got, "two float32 moments: 8 bytes per value.")
+            elif n < 4096 and got != 8 * n:
+                hint = ("bitsandbytes keeps 32-bit moments for tensors with fewer than 4096 values "
+                        "(min_8bit_size): 8 bytes per value for this one.")
+            elif n >= 4096 and got == 8 * n:
+                hint = "from 4096 values on (the rule is 'fewer than 4096' stay 32-bit) the moments are 8-bit."
+            elif got == 2 * n:
+                hint = "add the block scales: one float32 absmax per block of 256 values, for each of the 2 moments."
+            elif got == 2 * n + 8 * blocks_down:
+                hint = "a last, partial block needs its own scale too: round the number of blocks up (ceil)."
+            elif got in (n + 4 * blocks_up, n):
+                hint = "AdamW keeps two moments, each stored in 1 byte per value plus its own block scales."
+            else:
+                hint = "2 moments x (1 byte per value + 4 bytes per block of 256 values, blocks rounded up)."
+            raise CheckFailed(f"{optimizer}, a tensor of {n:,} values: expected {expected:,} bytes, got {got:,.0f}. {hint}")
+    return "✓ adam_state_bytes matches the bytes torch and bitsandbytes allocate."

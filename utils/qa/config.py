@@ -1,0 +1,293 @@
+"""The QA fine-tuning settings, owned here and nowhere else: defaults per profile, presets, validation, and
+the schema of ``training_params.json``.
+
+Notebook 04's ``parameters`` cell, ``python -m utils.cli.finetune`` (its flags are generated from
+:class:`QAConfig`'s fields), notebook 05, the demo, the benchmarks and ``utils.memory.estimate`` all read
+this one definition. A setting is resolved in one order everywhere (:meth:`QAConfig.resolve`)::
+
+    field default  <  profile default (smoke / full)  <  preset (course / assignment)  <  what you set
+
+so a preset fills only what you did not set: ``-p PRESET assignment -p LORA_RANK 8`` trains rank 8.
+"Not set" is ``None`` (the notebook's parameters cell and the command line's defaults).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from utils.models.loading import PHI2_ID
+
+PHI2_TARGETS = ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2")  # Phi-2's linear layers in a decoder block
+PRESETS = ("course", "assignment")
+TEXT_FORMATS = ("squad", "guanaco")  # how a dataset's records are laid out (utils.qa.data reads both)
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # utils.qa.training.mixed_precision turns these into Trainer flags
+LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+PARAMS_FILE = "training_params.json"
+PARAMS_SCHEMA = 1  # version of training_params.json's layout; bump it when the layout changes
+
+
+def setting(default: Any, help: str) -> Any:  # noqa: A002
+    """A :class:`QAConfig` field: its default (or a factory for a mutable one) and one line of help, which the
+    command line shows (``python -m utils.cli.finetune --help``)."""
+    if callable(default):
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, of the wrong type or out of range; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class QAConfig:
+    """Every setting of QLoRA fine-tuning for QA. Defaults here are the full profile's (Phi-2, SQuAD)."""
+
+    model_id: str = setting(PHI2_ID, "base model: Hub id or local folder")
+    dataset: str = setting("rajpurkar/squad", "SQuAD JSON file, JSON Lines file (guanaco) or Hub id")
+    text_format: str = setting("squad", '"squad" (question/context/answers) or "guanaco" (one "### Human: ... '
+                                        '### Assistant: ..." text)')
+    columns: dict[str, str] = setting(lambda: {"question": "question", "context": "context", "answers": "answers"},
+                                      "our field -> dataset column, for datasets laid out otherwise")
+    train_split: str = setting("train", "Hub split to train on")
+    train_size: int = setting(3200, "questions trained on (a seeded subset); 0: all")
+    max_length: int = setting(384, "tokens per example; longer prompts lose context, never the answer")
+    lora_rank: int = setting(16, "LoRA rank r")
+    lora_alpha: float = setting(32, "LoRA scaling numerator: updates are scaled by alpha / r")
+    lora_dropout: float = setting(0.05, "dropout on the LoRA input")
+    target_modules: tuple[str, ...] = setting(PHI2_TARGETS, "linear layers that get LoRA")
+    learning_rate: float = setting(2e-4, "peak learning rate")
+    lr_scheduler: str = setting("cosine", "learning-rate schedule after warm-up")
+    warmup_ratio: float = setting(0.03, "share of steps with a linear warm-up")
+    max_steps: int = setting(100, "optimizer steps")
+    batch_size: int = setting(32, "examples per forward pass, packed into one row")
+    grad_accum: int = setting(1, "forward passes per optimizer step")
+    answer_logits_only: bool = setting(True, "run the LM head only where the next token is graded")
+    pack_multiple: int = setting(256, "pad each packed row to a multiple of this many tokens")
+    max_grad_norm: float = setting(0.3, "gradient clipping (QLoRA paper's value)")
+    optimizer: str = setting("paged_adamw_8bit", 'transformers optim name; "adamw_torch" for 32-bit AdamW')
+    gradient_checkpointing: bool = setting(True, "recompute activations in the backward pass")
+    precision: str = setting("auto", '"auto" (bf16 / fp16 on a T4 / fp32 on CPU), "bf16", "fp16" or "fp32"')
+    logging_steps: int = setting(10, "log the loss every N steps")
+    save_steps: int = setting(100, "write a checkpoint every N steps")
+    seed: int = setting(0, "seeds data order, adapters and dropout")
+
+    def __post_init__(self) -> None:
+        # a list of layer names is kept as a tuple (the config is frozen and hashable); a bare string is an
+        # error, however the config was made (resolve, dataclasses.replace, read_params)
+        object.__setattr__(self, "target_modules", _as_names(self.target_modules, "target_modules"))
+
+    # ------------------------------------------------------------------ resolution
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def resolve(cls, profile: str, preset: str = "course", **explicit: Any) -> QAConfig:
+        """The settings for ``profile`` and ``preset``, with every non-None ``explicit`` value winning.
+
+        Raises:
+            ConfigError: unknown profile, preset or setting name, or a value :meth:`validate` rejects.
+        """
+        values, _ = cls._layers(profile, preset, explicit)
+        return cls(**values).validate()
+
+    @classmethod
+    def from_namespace(cls, profile: str, preset: str, namespace: Mapping[str, Any]) -> tuple[QAConfig, dict]:
+        """Resolve from a notebook's constants: each field's UPPER_CASE name (``LORA_RANK`` for ``lora_rank``),
+        None meaning "not set". Returns ``(config, sources)`` (see :meth:`sources`).
+
+        Raises:
+            ConfigError: the namespace lacks a constant for some field (names it).
+        """
+        missing = [n.upper() for n in cls.field_names() if n.upper() not in namespace]
+        if missing:
+            raise ConfigError(f"the parameters cell must define {missing} (None: the preset's or profile's value).")
+        explicit = {n: namespace[n.upper()] for n in cls.field_names()}
+        return cls.resolve(profile, preset, **explicit), cls.sources(profile, preset, **explicit)
+
+    @classmethod
+    def sources(cls, profile: str, preset: str = "course", **explicit: Any) -> dict[str, str]:
+        """``{setting: "default" | "profile" | "preset" | "you"}``: where each resolved value came from."""
+        return cls._layers(profile, preset, explicit)[1]
+
+    @classmethod
+    def _layers(cls, profile: str, preset: str, explicit: Mapping[str, Any]) -> tuple[dict, dict]:
+        if profile not in PROFILE_DEFAULTS:
+            raise ConfigError(f"profile must be one of {tuple(PROFILE_DEFAULTS)}, got {profile!r}.")
+        if preset not in PRESETS:
+            raise ConfigError(f"PRESET must be one of {PRESETS}, got {preset!r}.")
+        unknown = sorted(set(explicit) - set(cls.field_names()))
+        if unknown:
+            raise ConfigError(f"unknown QA setting(s) {unknown}; the settings are: {', '.join(cls.field_names())}.")
+        values = {f.name: (f.default_factory() if f.default is dataclasses.MISSING else f.default)
+                  for f in dataclasses.fields(cls)}
+        sources = dict.fromkeys(values, "default")
+        layers = [("profile", _profile_defaults(profile)), ("preset", _preset_values(preset)),
+                  ("you", {k: v for k, v in explicit.items() if v is not None})]
+        for source, layer in layers:
+            for name, value in layer.items():
+                values[name] = value
+                sources[name] = source
+        return values, sources
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> QAConfig:
+        """Check every setting's type and range; returns ``self``. Raises :class:`ConfigError` naming it."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
+        positive = ("max_length", "lora_rank", "max_steps", "batch_size", "grad_accum", "pack_multiple",
+                    "logging_steps", "save_steps")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.train_size < 0:
+            raise ConfigError(f"train_size must be a number of questions, or 0 for all, got {self.train_size}.")
+        if self.lora_alpha <= 0:
+            raise ConfigError(f"lora_alpha must be > 0, got {self.lora_alpha} (updates are scaled by alpha / r).")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        if not self.max_grad_norm > 0:
+            raise ConfigError(f"max_grad_norm must be > 0, got {self.max_grad_norm}.")
+        for name, allowed in (("text_format", TEXT_FORMATS), ("precision", PRECISIONS),
+                              ("lr_scheduler", LR_SCHEDULERS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+        if not self.target_modules:
+            raise ConfigError("target_modules is empty: name the linear layers that get LoRA, e.g. "
+                              f"{list(PHI2_TARGETS)} for Phi-2.")
+        missing = sorted({"question", "context", "answers"} - set(self.columns))
+        if missing:
+            raise ConfigError(f"columns must map our fields question, context, answers to dataset columns; "
+                              f"missing {missing}.")
+        return self
+
+    # ------------------------------------------------------------------ views
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def table(self, sources: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """One row per setting (``setting``, ``value`` and, given :meth:`sources`, ``from``), for display."""
+        return [{"setting": k, "value": v, **({"from": sources[k]} if sources else {})}
+                for k, v in self.as_dict().items()]
+
+
+# ---------------------------------------------------------------------- profiles and presets
+def _smoke_model_folder() -> str:
+    from utils.report import output_dir
+
+    return str(output_dir() / "tiny-phi-base")  # written by utils.models.tiny_phi.ensure_tiny_phi in notebook 04
+
+
+def _smoke_dataset() -> str:
+    from utils.report import REPO_ROOT
+
+    return str(REPO_ROOT / "data" / "qa" / "train.json")
+
+
+# what the smoke profile changes (CPU, offline, minutes): a tiny random Phi, the course's own QA set, a
+# large learning rate for the random model; the full profile is the field defaults
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "smoke": {"train_size": 32, "max_length": 128, "lora_dropout": 0.0, "learning_rate": 5e-3, "max_steps": 40,
+              "batch_size": 8, "logging_steps": 5, "save_steps": 20},
+}
+# the original course assignment: Phi-2 on OpenAssistant's guanaco, r=64, alpha=16, 500 steps of 2 x 8. Its
+# dataset is on the Hub: offline (smoke), set DATASET to a local guanaco-format JSON Lines file
+ASSIGNMENT = {"dataset": "timdettmers/openassistant-guanaco", "text_format": "guanaco", "train_split": "train",
+              "train_size": 0, "lora_rank": 64, "lora_alpha": 16, "lora_dropout": 0.1, "max_length": 256,
+              "max_steps": 500, "batch_size": 2, "grad_accum": 8, "learning_rate": 2e-4,
+              "lr_scheduler": "constant", "warmup_ratio": 0.03, "max_grad_norm": 0.3}
+
+
+def _profile_defaults(profile: str) -> dict[str, Any]:
+    values = dict(PROFILE_DEFAULTS[profile])
+    if profile == "smoke":
+        values |= {"model_id": _smoke_model_folder(), "dataset": _smoke_dataset()}
+    return values
+
+
+def _preset_values(preset: str) -> dict[str, Any]:
+    return dict(ASSIGNMENT) if preset == "assignment" else {}
+
+
+# ---------------------------------------------------------------------- types
+def _as_names(value: Any, name: str) -> tuple[str, ...]:
+    """A list of layer names as a tuple; a bare string is an error (it would be split into characters)."""
+    if isinstance(value, str):
+        raise ConfigError(f"{name} must be a list of layer names, e.g. [{value!r}], not the string {value!r}.")
+    try:
+        return tuple(value)
+    except TypeError as err:
+        raise ConfigError(f"{name} must be a list of layer names, got {value!r}.") from err
+
+
+def _check_type(name: str, value: Any, hint: Any) -> None:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+    elif origin is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise ConfigError(f"{name} must be {_describe(hint)}, got {value!r} ({type(value).__name__}).")
+
+
+def _describe(hint: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "True or False", str: "a string"}.get(
+        hint, str(hint).replace("typing.", ""))
+
+
+# ---------------------------------------------------------------------- training_params.json
+def save_params(folder: str | Path, config: QAConfig, run: Mapping[str, Any]) -> Path:
+    """Write ``training_params.json``: ``{"schema", "config": QAConfig fields, "run": what the run measured}``
+    (``run``: profile, preset, steps, seconds, losses, ...). The only writer of that file."""
+    path = Path(folder) / PARAMS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"schema": PARAMS_SCHEMA, "config": config.as_dict(), "run": dict(run)}
+    path.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def read_params(folder: str | Path) -> tuple[QAConfig, dict[str, Any]]:
+    """Read ``training_params.json`` back: ``(QAConfig, run)``. The only reader of that file.
+
+    Raises:
+        FileNotFoundError: no adapter there (says to run notebook 04 or ``python -m utils.cli.finetune``).
+        ConfigError: another schema version, or a missing or unknown setting (names them).
+    """
+    path = Path(folder) / PARAMS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No trained adapter in {Path(folder)} ({PARAMS_FILE} is missing): run notebook 04 "
+            "(04_phi2_qlora_training.ipynb) or `python -m utils.cli.finetune --output-dir ...` first, "
+            "or set ADAPTER_DIR to the folder they wrote.")
+    payload = json.loads(path.read_text())
+    schema = payload.get("schema") if isinstance(payload, dict) else None
+    if schema != PARAMS_SCHEMA:
+        raise ConfigError(f"{path} has schema {schema!r}; "
+                          f"this course reads schema {PARAMS_SCHEMA}. Retrain the adapter with this version "
+                          "of notebook 04 or utils.cli.finetune.")
+    stored = payload.get("config", {})
+    fields = set(QAConfig.field_names())
+    missing, unknown = sorted(fields - set(stored)), sorted(set(stored) - fields)
+    if missing or unknown:
+        raise ConfigError(f"{path}: settings missing {missing}, unknown {unknown}; it was not written by this "
+                          "version of the course. Retrain the adapter.")
+    return QAConfig(**stored).validate(), dict(payload.get("run", {}))

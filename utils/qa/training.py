@@ -1,0 +1,298 @@
+"""QLoRA training of a causal LM on QA with transformers' ``Trainer``: arguments, collators, loss, saving.
+
+Training uses ``DataCollatorWithFlattening``: each batch is the examples laid end to end in one row, with
+``position_ids`` restarting at 0 for every example, so no compute is spent on padding; Phi's attention
+mask is built from those position ids so that no example attends to its neighbour (checked in
+tests/test_qa_train.py against padded batches). :class:`PaddedCollator` is the naive alternative (pad
+every example to a fixed length), kept for the speed benchmark's baseline. With ``answer_logits_only``
+the language-model head runs only at the positions whose next token is graded (the answer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
+
+from utils.bnb_cpu import keep_4bit_trainable
+from utils.models.loading import compute_dtype
+from utils.qa.config import PRECISIONS, ConfigError, QAConfig, read_params, save_params
+from utils.qa.data import IGNORE_INDEX
+
+
+def mixed_precision(precision: str = "auto") -> dict[str, bool]:
+    """Trainer flags. ``auto``: the dtype the 4-bit layers compute in (:func:`utils.models.compute_dtype`:
+    bf16 on GPUs that have it, fp16 on older ones such as the T4, fp32 on CPU)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if precision == "auto":
+        precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(compute_dtype(), "fp32")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(output_dir: str | Path, config: QAConfig | None = None, *, disable_tqdm: bool = False,
+                       weight_decay: float = 0.0, **settings: Any) -> TrainingArguments:
+    """The QLoRA recipe as ``TrainingArguments``, from a :class:`~utils.qa.config.QAConfig`.
+
+    Args:
+        output_dir: where the Trainer writes checkpoints.
+        config: the settings (default ``QAConfig()``, the full profile's); ``settings`` replace single
+            fields, e.g. ``max_steps=3`` (unknown names and bad values raise ``ConfigError``).
+        disable_tqdm, weight_decay: Trainer options that are not QA settings.
+    """
+    config = config or QAConfig()
+    unknown = sorted(set(settings) - set(QAConfig.field_names()))
+    if unknown:
+        raise ConfigError(f"unknown QA setting(s) {unknown}; the settings are: {', '.join(QAConfig.field_names())}.")
+    c = dataclasses.replace(config, **settings).validate()
+    return TrainingArguments(
+        output_dir=str(output_dir), max_steps=c.max_steps, per_device_train_batch_size=c.batch_size,
+        gradient_accumulation_steps=c.grad_accum, learning_rate=c.learning_rate, lr_scheduler_type=c.lr_scheduler,
+        warmup_steps=round(c.warmup_ratio * c.max_steps), max_grad_norm=c.max_grad_norm, optim=c.optimizer,
+        weight_decay=weight_decay, gradient_checkpointing=c.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if c.gradient_checkpointing else None,
+        logging_steps=c.logging_steps, save_steps=c.save_steps, save_total_limit=2, seed=c.seed, data_seed=c.seed,
+        report_to="none", remove_unused_columns=False, disable_tqdm=disable_tqdm,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, **mixed_precision(c.precision),
+        ddp_find_unused_parameters=False,  # data-parallel: every adapter gets a gradient every step
+    )
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Stop with a clear error if the training loss or gradient norm is NaN/inf in the first steps.
+
+    Phi-2 in fp16 is known to overflow in attention; :func:`fp16_guard` applies the remedy before
+    training, and this callback makes sure it worked rather than training on NaNs for an hour.
+    """
+
+    def __init__(self, first_steps: int = 20):
+        self.first_steps = first_steps
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        for key in ("loss", "grad_norm"):
+            value = logs.get(key)
+            if value is not None and not math.isfinite(value) and state.global_step <= self.first_steps:
+                raise FloatingPointError(
+                    f"{key} = {value} at step {state.global_step}: the forward pass overflowed. With fp16 "
+                    "compute (T4), call utils.qa.precision.fp16_guard(model, batch) before training (it switches "
+                    "attention to fp32), or lower the learning rate.")
+
+
+def disable_kv_cache(model: torch.nn.Module) -> None:
+    """Set ``use_cache=False`` on every config in ``model`` (also under peft).
+
+    Needed for packed batches: transformers builds the per-example attention mask from
+    ``position_ids`` only when no KV cache is passed, so with ``use_cache=True`` (Phi's default) the
+    packed examples would silently attend to each other. Generation still uses its own cache setting.
+    """
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "use_cache"):
+            config.use_cache = False
+
+
+class PaddedCollator:
+    """Right-pad every example to ``max_length`` (or, if None, to the longest in the batch).
+
+    The naive way to batch: returns ``input_ids`` and ``labels`` (int64, shape ``(batch, width)``,
+    labels ``-100`` on padding) and ``attention_mask``. Every pad token costs as much compute as a
+    real one; the speed benchmark uses it as its baseline.
+    """
+
+    def __init__(self, pad_token_id: int, max_length: int | None = None):
+        if max_length is not None and max_length <= 0:
+            raise ValueError(f"max_length must be positive or None, got {max_length}.")
+        self.pad_token_id, self.max_length = pad_token_id, max_length
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        width = self.max_length or longest
+        if longest > width:
+            raise ValueError(f"an example has {longest} tokens, more than max_length={width}: encode with a "
+                             "max_length no larger than the collator's.")
+        input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), width), dtype=torch.long)
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            input_ids[row, :n] = torch.tensor(f["input_ids"])
+            labels[row, :n] = torch.tensor(f["labels"])
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class RoundUpPacked:
+    """Wraps the packing collator and pads each packed row to a multiple of ``multiple`` tokens.
+
+    The padding is appended as one extra "example" (pad tokens, ``position_ids`` from 0, labels -100):
+    it attends only to itself and carries no loss. Its purpose is fewer distinct batch shapes, so
+    that kernels which plan per shape (cuDNN attention) can reuse their plans.
+    """
+
+    def __init__(self, collator: Any, multiple: int, pad_token_id: int):
+        if multiple <= 0:
+            raise ValueError(f"multiple must be positive, got {multiple}.")
+        self.collator, self.multiple, self.pad_token_id = collator, multiple, pad_token_id
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
+        batch = dict(self.collator(features))
+        extra = -batch["input_ids"].shape[1] % self.multiple
+        if extra:
+            fill = {"input_ids": torch.full((1, extra), self.pad_token_id), "labels": torch.full((1, extra), IGNORE_INDEX),
+                    "position_ids": torch.arange(extra).unsqueeze(0)}
+            for key, value in fill.items():
+                batch[key] = torch.cat([batch[key], value.to(batch[key].dtype)], dim=1)
+        return batch
+
+
+def packing_collator(pad_token_id: int, multiple: int = 256) -> RoundUpPacked:
+    """The training collator: examples packed into one row (``DataCollatorWithFlattening``), the
+    row rounded up to a multiple of ``multiple`` tokens (:class:`RoundUpPacked`)."""
+    return RoundUpPacked(DataCollatorWithFlattening(), multiple, pad_token_id)
+
+
+def graded_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Positions ``p`` (int64, shape ``(k,)``) whose next token ``p + 1`` is graded in any row of
+    ``labels`` (int64, ``(batch, seq)``, ``-100`` where not graded): where the LM head must run."""
+    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().flatten()
+
+
+class AnswerLogitsCollator:
+    """Wraps a collator and adds ``logits_to_keep`` (:func:`graded_positions`) to each batch.
+
+    The model then computes logits only at those positions (``logits_to_keep`` is a standard argument
+    of transformers' causal LMs): for QA, the answer is ~10% of the tokens, so the head's matrix
+    product and the ``(tokens, vocab)`` logits (51,200 floats per token for Phi-2) shrink ~10x.
+    Use with :func:`answer_logits_loss`.
+    """
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
+        batch = dict(self.collator(features))
+        batch["logits_to_keep"] = graded_positions(batch["labels"])
+        return batch
+
+
+def answer_logits_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+    """Next-token cross-entropy from logits kept at :func:`graded_positions` (``outputs.logits``:
+    ``(batch, k, vocab)``). Equal to the model's own loss: summed over graded tokens and divided by
+    ``num_items_in_batch`` (the Trainer's count over all accumulated micro-batches) or, if None, by
+    this batch's count. A ``compute_loss_func`` for ``Trainer``."""
+    keep = graded_positions(labels)
+    targets = labels[:, keep + 1]
+    total = F.cross_entropy(outputs.logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
+                            reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
+    return total / torch.as_tensor(count, device=total.device).clamp(min=1)
+
+
+class TokenCounter:
+    """Wraps a collator and records, per micro-batch, the real tokens, the tokens processed
+    (padding included) and the graded positions (:func:`graded_positions`): the sizes that set a
+    step's time and peak memory (see ``utils.memory.estimate``)."""
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+        self.real: list[int] = []
+        self.processed: list[int] = []
+        self.graded: list[int] = []
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
+        batch = self.collator(features)
+        self.real.append(sum(len(f["input_ids"]) for f in features))
+        self.processed.append(int(batch["input_ids"].numel()))
+        self.graded.append(int(graded_positions(batch["labels"]).numel()))
+        return batch
+
+    def largest(self) -> dict[str, int]:
+        """The micro-batch with the most processed tokens: ``{"tokens", "graded"}``."""
+        if not self.processed:
+            raise ValueError("no batch has been collated yet: train first.")
+        i = max(range(len(self.processed)), key=self.processed.__getitem__)
+        return {"tokens": self.processed[i], "graded": self.graded[i]}
+
+
+def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features: Sequence[Mapping],
+                 callbacks: Sequence[TrainerCallback] = (), collator: Any = None,
+                 answer_logits_only: bool = False) -> Trainer:
+    """A ``Trainer`` with the guard, 4-bit layers kept trainable on every CPU, KV cache off (:func:`disable_kv_cache`) and a collator: by default
+    the padding-free ``DataCollatorWithFlattening`` (or e.g. :class:`PaddedCollator`); with
+    ``answer_logits_only`` the LM head runs on answer positions only (:class:`AnswerLogitsCollator`)."""
+    disable_kv_cache(model)
+    keep_4bit_trainable(model)  # undo any CPU inference repacking an earlier eval pass did (utils.bnb_cpu)
+    collator = collator if collator is not None else DataCollatorWithFlattening()
+    if answer_logits_only:
+        collator = AnswerLogitsCollator(collator)
+    return Trainer(model=model, args=args, train_dataset=list(train_features), data_collator=collator,
+                   compute_loss_func=answer_logits_loss if answer_logits_only else None,
+                   callbacks=[NonFiniteGuard(), *callbacks])
+
+
+def loss_history(trainer: Trainer) -> tuple[list[int], list[float]]:
+    """(steps, training losses) from the trainer's log history."""
+    points = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    return [s for s, _ in points], [loss for _, loss in points]
+
+
+def save_adapter(model: torch.nn.Module, tokenizer: Any, folder: str | Path, config: QAConfig,
+                 run: Mapping[str, Any]) -> Path:
+    """Save the LoRA adapter (weights + ``adapter_config.json``), the tokenizer and ``training_params.json``
+    (the :class:`~utils.qa.config.QAConfig` it was trained with and ``run``: what the run measured)."""
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    save_params(folder, config, run)
+    return folder
+
+
+def read_training_params(folder: str | Path) -> tuple[QAConfig, dict[str, Any]]:
+    """``(config, run)`` that notebook 04 or ``python -m utils.cli.finetune`` saved next to the adapter; a clear
+    error if there is no adapter (see :func:`utils.qa.config.read_params`)."""
+    folder = Path(folder)
+    if not (folder / "adapter_config.json").is_file():
+        raise FileNotFoundError(
+            f"No trained adapter in {folder}: run notebook 04 (04_phi2_qlora_training.ipynb) or "
+            "`python -m utils.cli.finetune --output-dir ...` first, with the same QLORA_OUTPUT_DIR, or set "
+            "ADAPTER_DIR to the folder they wrote.")
+    return read_params(folder)
+
+
+def sample_batch(features: Sequence[Mapping[str, list[int]]], n: int = 4) -> dict[str, torch.Tensor]:
+    """The first ``n`` features packed by the training collator (for memory measurements and guards)."""
+    return dict(DataCollatorWithFlattening()(list(features[:n])))
+
+
+def seconds_per_step(trainer: Trainer) -> float:
+    """Mean wall-clock seconds per optimizer step of the last ``trainer.train()``."""
+    metrics = [h for h in trainer.state.log_history if "train_runtime" in h]
+    if not metrics:
+        raise ValueError("the trainer has not finished a train() call yet.")
+    return metrics[-1]["train_runtime"] / max(trainer.state.global_step, 1)
+
+
+class StepTimer(TrainerCallback):
+    """Wall-clock seconds of every optimizer step (synchronising the GPU), for step-time figures."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.seconds.append(time.perf_counter() - self._start)
