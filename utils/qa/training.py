@@ -153,9 +153,10 @@ class RoundUpPacked:
         return batch
 
 
-def packing_collator(pad_token_id: int, multiple: int = 256) -> RoundUpPacked:
+def packing_collator(pad_token_id: int, multiple: int) -> RoundUpPacked:
     """The training collator: examples packed into one row (``DataCollatorWithFlattening``), the
-    row rounded up to a multiple of ``multiple`` tokens (:class:`RoundUpPacked`)."""
+    row rounded up to a multiple of ``multiple`` tokens (:class:`RoundUpPacked`; the course's value is
+    ``QAConfig.pack_multiple``)."""
     return RoundUpPacked(DataCollatorWithFlattening(), multiple, pad_token_id)
 
 
