@@ -14,9 +14,9 @@ The **student edition** is the same notebook without its ``solution`` cells:
 
 ``verify`` executes, for each student notebook, the cells before the first heading (set-up,
 imports, parameters) and the whole exercise section, and requires every ``check`` cell to fail with
-:class:`utils.exercises.common.CheckFailed` (the exercises are still empty); then the same cells of the
-instructor edition, where every check must pass on the solution. (The test suite also executes the
-instructor edition in full, under nbval.)
+:class:`utils.exercises.common.CheckFailed` (the exercises are still empty); then it runs the
+instructor edition's exercise section, in the same kernel, where every check must pass on the solution.
+(The test suite also executes the instructor edition in full, under nbval.)
 """
 
 from __future__ import annotations
@@ -92,30 +92,36 @@ def build(out_dir: Path, notebooks: list[Path] | None = None) -> list[Path]:
     return written
 
 
-def _run_setup_and_exercises(path: Path, timeout: int):
-    """Execute a notebook's cells before its first ``## `` heading and its whole exercise section."""
-    from nbclient import NotebookClient
-
+def _setup_and_exercises(path: Path) -> list:
+    """A notebook's code and markdown cells before its first ``## `` heading, then its whole exercise section."""
     nb = nbformat.read(str(path), as_version=4)
     first_heading = next(i for i, c in enumerate(nb.cells) if i > 0 and c.cell_type == "markdown"
                          and c.source.lstrip().startswith("## "))
-    keep = list(range(first_heading)) + list(range(exercise_start(nb), len(nb.cells)))
-    nb.cells = [nb.cells[i] for i in keep]
-    NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    return [(c, [o for o in c.outputs if o.output_type == "error"]) for c in nb.cells if c.cell_type == "code"]
+    return nb.cells[:first_heading] + nb.cells[exercise_start(nb):]
 
 
 def verify(student_path: Path, instructor_path: Path | None = None, timeout: int = 600) -> dict[str, int]:
     """Check a student notebook: its set-up and exercise cells run, and every check fails with
-    CheckFailed (the exercises are empty); then run the same cells of the instructor edition
-    (default: the course notebook of the same name), where every check must pass on the solution.
+    CheckFailed (the exercises are empty); then the exercise section of the instructor edition (default:
+    the course notebook of the same name) runs in the same kernel, where every check must pass on the
+    solution. One kernel per notebook: the set-up (imports, parameters) runs once.
 
     Returns:
         ``{"checks": n, "failed_as_expected": n, "passed_with_solution": n}``; raises AssertionError otherwise.
     """
+    from nbclient import NotebookClient
+
+    instructor_path = instructor_path or next(p for p in course_notebooks() if p.name == student_path.name)
+    student = _setup_and_exercises(student_path)
+    instructor_nb = nbformat.read(str(instructor_path), as_version=4)
+    instructor = instructor_nb.cells[exercise_start(instructor_nb):]
+    nb = nbformat.read(str(student_path), as_version=4)
+    nb.cells = copy.deepcopy(student + instructor)
+    NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(student_path.parent)}}).execute()
+    ran = [(c, [o for o in c.get("outputs", []) if o.output_type == "error"]) for c in nb.cells]
     checks = failed = passed = 0
-    for cell, errors in _run_setup_and_exercises(student_path, timeout):
+    for cell, errors in [r for r in ran[:len(student)] if r[0].cell_type == "code"]:
         if "check" in _tags(cell):
             checks += 1
             if errors and errors[0].ename == "CheckFailed":
@@ -126,8 +132,7 @@ def verify(student_path: Path, instructor_path: Path | None = None, timeout: int
         elif errors:
             raise AssertionError(f"{student_path.name}: cell failed in the student edition:\n{cell.source}\n"
                                  f"{errors[0].ename}: {errors[0].evalue}")
-    instructor_path = instructor_path or next(p for p in course_notebooks() if p.name == student_path.name)
-    for cell, errors in _run_setup_and_exercises(instructor_path, timeout):
+    for cell, errors in [r for r in ran[len(student):] if r[0].cell_type == "code"]:
         if errors:
             raise AssertionError(f"{instructor_path.name}: with the solutions, this cell failed:\n{cell.source}\n"
                                  f"{errors[0].ename}: {errors[0].evalue}")
