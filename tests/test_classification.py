@@ -247,3 +247,16 @@ def test_decoder_gets_a_pad_token_and_an_fp32_score_head_outside_4bit(tiny_phi_f
     alone = clf.classify([short], model, tok, {0: "a", 1: "b", 2: "c"})[0]["probs"]
     padded = clf.classify([short, long], model, tok, {0: "a", 1: "b", 2: "c"})[0]["probs"]
     assert alone == pytest.approx(padded, abs=1e-5)
+
+
+def test_tfidf_baseline_is_seeded_beats_the_majority_and_scores_like_the_other_methods():
+    """The classical baseline of notebook 06: same split, same metrics (accuracy, macro-F1 over all labels)."""
+    data = clf.subsample(clf.load_labelled(str(clf.SMOKE_DATA), "text", "label", test_size=0.25, seed=0), 120, 60)
+    first, again = clf.tfidf_baseline(data, seed=0), clf.tfidf_baseline(data, seed=0)
+    assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in again.items() if k != "seconds"}
+    assert first["accuracy"] > clf.majority_baseline(data)["accuracy"] + 0.5
+    assert 0 < first["macro_f1"] <= 1 and first["features"] > 100
+    # trained on 2 of the C classes it can predict only those 2: the classes it never predicts count as F1 0,
+    # so macro-F1 is at most 2 / C (as for the fine-tuned methods, labels=range(C))
+    two = type(data)({"train": data["train"].filter(lambda row: row["label"] in (0, 1)), "test": data["test"]})
+    assert clf.tfidf_baseline(two)["macro_f1"] <= 2 / len(clf.label_names(data)) + 1e-12
