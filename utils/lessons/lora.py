@@ -30,9 +30,6 @@ from utils import memory
 from utils.lessons import quant as Q
 from utils.models.adapters import ALL_LINEAR, OUTPUT_HEADS, check_lora_args, check_target_names
 
-# Heads that "all-linear" leaves alone (peft does the same for sequence classification models).
-HEAD_NAMES = OUTPUT_HEADS
-
 
 def lora_parameter_count(in_features: int, out_features: int, rank: int) -> int:
     """Trainable numbers of one LoRA pair: ``rank * (in_features + out_features)`` (A plus B)."""
@@ -295,7 +292,7 @@ def _targets(model: nn.Module, target_modules: str | Iterable[str]) -> list[str]
     linear = _linear_layers(model)
     if target_modules == ALL_LINEAR:
         heads = _head_modules(model)
-        return [n for n, m in linear.items() if id(m) not in heads and n.rsplit(".", 1)[-1] not in HEAD_NAMES]
+        return [n for n, m in linear.items() if id(m) not in heads and n.rsplit(".", 1)[-1] not in OUTPUT_HEADS]
     names = check_target_names(target_modules, sorted({n.rsplit(".", 1)[-1] for n in linear}), type(model).__name__)
     return [n for n in linear if n.rsplit(".", 1)[-1] in names]
 
@@ -305,7 +302,7 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, leaf, new)
 
 
-def quantize_linear_layers(model: nn.Module, skip: Iterable[str] = HEAD_NAMES, **quant_kwargs) -> nn.Module:
+def quantize_linear_layers(model: nn.Module, skip: Iterable[str] = OUTPUT_HEADS, **quant_kwargs) -> nn.Module:
     """Replace every ``nn.Linear`` but the heads (leaf names in ``skip``, output embeddings) by a
     :class:`FrozenLinear4bit`, in place: the whole base model in 4 bits, as QLoRA stores it.
 

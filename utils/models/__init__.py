@@ -13,8 +13,9 @@ from utils.models.loading import (
     bnb_4bit_config,
     compute_dtype,
     load_model,
+    mixed_precision,
     resolve_model_path,
 )
 
-__all__ = ["MINILM_ID", "PHI2_ID", "auto_class_for", "bnb_4bit_config", "compute_dtype", "load_model",
+__all__ = ["MINILM_ID", "PHI2_ID", "auto_class_for", "bnb_4bit_config", "compute_dtype", "load_model", "mixed_precision",
            "resolve_model_path"]

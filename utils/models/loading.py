@@ -18,6 +18,7 @@ from utils.bnb_cpu import keep_4bit_trainable
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PHI2_ID = "microsoft/phi-2"
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # training precisions: mixed_precision turns one into Trainer flags
 
 
 def resolve_model_path(model_id: str) -> str:
@@ -46,6 +47,16 @@ def compute_dtype() -> torch.dtype:
     if torch.cuda.is_available():
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+def mixed_precision(precision: str = "auto") -> dict[str, bool]:
+    """Trainer flags. ``auto``: the dtype the 4-bit layers compute in (:func:`compute_dtype`:
+    bf16 on GPUs that have it, fp16 on older ones such as the T4, fp32 on CPU)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if precision == "auto":
+        precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(compute_dtype(), "fp32")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 def bnb_4bit_config(
