@@ -46,6 +46,15 @@ def test_bad_settings_are_clear_errors(settings, message):
         QAConfig.resolve("full", **settings)
 
 
+def test_replace_checks_names_and_values_like_resolve():
+    config = QAConfig.resolve("smoke")
+    assert config.replace(max_steps=3).max_steps == 3 and config.max_steps != 3  # a copy; frozen original
+    with pytest.raises(ConfigError, match=r"unknown QA setting\(s\) \['steps'\]"):
+        config.replace(steps=3)
+    with pytest.raises(ConfigError, match="max_steps must be a positive integer"):
+        config.replace(max_steps=0)
+
+
 def test_bad_profile_or_preset_and_a_notebook_missing_a_constant():
     with pytest.raises(ConfigError, match="PRESET must be one of"):
         QAConfig.resolve("full", "asignment")
@@ -72,6 +81,9 @@ def test_training_params_round_trip_and_refuse_what_they_cannot_read(tmp_path):
     payload["config"]["lora_rnak"] = payload["config"].pop("lora_rank")
     path.write_text(json.dumps(payload))
     with pytest.raises(ConfigError, match=r"settings missing \['lora_rank'\], unknown \['lora_rnak'\]"):
+        C.read_params(tmp_path)
+    path.write_text('{"schema": 1, "config": {')  # cut off mid-write
+    with pytest.raises(ConfigError, match="is not valid JSON"):
         C.read_params(tmp_path)
     path.write_text(json.dumps({"lora_rank": 8, "max_steps": 3}))  # the layout before the schema
     with pytest.raises(ConfigError, match="has schema None; this course reads schema 1"):

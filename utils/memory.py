@@ -3,7 +3,6 @@ pass, optimizer state, peak memory of a block of code, and :func:`estimate` of a
 
 from __future__ import annotations
 
-import dataclasses
 import resource
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -13,7 +12,7 @@ from typing import Any
 
 import torch
 
-from utils.qa.config import ConfigError, QAConfig
+from utils.qa.config import QAConfig
 
 
 def param_storage_bytes(p: torch.Tensor) -> int:
@@ -211,10 +210,7 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
                          f"{getattr(config, 'model_type', None)!r}. Measure other models with track_peak().")
     if tokens <= 0 or sequences <= 0:
         raise ValueError(f"tokens and sequences must be positive, got {tokens} and {sequences}.")
-    unknown = sorted(set(settings) - set(QAConfig.field_names()))
-    if unknown:
-        raise ConfigError(f"unknown QA setting(s) {unknown}; the settings are: {', '.join(QAConfig.field_names())}.")
-    qa = dataclasses.replace(qa or QAConfig(), **settings).validate()
+    qa = (qa or QAConfig()).replace(**settings)
     lora_rank, lora_targets, lora_dropout = qa.lora_rank, qa.target_modules, qa.lora_dropout
     gradient_checkpointing, optimizer = qa.gradient_checkpointing, qa.optimizer
     if optimizer not in OPTIMIZER_STATE_BYTES:

@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from utils.models.loading import PHI2_ID
+from utils.models.loading import PHI2_ID, PRECISIONS
 
 PHI2_TARGETS = ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2")  # Phi-2's linear layers in a decoder block
 PRESETS = ("course", "assignment")
 TEXT_FORMATS = ("squad", "guanaco")  # how a dataset's records are laid out (utils.qa.data reads both)
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # utils.qa.training.mixed_precision turns these into Trainer flags
 LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 PARAMS_FILE = "training_params.json"
 PARAMS_SCHEMA = 1  # version of training_params.json's layout; bump it when the layout changes
@@ -122,9 +121,7 @@ class QAConfig:
             raise ConfigError(f"profile must be one of {tuple(PROFILE_DEFAULTS)}, got {profile!r}.")
         if preset not in PRESETS:
             raise ConfigError(f"PRESET must be one of {PRESETS}, got {preset!r}.")
-        unknown = sorted(set(explicit) - set(cls.field_names()))
-        if unknown:
-            raise ConfigError(f"unknown QA setting(s) {unknown}; the settings are: {', '.join(cls.field_names())}.")
+        _check_names(explicit)
         values = {f.name: (f.default_factory() if f.default is dataclasses.MISSING else f.default)
                   for f in dataclasses.fields(cls)}
         sources = dict.fromkeys(values, "default")
@@ -135,6 +132,15 @@ class QAConfig:
                 values[name] = value
                 sources[name] = source
         return values, sources
+
+    def replace(self, **settings: Any) -> QAConfig:
+        """A copy with single settings replaced (e.g. ``max_steps=3``), checked like :meth:`resolve`.
+
+        Raises:
+            ConfigError: an unknown setting name, or a value :meth:`validate` rejects.
+        """
+        _check_names(settings)
+        return dataclasses.replace(self, **settings).validate()
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> QAConfig:
@@ -223,6 +229,12 @@ def _preset_values(preset: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- types
+def _check_names(settings: Mapping[str, Any]) -> None:
+    unknown = sorted(set(settings) - set(QAConfig.field_names()))
+    if unknown:
+        raise ConfigError(f"unknown QA setting(s) {unknown}; the settings are: {', '.join(QAConfig.field_names())}.")
+
+
 def _as_names(value: Any, name: str) -> tuple[str, ...]:
     """A list of layer names as a tuple; a bare string is an error (it would be split into characters)."""
     if isinstance(value, str):
@@ -278,7 +290,11 @@ def read_params(folder: str | Path) -> tuple[QAConfig, dict[str, Any]]:
             f"No trained adapter in {Path(folder)} ({PARAMS_FILE} is missing): run notebook 04 "
             "(04_phi2_qlora_training.ipynb) or `python -m utils.cli.finetune --output-dir ...` first, "
             "or set ADAPTER_DIR to the folder they wrote.")
-    payload = json.loads(path.read_text())
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}); it was damaged or edited by "
+                          "hand. Retrain the adapter, or restore the file.") from None
     schema = payload.get("schema") if isinstance(payload, dict) else None
     if schema != PARAMS_SCHEMA:
         raise ConfigError(f"{path} has schema {schema!r}; "

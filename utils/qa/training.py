@@ -10,7 +10,6 @@ the language-model head runs only at the positions whose next token is graded (t
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -22,19 +21,9 @@ import torch.nn.functional as F
 from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
 
 from utils.bnb_cpu import keep_4bit_trainable
-from utils.models.loading import compute_dtype
-from utils.qa.config import PRECISIONS, ConfigError, QAConfig, read_params, save_params
+from utils.models.loading import mixed_precision
+from utils.qa.config import QAConfig, read_params, save_params
 from utils.qa.data import IGNORE_INDEX
-
-
-def mixed_precision(precision: str = "auto") -> dict[str, bool]:
-    """Trainer flags. ``auto``: the dtype the 4-bit layers compute in (:func:`utils.models.compute_dtype`:
-    bf16 on GPUs that have it, fp16 on older ones such as the T4, fp32 on CPU)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
-    if precision == "auto":
-        precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(compute_dtype(), "fp32")
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 def training_arguments(output_dir: str | Path, config: QAConfig | None = None, *, disable_tqdm: bool = False,
@@ -47,11 +36,7 @@ def training_arguments(output_dir: str | Path, config: QAConfig | None = None, *
             fields, e.g. ``max_steps=3`` (unknown names and bad values raise ``ConfigError``).
         disable_tqdm, weight_decay: Trainer options that are not QA settings.
     """
-    config = config or QAConfig()
-    unknown = sorted(set(settings) - set(QAConfig.field_names()))
-    if unknown:
-        raise ConfigError(f"unknown QA setting(s) {unknown}; the settings are: {', '.join(QAConfig.field_names())}.")
-    c = dataclasses.replace(config, **settings).validate()
+    c = (config or QAConfig()).replace(**settings)
     return TrainingArguments(
         output_dir=str(output_dir), max_steps=c.max_steps, per_device_train_batch_size=c.batch_size,
         gradient_accumulation_steps=c.grad_accum, learning_rate=c.learning_rate, lr_scheduler_type=c.lr_scheduler,
