@@ -260,3 +260,18 @@ def test_tfidf_baseline_is_seeded_beats_the_majority_and_scores_like_the_other_m
     # so macro-F1 is at most 2 / C (as for the fine-tuned methods, labels=range(C))
     two = type(data)({"train": data["train"].filter(lambda row: row["label"] in (0, 1)), "test": data["test"]})
     assert clf.tfidf_baseline(two)["macro_f1"] <= 2 / len(clf.label_names(data)) + 1e-12
+
+
+@pytest.mark.parametrize("mean,std,reference,expected", [
+    (0.90, 0.02, 0.80, "beats"),            # gap 0.10 > 2 x 0.02
+    (0.80, 0.02, 0.90, "falls short of"),   # gap -0.10
+    (0.85, 0.03, 0.82, "is level with"),    # gap 0.03 < 0.06
+    (0.85, 0.0, 0.85, "is level with"),     # no gap, no spread
+])
+def test_verdict_against_a_reference_by_hand(mean, std, reference, expected):
+    assert clf.verdict_against(mean, std, reference) == expected
+
+
+def test_verdict_rejects_a_negative_spread():
+    with pytest.raises(ValueError, match="std must be >= 0"):
+        clf.verdict_against(0.9, -0.1, 0.8)

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorWithFl
 
 from utils import memory
 from utils.evaluation import qa as qa_eval
-from utils.models import bnb_4bit_config, load_model, tiny_phi
+from utils.models import bnb_4bit_config, load_model, mixed_precision, tiny_phi
 from utils.models.adapters import add_lora
 from utils.qa import data as qa_data
 from utils.qa import precision, training
@@ -259,8 +259,23 @@ def test_generation_returns_one_stripped_line_per_question(base):
 
 def test_bad_precision_and_steps_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="precision must be one of"):
-        training.mixed_precision("fp8")
+        mixed_precision("fp8")
     with pytest.raises(ValueError, match="max_steps must be a positive integer, got 0"):
         training.training_arguments(tmp_path, max_steps=0, batch_size=1, grad_accum=1, learning_rate=1e-3)
     with pytest.raises(ValueError, match=r"unknown QA setting\(s\) \['steps'\]"):
         training.training_arguments(tmp_path, steps=3)
+
+
+def test_general_text_perplexity_compares_with_and_without_the_adapter(base):
+    """A fresh adapter (B = 0) changes nothing; a trained-looking one changes the tuned score only."""
+    text = (REPO_ROOT / "data/text/quantization_primer.txt").read_text()
+    model = lora_model(base[0]).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.zero_()
+    fresh = qa_eval.general_text_perplexity(model, base[1], text, max_length=64)
+    assert fresh["tuned"] == fresh["base"] and fresh["change"] == 0  # B = 0 adds exact zeros
+    trained = qa_eval.general_text_perplexity(lora_model(base[0]).eval(), base[1], text, max_length=64)
+    assert trained["base"] == fresh["base"]  # the same 4-bit base, the same computation
+    assert trained["change"] == pytest.approx(trained["tuned"] / trained["base"] - 1) and trained["change"] != 0

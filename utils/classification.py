@@ -35,9 +35,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from utils.bnb_cpu import keep_4bit_trainable
 from utils.memory import model_storage_bytes, track_peak
-from utils.models import bnb_4bit_config, load_model, resolve_model_path
+from utils.models import bnb_4bit_config, load_model, mixed_precision, resolve_model_path
 from utils.models.adapters import CLASSIFIER_HEADS, add_lora, count_parameters
-from utils.qa.training import mixed_precision
 from utils.report import REPO_ROOT
 
 SMOKE_DATA = REPO_ROOT / "data" / "labelled" / "support_tickets.csv"
@@ -49,8 +48,6 @@ METHODS = {
     "lora": "the head + LoRA adapters on a frozen 16-bit base (32-bit on CPU)",
     "qlora": "the head + LoRA adapters on a frozen 4-bit NF4 base (double quantization)",
 }
-# names of the new head in transformers' *ForSequenceClassification models (kept out of quantization)
-HEAD_NAMES = CLASSIFIER_HEADS  # where a classification model keeps its head
 SPEC_FILE = "classifier_spec.json"
 
 
@@ -181,10 +178,10 @@ def encode_labels(labels: list[str], names: list[str]) -> list[int]:
 # ---------------------------------------------------------------------------------------- model
 def head_name(model: torch.nn.Module) -> str:
     """Attribute name of the classification head (``classifier`` or ``score``) of an unwrapped model."""
-    for name in HEAD_NAMES:
+    for name in CLASSIFIER_HEADS:
         if isinstance(getattr(model, name, None), torch.nn.Module):
             return name
-    raise ValueError(f"{type(model).__name__} has no classification head named one of {HEAD_NAMES}.")
+    raise ValueError(f"{type(model).__name__} has no classification head named one of {CLASSIFIER_HEADS}.")
 
 
 def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -233,7 +230,7 @@ def load_classifier(
     id2label = {int(k): str(v) for k, v in (id2label or {i: f"LABEL_{i}" for i in range(num_labels)}).items()}
     if len(id2label) != num_labels:
         raise ValueError(f"id2label has {len(id2label)} names but num_labels={num_labels}.")
-    quantization = bnb_4bit_config("nf4", double_quant=True, skip_modules=list(HEAD_NAMES)) if method == "qlora" else None
+    quantization = bnb_4bit_config("nf4", double_quant=True, skip_modules=list(CLASSIFIER_HEADS)) if method == "qlora" else None
     transformers.set_seed(seed)
     model = load_model(
         model_id, AutoModelForSequenceClassification, quantization, num_labels=num_labels,
@@ -427,6 +424,15 @@ def tfidf_baseline(dataset: datasets.DatasetDict, seed: int = 0) -> dict[str, fl
             "macro_f1": float(f1_score(truth, predicted, average="macro",
                                        labels=list(range(len(label_names(dataset)))), zero_division=0)),
             "features": int(features.shape[1]), "seconds": time.perf_counter() - start}
+
+
+def verdict_against(mean: float, std: float, reference: float, k: float = 2.0) -> str:
+    """Compare a score measured over seeds (``mean`` ± ``std``) with a single ``reference`` score: ``"beats"``
+    or ``"falls short of"`` when the gap exceeds ``k`` standard deviations, else ``"is level with"``."""
+    if std < 0 or k <= 0:
+        raise ValueError(f"std must be >= 0 and k > 0, got std={std}, k={k}.")
+    gap = mean - reference
+    return "beats" if gap > k * std else "falls short of" if -gap > k * std else "is level with"
 
 
 # ----------------------------------------------------------------------------------- prediction

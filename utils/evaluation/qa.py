@@ -138,3 +138,20 @@ def merge_check(tuned: torch.nn.Module, base_path: str | Path, adapter_path: str
         "top-1 agreement": (logits_merged.argmax(-1) == logits_unmerged.argmax(-1)).float().mean().item(),
         "max |merged 16-bit - 4-bit + adapter| / max|logit|": (logits_merged - logits_4bit).abs().max().item() / scale,
     }
+
+
+def general_text_perplexity(model: torch.nn.Module, tokenizer: Any, text: str, max_length: int) -> dict[str, float]:
+    """What fine-tuning cost outside its task: perplexity of ``text`` (plain prose, not QA) with the adapter
+    and without it (peft's ``disable_adapter``), in sliding windows of ``max_length`` tokens, stride half that
+    (:func:`utils.evaluation.quantized.perplexity`).
+
+    Returns:
+        ``{"base", "tuned", "change"}``; ``change = tuned / base - 1`` (> 0: the adapter made the text harder).
+    """
+    from utils.evaluation.quantized import perplexity
+
+    window = {"max_length": max_length, "stride": max(1, max_length // 2)}
+    tuned = perplexity(model, tokenizer, text, **window)
+    with model.disable_adapter():
+        base = perplexity(model, tokenizer, text, **window)
+    return {"base": base, "tuned": tuned, "change": tuned / base - 1}
