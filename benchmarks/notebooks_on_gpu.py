@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from utils.models.architectures import ARCHITECTURES  # noqa: E402
 from utils.notebooks import NOTEBOOK_DIR, run_notebook  # noqa: E402
 
 DATA = [REPO / "data/qa/train.json", REPO / "data/qa/validation.json"]
@@ -35,7 +36,8 @@ T4_EMULATION = REPO / "benchmarks" / "t4_emulation"  # a sitecustomize that hide
 def parameters(model: str) -> dict[str, dict]:
     """Each notebook's parameters for a random-weight run (the rest are the full profile's)."""
     return {
-        "04_phi2_qlora_training": {"MODEL_ID": model, "DATASET": str(DATA[0]), "TRAIN_SIZE": 0, "MAX_STEPS": 30,
+        "04_phi2_qlora_training": {"MODEL_ID": model, "TARGET_MODULES": list(ARCHITECTURES["phi"].lora_targets),
+                                   "DATASET": str(DATA[0]), "TRAIN_SIZE": 0, "MAX_STEPS": 30,
                                    "SAVE_STEPS": 15, "F1_QUESTIONS": 32, "QUALITY_ASSERTS": False},
         "05_phi2_qa_evaluation": {"EVAL_DATASET": str(DATA[1]), "EVAL_SIZE": 56, "QUALITY_ASSERTS": False},
     }

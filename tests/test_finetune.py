@@ -11,6 +11,7 @@ import pytest
 
 from utils.cli import finetune
 from utils.models import tiny_phi
+from utils.models.architectures import ARCHITECTURES
 from utils.qa.config import QAConfig
 from utils.qa.training import read_training_params
 from utils.report import REPO_ROOT
@@ -25,7 +26,8 @@ def tiny(tmp_path_factory):
 
 
 def _args(model, out, steps=4):
-    return ["--model-id", str(model), "--dataset", str(DATA[0]), "--train-size", "64", "--max-length", "128",
+    return ["--model-id", str(model), "--target-modules", *ARCHITECTURES["phi"].lora_targets,
+            "--dataset", str(DATA[0]), "--train-size", "64", "--max-length", "128",
             "--max-steps", str(steps), "--batch-size", "4", "--learning-rate", "5e-3", "--output-dir", str(out)]
 
 

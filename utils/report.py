@@ -22,6 +22,15 @@ def output_dir() -> Path:
     return path
 
 
+def model_cache_dir() -> Path:
+    """Where models the course builds itself are kept between runs (created if missing):
+    ``$QLORA_CACHE_DIR``, default ``outputs/cache`` in the repository. Separate from :func:`output_dir` so
+    that runs writing elsewhere (tests, sweeps) share one converted copy instead of converting again."""
+    path = Path(os.environ.get("QLORA_CACHE_DIR", REPO_ROOT / "outputs" / "cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _plain(value: Any) -> Any:
     """Turn tensors, numpy numbers and non-finite floats into JSON-safe Python values."""
     if hasattr(value, "tolist"):

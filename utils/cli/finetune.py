@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import typing
-from pathlib import Path
 from typing import Any
 
 from utils.cli import make_parser, parse_value
@@ -66,34 +65,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, QACon
 def main(argv: list[str] | None = None) -> dict:
     args, config = parse_args(argv)
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-    from utils.models import bnb_4bit_config, load_model
-    from utils.models.adapters import add_lora
-    from utils.qa import data, training
+    from utils.qa import training
 
-    set_seed(config.seed)
-    rows = data.load_qa_split(config.dataset, config.train_split,
-                              config.columns if config.text_format == "squad" else None, config.text_format,
-                              limit=config.train_size or None, seed=config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(config.model_id)
-    features, counts = data.encode_rows(rows, tokenizer, config.max_length, source=config.dataset)
-    model = load_model(config.model_id, AutoModelForCausalLM, bnb_4bit_config())
-    model = add_lora(model, config.lora_rank, config.lora_alpha, list(config.target_modules),
-                     dropout=config.lora_dropout, task_type="CAUSAL_LM",
-                     gradient_checkpointing=config.gradient_checkpointing)
-    out = Path(args.output_dir)
-    targs = training.training_arguments(out / "checkpoints", config)
-    collator = training.packing_collator(tokenizer.eos_token_id, config.pack_multiple)
-    trainer = training.make_trainer(model, targs, features, collator=collator,
-                                    answer_logits_only=config.answer_logits_only)
-    result = trainer.train(resume_from_checkpoint=True if args.resume else None)
-    run = {"profile": get_profile(), "preset": args.preset, "world_size": trainer.args.world_size,
-           "steps": trainer.state.global_step, "seconds": result.metrics["train_runtime"],
-           "losses": training.loss_history(trainer)[1], "examples": counts,
-           "device": str(next(model.parameters()).device)}
-    if trainer.is_world_process_zero():
-        training.save_adapter(model, tokenizer, out, config, run)
+    run = training.train_qa(config, args.output_dir, resume=args.resume, profile=get_profile(), preset=args.preset)
+    if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps({k: v for k, v in run.items() if k != "losses"}), flush=True)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()

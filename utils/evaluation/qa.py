@@ -6,6 +6,7 @@ Scores of the answers are :mod:`utils.evaluation.squad`'s (official SQuAD v1.1 E
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,20 +14,23 @@ from typing import Any
 import torch
 from transformers import DataCollatorWithFlattening
 
-from utils.qa.data import IGNORE_INDEX, encode_prompt
+from utils.qa.data import IGNORE_INDEX, PromptFormat, encode_prompt, prompt_format
+from utils.qa.training import graded_positions
 
 
 @torch.no_grad()
 def generate_answers(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapping[str, Any]],
                      max_new_tokens: int = 24, max_length: int = 512, batch_size: int = 16,
-                     progress: bool = True) -> list[str]:
-    """Greedy answers (no sampling: reproducible), cut at the end-of-text token or the first newline.
+                     progress: bool = True, fmt: PromptFormat | None = None) -> list[str]:
+    """Greedy answers (no sampling: reproducible), cut at the end token or the first newline.
 
-    Prompts are left-padded into batches; their context is truncated like in training.
+    Prompts are in ``fmt`` (default: the model's own, :func:`utils.qa.data.prompt_format`), left-padded into
+    batches; their context is truncated like in training.
     """
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
+    fmt = fmt or prompt_format(tokenizer, model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     answers: list[str] = []
     was_training = model.training
@@ -35,7 +39,8 @@ def generate_answers(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapp
     for start in tqdm(starts, desc="generating", disable=not progress):
         chunk = rows[start:start + batch_size]
         prompts = [encode_prompt(tokenizer, r["question"], r["context"], max_length - max_new_tokens,
-                                 r["answers"]["answer_start"][0] if r.get("answers") else -1)[0] for r in chunk]
+                                 r["answers"]["answer_start"][0] if r.get("answers") else -1, fmt)[0]
+                   for r in chunk]
         width = max(len(p) for p in prompts)
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
@@ -47,6 +52,30 @@ def generate_answers(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapp
             answers.append(text.split("\n")[0].strip())
     model.train(was_training)
     return answers
+
+
+def gain_over_seeds(base: Mapping[str, float], tuned: Mapping[int, Mapping[str, float]],
+                    metric: str = "f1") -> dict[str, Any]:
+    """Is the tuned model's gain larger than its seed-to-seed noise?
+
+    Args:
+        base: the base model's scores (``squad_scores``; greedy decoding: one number, no seed).
+        tuned: ``{training seed: squad_scores}`` of adapters trained with the same settings but different seeds.
+        metric: ``"f1"`` or ``"exact_match"``.
+    Returns:
+        ``base``, the tuned ``mean`` and sample ``std`` over seeds (``nan`` for one seed), ``gain = mean - base``,
+        ``min_gain`` (the worst seed's), and ``gain_in_std`` (``gain / std``: how many seed standard deviations
+        the gain spans; ``inf`` if every seed scored the same).
+    """
+    values = [scores[metric] for scores in tuned.values()]
+    if not values:
+        raise ValueError("no tuned scores: train at least one adapter.")
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else math.nan
+    gain = mean - base[metric]
+    return {"metric": metric, "seeds": sorted(tuned), "base": base[metric], "mean": mean, "std": std, "gain": gain,
+            "min_gain": min(values) - base[metric],
+            "gain_in_std": gain / std if std > 0 else (math.copysign(math.inf, gain) if std == 0 else math.nan)}
 
 
 @torch.no_grad()
@@ -61,9 +90,10 @@ def answer_perplexity(model: torch.nn.Module, features: Sequence[Mapping[str, li
     for start in range(0, len(features), batch_size):
         batch = {k: v.to(device) for k, v in collator(list(features[start:start + batch_size])).items()}
         labels = batch.pop("labels")
-        logits = model(**batch, use_cache=False).logits.float()  # packed: no KV cache
-        targets = labels[:, 1:]
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
+        keep = graded_positions(labels)  # the LM head runs only where the next token is an answer token
+        logits = model(**batch, use_cache=False, logits_to_keep=keep).logits.float()  # packed: no KV cache
+        targets = labels[:, keep + 1]
+        logp = torch.log_softmax(logits, dim=-1)
         mask = targets != IGNORE_INDEX
         picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         nll -= picked[mask].sum().item()

@@ -2,8 +2,10 @@
 
 ``loading``   load_model, bnb_4bit_config, compute_dtype, the model ids (re-exported here: the notebooks
               write ``from utils.models import load_model``)
+``architectures``  what differs between model families (LoRA targets, prompt style, end/pad tokens), as data
+``smollm2``   SmolLM2-135M-Instruct converted once from its pip-packaged GGUF: the smoke profile's base model
 ``adapters``  peft LoRA with checked rank, alpha and target modules; parameter counts
-``tiny_phi``  the smoke profile's tiny Phi and the random-weight Phi-2-shaped model of the benchmarks
+``tiny_phi``  a tiny random Phi (Phi-2's layer names, for unit tests) and the random-weight Phi-2-shaped model of the benchmarks
 """
 
 from utils.models.loading import (
@@ -13,9 +15,12 @@ from utils.models.loading import (
     bnb_4bit_config,
     compute_dtype,
     load_model,
+    load_tokenizer,
     mixed_precision,
     resolve_model_path,
 )
+from utils.models.smollm2 import SMOLLM2_ID
 
-__all__ = ["MINILM_ID", "PHI2_ID", "auto_class_for", "bnb_4bit_config", "compute_dtype", "load_model", "mixed_precision",
+__all__ = ["MINILM_ID", "PHI2_ID", "SMOLLM2_ID", "auto_class_for", "bnb_4bit_config", "compute_dtype", "load_model", "load_tokenizer",
+           "mixed_precision",
            "resolve_model_path"]

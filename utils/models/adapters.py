@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
+from utils.models.architectures import architecture_of
+
 # shorthand target sets; "all-linear" is peft's own keyword (every linear layer but the output head)
 ALL_LINEAR = "all-linear"
 CLASSIFIER_HEADS = ("classifier", "score")  # sequence-classification heads: new, trained, never 4-bit
@@ -52,9 +54,20 @@ def check_target_names(target_modules: list[str] | str, available: list[str], mo
 
 
 def check_target_modules(model: torch.nn.Module, target_modules: list[str] | str) -> None:
-    """Raise ValueError naming the linear layers that exist if a target matches none of them."""
-    if target_modules != ALL_LINEAR:
+    """Raise ValueError naming the linear layers that exist if a target matches none of them (and, for a
+    family in :data:`utils.models.architectures.ARCHITECTURES`, the targets its row gives)."""
+    if target_modules == ALL_LINEAR:
+        return
+    try:
         check_target_names(target_modules, linear_module_names(model), type(model).__name__)
+    except ValueError as err:
+        try:
+            row = architecture_of(model)
+        except KeyError:
+            raise err from None
+        raise ValueError(f"{err} For this model family (model_type {model.config.model_type!r}) the course's "
+                         f"architecture table gives {list(row.lora_targets)}: set TARGET_MODULES "
+                         "(--target-modules) to those.") from None
 
 
 def add_lora(

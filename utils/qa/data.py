@@ -1,13 +1,15 @@
 """Question-answering data for causal-LM fine-tuning: load, check, prompt, tokenize.
 
 Rows are plain dicts ``{"id", "question", "context", "answers": {"text": [str, ...], "answer_start": [int, ...]}}``
-(the SQuAD v1.1 layout that the Hub's ``squad`` dataset also uses). A prompt follows Phi-2's own
-documented QA format, ``"Instruct: <prompt>\\nOutput:"`` (microsoft/phi-2 model card), and the model
-learns to continue it with the answer and an end-of-text token. Only the answer tokens carry a loss.
+(the SQuAD v1.1 layout that the Hub's ``squad`` dataset also uses). A prompt follows the base model's own
+format (:class:`PromptFormat`): Phi-2's documented ``"Instruct: <prompt>\\nOutput:"`` (microsoft/phi-2 model
+card), or a chat model's chat template (SmolLM2-Instruct); the model learns to continue it with the answer and
+its end token. Only the answer tokens carry a loss.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from utils.models.architectures import PROMPT_STYLES, architecture_of
 from utils.qa.config import TEXT_FORMATS
 
 REQUIRED_FIELDS = ("question", "context", "answers")
@@ -173,16 +176,72 @@ def load_qa_split(source: str | Path, split: str = "train", columns: Mapping[str
 
 
 # ---------------------------------------------------------------------------------------- prompts
-def prompt_parts(question: str, context: str) -> tuple[str, str, str]:
-    """(head, context, tail) of a Phi-2 ``Instruct: ... Output:`` prompt; joined they are the prompt."""
-    if not context:
-        return f"Instruct: {question.strip()}", "", "\nOutput:"
-    return f"Instruct: {INSTRUCTION}\nContext:", f" {context.strip()}", f"\nQuestion: {question.strip()}\nOutput:"
+_CONTEXT_SLOT = "\x00context\x00"  # marks where the context goes in a rendered chat template
 
 
-def build_prompt(question: str, context: str) -> str:
-    """The full prompt text; the model's answer follows ``Output:`` after one space."""
-    return "".join(prompt_parts(question, context))
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a question (and its context) becomes a prompt, and how the answer follows it.
+
+    ``style`` comes from the model's row in :data:`utils.models.architectures.ARCHITECTURES`:
+
+    * ``"instruct"``: Phi-2's documented QA format, ``Instruct: ...\\nOutput:``; the answer follows after one
+      space.
+    * ``"chat"``: the tokenizer's chat template (system: :data:`INSTRUCTION`; user: context and question;
+      then the assistant's turn); the answer follows directly.
+
+    Either way the prompt is ``head + context piece + tail`` so that the context alone can be shortened.
+    """
+
+    style: str = "instruct"
+    tokenizer: Any = dataclasses.field(default=None, compare=False, repr=False)  # whose chat template ("chat")
+
+    def __post_init__(self) -> None:
+        if self.style not in PROMPT_STYLES:
+            raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {self.style!r}.")
+        if self.style == "chat" and not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError("the chat prompt style needs a tokenizer with a chat template.")
+
+    @property
+    def answer_prefix(self) -> str:
+        """What goes between the prompt and the answer text."""
+        return " " if self.style == "instruct" else ""
+
+    def parts(self, question: str, context: str) -> tuple[str, str, str]:
+        """``(head, context piece, tail)``; joined they are the prompt. The context piece is ``" " + context``
+        (empty without a context)."""
+        question, context = question.strip(), context.strip()
+        if self.style == "instruct":
+            if not context:
+                return f"Instruct: {question}", "", "\nOutput:"
+            return f"Instruct: {INSTRUCTION}\nContext:", f" {context}", f"\nQuestion: {question}\nOutput:"
+        if not context:
+            messages = [{"role": "user", "content": question + _CONTEXT_SLOT}]
+        else:
+            messages = [{"role": "system", "content": INSTRUCTION},
+                        {"role": "user", "content": f"Context:{_CONTEXT_SLOT}\nQuestion: {question}"}]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        head, tail = text.split(_CONTEXT_SLOT)
+        return head, f" {context}" if context else "", tail
+
+
+INSTRUCT = PromptFormat("instruct")  # Phi-2's format, the default where no model is involved
+
+
+def prompt_format(tokenizer: Any, model_or_config: Any) -> PromptFormat:
+    """The prompt format of a model (or its config, or a peft model), from its row in
+    :data:`utils.models.architectures.ARCHITECTURES`."""
+    return PromptFormat(architecture_of(model_or_config).prompt_style, tokenizer)
+
+
+def prompt_parts(question: str, context: str, fmt: PromptFormat = INSTRUCT) -> tuple[str, str, str]:
+    """(head, context piece, tail) of the prompt in format ``fmt``; joined they are the prompt."""
+    return fmt.parts(question, context)
+
+
+def build_prompt(question: str, context: str, fmt: PromptFormat = INSTRUCT) -> str:
+    """The full prompt text; the model's answer follows it (after ``fmt.answer_prefix``)."""
+    return "".join(fmt.parts(question, context))
 
 
 @dataclass
@@ -200,7 +259,7 @@ def _ids(tokenizer: Any, text: str, offsets: bool = False) -> Any:
 
 
 def encode_prompt(tokenizer: Any, question: str, context: str, max_prompt_tokens: int,
-                  answer_start: int = -1) -> tuple[list[int], bool]:
+                  answer_start: int = -1, fmt: PromptFormat = INSTRUCT) -> tuple[list[int], bool]:
     """Token ids of the prompt, the context cut to fit ``max_prompt_tokens``; returns (ids, truncated).
 
     The context is the only part ever shortened; it keeps a window around the answer when its
@@ -209,7 +268,7 @@ def encode_prompt(tokenizer: Any, question: str, context: str, max_prompt_tokens
     Raises:
         ValueError: even with an empty context the prompt would not fit.
     """
-    head, ctx, tail = prompt_parts(question, context)
+    head, ctx, tail = fmt.parts(question, context)
     head_ids, tail_ids = _ids(tokenizer, head)["input_ids"], _ids(tokenizer, tail)["input_ids"]
     budget = max_prompt_tokens - len(head_ids) - len(tail_ids)
     if budget < 0 or (ctx and budget < 1):
@@ -223,25 +282,25 @@ def encode_prompt(tokenizer: Any, question: str, context: str, max_prompt_tokens
         return head_ids + ctx_ids + tail_ids, False
     start = 0
     if answer_start >= 0:
-        char = answer_start + 1  # the context piece starts with one space
+        char = answer_start + 1 - (len(context) - len(context.lstrip()))  # the piece: one space + stripped context
         answer_token = next((t for t, (a, b) in enumerate(enc["offset_mapping"]) if b > char), 0)
         start = max(0, min(answer_token - budget // 2, len(ctx_ids) - budget))
     return head_ids + ctx_ids[start:start + budget] + tail_ids, True
 
 
-def encode_example(row: Mapping[str, Any], tokenizer: Any, max_length: int) -> Encoded:
-    """Prompt + `` answer`` + EOS, at most ``max_length`` tokens, loss on the answer (and EOS) only.
+def encode_example(row: Mapping[str, Any], tokenizer: Any, max_length: int, fmt: PromptFormat = INSTRUCT) -> Encoded:
+    """Prompt + answer + EOS in format ``fmt``, at most ``max_length`` tokens, loss on the answer (and EOS) only.
 
     Raises:
         ValueError: the answer alone (plus the prompt without context) exceeds ``max_length``;
             the answer is never truncated.
     """
     answer = row["answers"]["text"][0]
-    answer_ids = _ids(tokenizer, " " + answer.strip())["input_ids"] + [tokenizer.eos_token_id]
+    answer_ids = _ids(tokenizer, fmt.answer_prefix + answer.strip())["input_ids"] + [tokenizer.eos_token_id]
     room = max_length - len(answer_ids)
     try:
         prompt_ids, truncated = encode_prompt(tokenizer, row["question"], row["context"], room,
-                                              row["answers"]["answer_start"][0])
+                                              row["answers"]["answer_start"][0], fmt)
     except ValueError as err:
         raise ValueError(f"example {row.get('id')!r}: its answer takes {len(answer_ids)} tokens and the prompt "
                          f"cannot fit in max_length={max_length} without cutting the answer ({err})") from err
@@ -250,7 +309,7 @@ def encode_example(row: Mapping[str, Any], tokenizer: Any, max_length: int) -> E
 
 
 def encode_rows(rows: Sequence[Mapping[str, Any]], tokenizer: Any, max_length: int,
-                source: str = "dataset") -> tuple[list[dict[str, list[int]]], dict[str, int]]:
+                source: str = "dataset", fmt: PromptFormat = INSTRUCT) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Tokenize rows for training; returns (features, counts).
 
     Examples whose context had to be truncated are counted (``context_truncated``) and a warning
@@ -263,7 +322,7 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], tokenizer: Any, max_length: i
     features, truncated, dropped = [], 0, 0
     for row in rows:
         try:
-            enc = encode_example(row, tokenizer, max_length)
+            enc = encode_example(row, tokenizer, max_length, fmt)
         except ValueError:
             dropped += 1
             continue

@@ -18,11 +18,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    DataCollatorWithFlattening,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from utils.bnb_cpu import keep_4bit_trainable
 from utils.models.loading import mixed_precision
-from utils.qa.config import QAConfig, read_params, save_params
+from utils.qa.config import PARAMS_FILE, QAConfig, read_params, save_params
 from utils.qa.data import IGNORE_INDEX
 
 
@@ -239,6 +245,73 @@ def save_adapter(model: torch.nn.Module, tokenizer: Any, folder: str | Path, con
     tokenizer.save_pretrained(folder)
     save_params(folder, config, run)
     return folder
+
+
+def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, quiet: bool = False,
+             callbacks: Sequence[TrainerCallback] = (), **run_info: Any) -> dict[str, Any]:
+    """Notebook 04's recipe end to end, as ``python -m utils.cli.finetune`` runs it: load the data and the base
+    model in 4-bit, add LoRA, train, and save the adapter with ``training_params.json`` in ``output_dir``.
+
+    Args:
+        config: the settings (:meth:`QAConfig.resolve`); its ``seed`` seeds everything.
+        output_dir: the adapter's folder; checkpoints go to ``output_dir/checkpoints``.
+        resume: continue from the newest checkpoint there.
+        quiet: no progress bar and no printed logs (the losses are in the returned record).
+        run_info: recorded in the run's record (e.g. ``profile``, ``preset``).
+    Returns:
+        The run's record (``training_params.json``'s ``"run"``): steps, seconds, losses, example counts, ...
+    """
+    from transformers import AutoModelForCausalLM, set_seed
+
+    from utils.models import bnb_4bit_config, load_model, load_tokenizer
+    from utils.models.adapters import add_lora
+    from utils.qa import data
+
+    set_seed(config.seed)
+    rows = data.load_qa_split(config.dataset, config.train_split,
+                              config.columns if config.text_format == "squad" else None, config.text_format,
+                              limit=config.train_size or None, seed=config.seed)
+    tokenizer, architecture = load_tokenizer(config.model_id)
+    fmt = data.PromptFormat(architecture.prompt_style, tokenizer)
+    features, counts = data.encode_rows(rows, tokenizer, config.max_length, source=config.dataset, fmt=fmt)
+    model = load_model(config.model_id, AutoModelForCausalLM, bnb_4bit_config())
+    model = add_lora(model, config.lora_rank, config.lora_alpha, list(config.target_modules),
+                     dropout=config.lora_dropout, task_type="CAUSAL_LM",
+                     gradient_checkpointing=config.gradient_checkpointing)
+    out = Path(output_dir)
+    targs = training_arguments(out / "checkpoints", config, disable_tqdm=quiet)
+    trainer = make_trainer(model, targs, features, callbacks=callbacks,
+                           collator=packing_collator(tokenizer.pad_token_id, config.pack_multiple),
+                           answer_logits_only=config.answer_logits_only)
+    if quiet:
+        trainer.remove_callback(PrinterCallback)  # what prints every log when the progress bar is off
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    run = {**run_info, "world_size": trainer.args.world_size, "steps": trainer.state.global_step,
+           "seconds": result.metrics["train_runtime"], "losses": loss_history(trainer)[1], "examples": counts,
+           "device": str(next(model.parameters()).device)}
+    if trainer.is_world_process_zero():
+        save_adapter(model, tokenizer, out, config, run)
+    return run
+
+
+def ensure_trained(config: QAConfig, folder: str | Path, **train_kwargs: Any) -> tuple[dict[str, Any], bool]:
+    """The adapter trained with exactly ``config`` in ``folder``: reused if it is there, else trained
+    (:func:`train_qa`). Returns ``(run, reused)``.
+
+    Raises:
+        FileExistsError: ``folder`` holds an adapter trained with other settings; it is never overwritten
+            (the message names the settings that differ).
+    """
+    folder = Path(folder)
+    if (folder / PARAMS_FILE).is_file():
+        stored, run = read_training_params(folder)
+        if stored == config:
+            return run, True
+        differ = {k: [getattr(stored, k), getattr(config, k)] for k in QAConfig.field_names()
+                  if getattr(stored, k) != getattr(config, k)}
+        raise FileExistsError(f"{folder} holds an adapter trained with other settings (stored, wanted: {differ}); "
+                              "it is left as it is. Delete it, or choose another folder.")
+    return train_qa(config, folder, **train_kwargs), False
 
 
 def read_training_params(folder: str | Path) -> tuple[QAConfig, dict[str, Any]]:
