@@ -213,3 +213,32 @@ def test_error_sweep_rows_and_bits(generator):
     assert [(r["method"], r["blocksize"]) for r in rows] == [("nf4", 64), ("nf4", 256), ("int4_asym", 64), ("int4_asym", 256)]
     assert rows[0]["bits"] == 4.5 and rows[2]["bits"] == 4 + 40 / 64
     assert rows[0]["mse"] == Q.quant_error(x, Q.fake_quantize(x, "nf4", 64))["mse"]
+
+
+@pytest.mark.parametrize("source", ["gaussian", "minilm", "ragged-range"])
+def test_q4_1_is_bit_exact_with_the_gguf_package(source, minilm_weights, generator):
+    """Our Q4_1 against gguf's own quantizer and dequantizer (llama.cpp's reference, in numpy): the same
+    codes, float16 constants and reconstruction, to the bit."""
+    import numpy as np
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize, quantize
+
+    x = {"gaussian": torch.randn(64, 256, generator=generator) * 0.02,
+         "minilm": minilm_weights["encoder.layer.0.attention.self.query.weight"][:128],
+         "ragged-range": torch.cat([torch.zeros(32), torch.full((32,), 3.0), torch.randn(192, generator=generator)])
+         .reshape(8, 32)}[source]
+    ours = Q.quantize_q4_1(x)
+    packed = quantize(x.numpy(), GGMLQuantizationType.Q4_1)  # (rows, 20 bytes per block)
+    blocks = packed.reshape(-1, 20)
+    assert np.array_equal(blocks[:, 0:2].copy().view(np.float16).ravel(), ours.step.numpy())
+    assert np.array_equal(blocks[:, 2:4].copy().view(np.float16).ravel(), ours.minimum.numpy())
+    low, high = blocks[:, 4:] & 0x0F, blocks[:, 4:] >> 4  # first half of a block in the low nibbles
+    assert np.array_equal(np.concatenate([low, high], axis=1).ravel(), ours.codes.numpy())
+    expected = torch.from_numpy(dequantize(packed, GGMLQuantizationType.Q4_1)).reshape(x.shape)
+    assert torch.equal(Q.dequantize_q4_1(ours), expected)
+    assert Q.Q4_1_BITS == 5.0
+
+
+def test_q4_1_refuses_partial_blocks():
+    with pytest.raises(ValueError, match="multiple of 32 values, got 40"):
+        Q.quantize_q4_1(torch.zeros(40))

@@ -10,6 +10,10 @@ Methods (``method=``):
 ``"int4"``       symmetric absmax integer grid k/7, k = -7..7 (bitsandbytes' ``int4`` table).
 ``"int4_asym"``  asymmetric min/max integer grid 0..15 with a per-block zero point.
 
+And llama.cpp's GGUF **Q4_1** (:func:`quantize_q4_1`), the format SmolLM2 ships in: blocks of 32, codes 0..15
+on a grid from each block's minimum in steps of (max - min) / 15, with the step and the minimum stored as
+float16 (5 bits per weight); bit-exact with the ``gguf`` package's own quantizer (tests/test_quant.py).
+
 Codes are ``uint8`` values 0..15, one per element; :func:`pack_4bit` stores two per byte
 (first element in the high nibble, as bitsandbytes does). :func:`double_quantize` compresses the
 per-block float32 absmax constants to 8 bits, as QLoRA's double quantization does.
@@ -238,6 +242,50 @@ def dequantize_4bit(q: Quantized4bit, scale: torch.Tensor | None = None) -> torc
 def fake_quantize(x: torch.Tensor, method: str = "nf4", blocksize: int = 64) -> torch.Tensor:
     """Quantize then dequantize: what the network computes with after 4-bit storage."""
     return dequantize_4bit(quantize_4bit(x, method, blocksize))
+
+
+# ----------------------------------------------------------------------------------------------
+# GGUF Q4_1 (llama.cpp): an asymmetric 4-bit code with float16 block constants
+# ----------------------------------------------------------------------------------------------
+
+Q4_1_BLOCK = 32  # llama.cpp's block size for Q4_1 (fixed by the format)
+Q4_1_BITS = 4 + (16 + 16) / Q4_1_BLOCK  # the code, plus a float16 step and a float16 minimum per block: 5.0
+
+
+@dataclass
+class Q4_1:
+    """A tensor in GGUF Q4_1: ``codes`` uint8 (n,) 0..15; ``step`` and ``minimum`` float16 (n_blocks,);
+    ``shape`` the original shape. A weight is ``step * code + minimum``."""
+
+    codes: torch.Tensor
+    step: torch.Tensor
+    minimum: torch.Tensor
+    shape: torch.Size
+
+
+def quantize_q4_1(x: torch.Tensor) -> Q4_1:
+    """GGUF Q4_1 of ``x`` (any float tensor whose size is a multiple of 32), as llama.cpp and the ``gguf``
+    package compute it: per block of 32, ``step = (max - min) / 15`` and ``code = trunc((x - min) / step + 0.5)``
+    in float32 (the division as a multiplication by ``1 / step``, as they do), then step and min stored in float16.
+
+    Raises:
+        ValueError: the size is not a multiple of 32 (the format has no partial blocks).
+    """
+    _check_tensor(x)
+    if x.numel() % Q4_1_BLOCK:
+        raise ValueError(f"Q4_1 needs a multiple of {Q4_1_BLOCK} values, got {x.numel()}.")
+    blocks = x.reshape(-1, Q4_1_BLOCK).float()
+    low, high = blocks.min(dim=1, keepdim=True).values, blocks.max(dim=1, keepdim=True).values
+    step = (high - low) / 15
+    inverse = torch.where(step == 0, torch.zeros_like(step), 1 / step)
+    codes = torch.trunc((blocks - low) * inverse + 0.5).clamp(0, 15).to(torch.uint8)
+    return Q4_1(codes.reshape(-1), step.reshape(-1).half(), low.reshape(-1).half(), x.shape)
+
+
+def dequantize_q4_1(q: Q4_1) -> torch.Tensor:
+    """float32 weights ``step * code + minimum`` (step and minimum widened from float16), in ``q.shape``."""
+    blocks = q.codes.reshape(-1, Q4_1_BLOCK).float()
+    return (q.step.float()[:, None] * blocks + q.minimum.float()[:, None]).reshape(q.shape)
 
 
 # ----------------------------------------------------------------------------------------------
