@@ -3,8 +3,9 @@
     python -m demo.app                                   # adapter from notebook 04 (outputs/phi2-qa-adapter)
     python -m demo.app --adapter outputs/phi2-qa-adapter --share
 
-The base model is the one notebook 04 trained on (recorded in ``training_params.json``), loaded in
-4-bit NF4 like in training; the adapter is applied on top, unmerged. :func:`predict` is plain Python
+The base model is the one notebook 04 trained on (recorded in ``training_params.json``: Phi-2 in the full
+profile, SmolLM2-135M-Instruct in smoke), loaded in 4-bit NF4 like in training; the adapter is applied on top,
+unmerged, and questions are asked in that model's prompt format. :func:`predict` is plain Python
 (tested in tests/test_qa_demo.py); gradio is imported only when the app is built.
 """
 
@@ -52,8 +53,8 @@ def predict(context: str, question: str, model: Any, tokenizer: Any, max_new_tok
     return generate_answers(model, tokenizer, [row], max_new_tokens, max_length, progress=False)[0]
 
 
-def build_app(model: Any, tokenizer: Any, max_length: int = 512) -> Any:
-    """The Gradio interface (gradio imported here only)."""
+def build_app(model: Any, tokenizer: Any, max_length: int = 512, model_name: str = "Phi-2") -> Any:
+    """The Gradio interface (gradio imported here only); ``model_name`` is the base model shown in its title."""
     import gradio as gr
 
     def answer(context: str, question: str) -> str:
@@ -67,8 +68,8 @@ def build_app(model: Any, tokenizer: Any, max_length: int = 512) -> Any:
         inputs=[gr.Textbox(label="Context", lines=8, placeholder="Paste a paragraph"),
                 gr.Textbox(label="Question")],
         outputs=gr.Textbox(label="Answer"),
-        title="Phi-2 + QLoRA question answering",
-        description="Phi-2 (4-bit NF4) with the LoRA adapter trained in notebook 04 of the QLoRA course. "
+        title=f"{model_name} + QLoRA question answering",
+        description=f"{model_name} (4-bit NF4) with the LoRA adapter trained in notebook 04 of the QLoRA course. "
                     "The answer comes from the context you paste.",
         examples=[[EXAMPLE_CONTEXT, EXAMPLE_QUESTION]],
     )
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
     model, tokenizer, config = load(args.adapter)
-    build_app(model, tokenizer, config.max_length).launch(share=args.share, server_port=args.port)
+    build_app(model, tokenizer, config.max_length, config.model_id.rsplit("/", 1)[-1]).launch(
+        share=args.share, server_port=args.port)
 
 
 if __name__ == "__main__":

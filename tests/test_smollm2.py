@@ -149,7 +149,7 @@ def test_packed_llama_batch_loss_equals_one_by_one(folder, tok):
 def test_same_seed_same_numbers_through_the_4bit_training_path(folder, tmp_path):
     """train_qa (notebook 04's recipe: 4-bit NF4, LoRA, Trainer, saving) twice with one seed: the same losses
     and the same adapter, bit for bit; another seed: other numbers."""
-    config = QAConfig.resolve("smoke", train_size=8, max_steps=2, batch_size=2, max_length=160, save_steps=10)
+    config = QAConfig.resolve("smoke", train_size=4, max_steps=2, batch_size=2, max_length=160, save_steps=10)
 
     def run(seed, name):
         record = training.train_qa(config.replace(seed=seed), tmp_path / name, quiet=True)
