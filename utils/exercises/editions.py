@@ -101,40 +101,58 @@ def _setup_and_exercises(path: Path) -> list:
 
 
 def verify(student_path: Path, instructor_path: Path | None = None, timeout: int = 600) -> dict[str, int]:
-    """Check a student notebook: its set-up and exercise cells run, and every check fails with
-    CheckFailed (the exercises are empty); then the exercise section of the instructor edition (default:
-    the course notebook of the same name) runs in the same kernel, where every check must pass on the
-    solution. One kernel per notebook: the set-up (imports, parameters) runs once.
+    """Check one student notebook (see :func:`verify_many`); returns its counts."""
+    return verify_many([student_path], [instructor_path] if instructor_path else None, timeout)[student_path.name]
+
+
+def verify_many(student_paths: list[Path], instructor_paths: list[Path] | None = None,
+                timeout: int = 1200) -> dict[str, dict[str, int]]:
+    """Check student notebooks: each one's set-up and exercise cells run, and every check fails with
+    CheckFailed (the exercises are empty); then the exercise section of its instructor edition (default: the
+    course notebook of the same name) runs, where every check must pass on the solution.
+
+    All notebooks run one after another in a single kernel, so the imports are paid once; each notebook's
+    set-up cells run again first, so its own parameters and ``checks`` module are the ones in force.
 
     Returns:
-        ``{"checks": n, "failed_as_expected": n, "passed_with_solution": n}``; raises AssertionError otherwise.
+        ``{notebook name: {"checks": n, "failed_as_expected": n, "passed_with_solution": n}}``; raises
+        AssertionError naming the notebook and cell otherwise.
     """
     from nbclient import NotebookClient
 
-    instructor_path = instructor_path or next(p for p in course_notebooks() if p.name == student_path.name)
-    student = _setup_and_exercises(student_path)
-    instructor_nb = nbformat.read(str(instructor_path), as_version=4)
-    instructor = instructor_nb.cells[exercise_start(instructor_nb):]
-    nb = nbformat.read(str(student_path), as_version=4)
-    nb.cells = copy.deepcopy(student + instructor)
+    instructor_paths = instructor_paths or [next(p for p in course_notebooks() if p.name == s.name)
+                                            for s in student_paths]
+    parts, cells = [], []
+    for student_path, instructor_path in zip(student_paths, instructor_paths, strict=True):
+        student = _setup_and_exercises(student_path)
+        instructor_nb = nbformat.read(str(instructor_path), as_version=4)
+        instructor = instructor_nb.cells[exercise_start(instructor_nb):]
+        parts.append((student_path.name, instructor_path.name, len(cells), len(student), len(instructor)))
+        cells += copy.deepcopy(student + instructor)
+    nb = nbformat.read(str(student_paths[0]), as_version=4)
+    nb.cells = cells
     NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(student_path.parent)}}).execute()
+                   resources={"metadata": {"path": str(student_paths[0].parent)}}).execute()
     ran = [(c, [o for o in c.get("outputs", []) if o.output_type == "error"]) for c in nb.cells]
-    checks = failed = passed = 0
-    for cell, errors in [r for r in ran[:len(student)] if r[0].cell_type == "code"]:
-        if "check" in _tags(cell):
-            checks += 1
-            if errors and errors[0].ename == "CheckFailed":
-                failed += 1
-            else:
-                raise AssertionError(f"{student_path.name}: a check passed or crashed on an empty exercise:\n{cell.source}\n"
-                                     f"{errors[0].ename + ': ' + errors[0].evalue if errors else 'no error'}")
-        elif errors:
-            raise AssertionError(f"{student_path.name}: cell failed in the student edition:\n{cell.source}\n"
-                                 f"{errors[0].ename}: {errors[0].evalue}")
-    for cell, errors in [r for r in ran[len(student):] if r[0].cell_type == "code"]:
-        if errors:
-            raise AssertionError(f"{instructor_path.name}: with the solutions, this cell failed:\n{cell.source}\n"
-                                 f"{errors[0].ename}: {errors[0].evalue}")
-        passed += "check" in _tags(cell)
-    return {"checks": checks, "failed_as_expected": failed, "passed_with_solution": passed}
+    results = {}
+    for name, instructor_name, start, n_student, n_instructor in parts:
+        checks = failed = passed = 0
+        for cell, errors in [r for r in ran[start:start + n_student] if r[0].cell_type == "code"]:
+            if "check" in _tags(cell):
+                checks += 1
+                if errors and errors[0].ename == "CheckFailed":
+                    failed += 1
+                else:
+                    raise AssertionError(f"{name}: a check passed or crashed on an empty exercise:\n{cell.source}\n"
+                                         f"{errors[0].ename + ': ' + errors[0].evalue if errors else 'no error'}")
+            elif errors:
+                raise AssertionError(f"{name}: cell failed in the student edition:\n{cell.source}\n"
+                                     f"{errors[0].ename}: {errors[0].evalue}")
+        instructor_cells = ran[start + n_student:start + n_student + n_instructor]
+        for cell, errors in [r for r in instructor_cells if r[0].cell_type == "code"]:
+            if errors:
+                raise AssertionError(f"{instructor_name}: with the solutions, this cell failed:\n{cell.source}\n"
+                                     f"{errors[0].ename}: {errors[0].evalue}")
+            passed += "check" in _tags(cell)
+        results[name] = {"checks": checks, "failed_as_expected": failed, "passed_with_solution": passed}
+    return results
