@@ -61,18 +61,7 @@ def test_tiny_phi_is_rebuilt_identically(base, tmp_path):
 def test_packed_batch_loss_equals_padded_loss(base, features):
     """Flattened examples with restarting position_ids give the same per-token loss as separate sequences."""
     model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
-    batch = training.sample_batch(features, 4)
-    assert batch["input_ids"].shape[0] == 1 and (batch["position_ids"] == 0).sum() == 4
-    with torch.no_grad():
-        packed = model(**batch, use_cache=False).loss  # with a KV cache, transformers ignores the packing
-        nll, count = 0.0, 0
-        for f in features[:4]:
-            labels = torch.tensor([f["labels"]])
-            n = int((labels[:, 1:] != -100).sum())
-            nll += model(input_ids=torch.tensor([f["input_ids"]]), labels=labels).loss * n
-            count += n
-    T.assert_within(packed, nll / count, T.loss_tolerance(model, packed, batch["input_ids"].shape[1]),
-                    what="packed vs one-by-one loss")
+    T.assert_packed_loss_is_one_by_one(model, features[:4], what="packed vs one-by-one loss")
 
 
 def test_padded_collator_pads_to_max_length_and_masks_padding(features):

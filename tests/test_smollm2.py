@@ -133,17 +133,7 @@ def test_packed_llama_batch_loss_equals_one_by_one(folder, tok):
     tokenizer, fmt = tok
     features = qa_data.encode_rows(ROWS[:3], tokenizer, 192, fmt=fmt)[0]
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    batch = training.sample_batch(features, 3)
-    with torch.no_grad():
-        packed = model(**batch, use_cache=False).loss
-        nll, count = 0.0, 0
-        for f in features:
-            labels = torch.tensor([f["labels"]])
-            n = int((labels[:, 1:] != -100).sum())
-            nll += model(input_ids=torch.tensor([f["input_ids"]]), labels=labels).loss * n
-            count += n
-    T.assert_within(packed, nll / count, T.loss_tolerance(model, packed, batch["input_ids"].shape[1]),
-                    what="packed vs one-by-one loss (Llama)")
+    T.assert_packed_loss_is_one_by_one(model, features, what="packed vs one-by-one loss (Llama)")
 
 
 def test_same_seed_same_numbers_through_the_4bit_training_path(tmp_path):

@@ -101,3 +101,22 @@ def loss_tolerance(model: torch.nn.Module, loss: torch.Tensor, tokens: int) -> f
     layer = [c.hidden_size, c.hidden_size // c.num_attention_heads, tokens, c.hidden_size, c.hidden_size,
              c.intermediate_size]
     return chain_tolerance(c.num_hidden_layers * layer + [c.hidden_size, c.vocab_size, tokens], loss.abs().item())
+
+
+@torch.no_grad()
+def assert_packed_loss_is_one_by_one(model: torch.nn.Module, features: list[dict], what: str) -> None:
+    """The training collator's packed row (examples end to end, position ids restarting at 0) must give the
+    same loss per answer token as the examples run one by one, within :func:`loss_tolerance`: the attention
+    mask built from the position ids keeps the examples apart."""
+    from utils.qa.training import sample_batch
+
+    batch = sample_batch(features, len(features))
+    assert batch["input_ids"].shape[0] == 1 and (batch["position_ids"] == 0).sum() == len(features)
+    packed = model(**batch, use_cache=False).loss  # with a KV cache, transformers ignores the packing
+    nll, count = 0.0, 0
+    for f in features:
+        labels = torch.tensor([f["labels"]])
+        n = int((labels[:, 1:] != -100).sum())
+        nll += model(input_ids=torch.tensor([f["input_ids"]]), labels=labels).loss * n
+        count += n
+    assert_within(packed, nll / count, loss_tolerance(model, packed, batch["input_ids"].shape[1]), what=what)
