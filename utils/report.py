@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,38 @@ def model_cache_dir() -> Path:
     path = Path(os.environ.get("QLORA_CACHE_DIR", REPO_ROOT / "outputs" / "cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def build_folder_once(folder: str | Path, build: Callable[[Path], None], is_current: Callable[[Path], bool]) -> Path:
+    """Return ``folder`` if ``is_current(folder)``; else ``build`` it in a temporary sibling and rename it into place.
+
+    Readers never see a half-written folder: an interrupted build leaves only a hidden ``.<name>.*`` folder
+    (removed on the next call's cleanup of its own), and two processes building at once (the test suite runs
+    on two workers) each write their own copy; the first rename wins and the other copy is dropped. An
+    outdated ``folder`` (``is_current`` false) is replaced whole, never mixed with new files.
+    """
+    folder = Path(folder)
+    if is_current(folder):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        build(staging)
+        if is_current(folder):  # another process finished first: keep its copy
+            return folder
+        if folder.exists():  # outdated: move it aside, then drop it once the new copy is in place
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+            folder.rename(old / folder.name)
+        try:
+            staging.rename(folder)
+        except OSError:  # the other process's rename came first
+            if not is_current(folder):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        for old in folder.parent.glob(f".{folder.name}.old.*"):
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
 
 
 def _plain(value: Any) -> Any:

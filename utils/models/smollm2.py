@@ -78,25 +78,29 @@ def ensure_smollm2(folder: str | Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = Path(folder)
+    from utils.report import build_folder_once
+
     source = gguf_path()
     recipe = {"gguf": GGUF_FILE, "sha256": _fingerprint(source), "dtype": "float32"}
-    marker = folder / RECIPE_FILE
-    if marker.is_file() and json.loads(marker.read_text()) == recipe:
-        return folder
-    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-    loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
-    config = loaded.config
-    config.quantization_config = None
-    del config.quantization_config  # the GGUF marker: a saved folder must load like any Hub checkpoint
-    model = type(loaded)(config)
-    model.load_state_dict(loaded.state_dict())
-    model.generation_config = loaded.generation_config
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    marker.write_text(json.dumps(recipe, indent=1) + "\n")
-    return folder
+
+    def is_current(path: Path) -> bool:
+        marker = path / RECIPE_FILE
+        return marker.is_file() and json.loads(marker.read_text()) == recipe
+
+    def build(path: Path) -> None:
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+        loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+        config = loaded.config
+        config.quantization_config = None
+        del config.quantization_config  # the GGUF marker: a saved folder must load like any Hub checkpoint
+        model = type(loaded)(config)
+        model.load_state_dict(loaded.state_dict())
+        model.generation_config = loaded.generation_config
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        (path / RECIPE_FILE).write_text(json.dumps(recipe, indent=1) + "\n")
+
+    return build_folder_once(folder, build, is_current)
 
 
 def converted_folder() -> Path:

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from transformers import PhiConfig, PhiForCausalLM, PreTrainedTokenizerFast
 
+from utils.report import build_folder_once
+
 EOS = "<|endoftext|>"  # Phi-2's (CodeGen's) one special token: bos, eos and unk at once
 TINY_SIZES = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 512}
 # Weights drawn with std 0.2 rather than Phi-2's 0.02: with a random, frozen output layer of std 0.02 the
@@ -81,18 +83,20 @@ def ensure_tiny_phi(folder: str | Path, data_files: Iterable[str | Path], seed: 
     data_files = [str(p) for p in data_files]
     recipe = {"seed": seed, "init_std": TINY_INIT_STD, "vocab_size": vocab_size, "sizes": TINY_SIZES | sizes,
               "data": [Path(p).name for p in data_files]}
-    marker = folder / "tiny_phi_recipe.json"
-    if marker.is_file() and json.loads(marker.read_text()) == recipe:
-        return folder
-    tokenizer = train_tokenizer(qa_texts(*data_files), vocab_size)
-    torch.manual_seed(seed)
-    config = tiny_phi_config(vocab_size=64 * -(-len(tokenizer) // 64), **sizes)  # rounded up to 64
-    model = PhiForCausalLM(config).eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    marker.write_text(json.dumps(recipe, indent=1))
-    return folder
+
+    def is_current(path: Path) -> bool:
+        marker = path / "tiny_phi_recipe.json"
+        return marker.is_file() and json.loads(marker.read_text()) == recipe
+
+    def build(path: Path) -> None:
+        tokenizer = train_tokenizer(qa_texts(*data_files), vocab_size)
+        torch.manual_seed(seed)
+        config = tiny_phi_config(vocab_size=64 * -(-len(tokenizer) // 64), **sizes)  # rounded up to 64
+        PhiForCausalLM(config).eval().save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        (path / "tiny_phi_recipe.json").write_text(json.dumps(recipe, indent=1))
+
+    return build_folder_once(folder, build, is_current)
 
 
 def build_random_phi2(folder: str | Path, data_files: Iterable[str | Path], seed: int = 0) -> Path:
