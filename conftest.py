@@ -54,3 +54,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, AN
 
     config.option.loadscopereorder = False  # keep _order's order (xdist would sort units by item count)
     return UnitsOfWork(config, log)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # noqa: ANN201
+    """Fail a notebook cell whose output is noise (utils.notebooks.output_noise): a Trainer table, a widget
+    progress bar, or a warning outside the allow-list. nbval keeps the cell's outputs in ``test_outputs``."""
+    result = yield
+    outputs = getattr(item, "test_outputs", None)
+    if outputs:
+        from utils.notebooks import output_noise
+
+        problems = output_noise(outputs)
+        if problems:
+            raise AssertionError(f"{item.nodeid} printed noise:\n  " + "\n  ".join(problems))
+    return result

@@ -8,10 +8,13 @@
 ``experiments``  the rank ablation and the notebook sweep
 ``exercises``    each notebook's exercise checks, and the student edition
 ``cli``          the commands (``python -m utils.cli.course``, ``finetune``, ``sweep``, ``editions``)
-``memory``, ``profile``, ``lock``, ``report``, ``plots``, ``notebooks``, ``bnb_cpu``, ``colab``: what they say
+``memory``, ``profile``, ``lock``, ``report``, ``plots``, ``notebooks``, ``bnb_cpu``, ``colab``, ``progress``,
+``quiet``, ``readme``: what they say
 """
 
 from utils.bnb_cpu import quiet_optional_kernel_message
+from utils.quiet import quiet_known_messages
 
 # before anything imports bitsandbytes: drop its one message about an optional CPU kernel (see utils.bnb_cpu)
 quiet_optional_kernel_message()
+quiet_known_messages()  # library warnings a learner cannot act on, each by its exact text (see utils.quiet)

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
+from utils import progress
 from utils.bnb_cpu import keep_4bit_trainable
 from utils.memory import model_storage_bytes, track_peak
 from utils.models import bnb_4bit_config, load_model, mixed_precision, resolve_model_path
@@ -201,6 +202,7 @@ def load_classifier(
     rank: int = 8,
     alpha: float = 16,
     target_modules: list[str] | str = "all-linear",
+    use_rslora: bool = False,
     last_n: int = 2,
     seed: int = 0,
     id2label: dict[int, str] | None = None,
@@ -211,7 +213,8 @@ def load_classifier(
         model_id: Hub id (MiniLM resolves to its packaged copy), e.g. ``"microsoft/phi-2"``.
         num_labels: number of classes (>= 2).
         method: one of :data:`METHODS`: ``"head"``, ``"last_n"``, ``"lora"``, ``"qlora"``.
-        rank, alpha, target_modules: LoRA settings (``lora``/``qlora`` only).
+        rank, alpha, target_modules, use_rslora: LoRA settings (``lora``/``qlora`` only; rsLoRA scales the
+            update by ``alpha / sqrt(rank)`` instead of ``alpha / rank``).
         last_n: how many final transformer blocks ``last_n`` trains.
         seed: seeds the random initialisation of the head (and of LoRA's A matrices).
         id2label: class names, stored in the model config.
@@ -232,10 +235,15 @@ def load_classifier(
         raise ValueError(f"id2label has {len(id2label)} names but num_labels={num_labels}.")
     quantization = bnb_4bit_config("nf4", double_quant=True, skip_modules=list(CLASSIFIER_HEADS)) if method == "qlora" else None
     transformers.set_seed(seed)
-    model = load_model(
-        model_id, AutoModelForSequenceClassification, quantization, num_labels=num_labels,
-        id2label=id2label, label2id={v: k for k, v in id2label.items()}, pad_token_id=tokenizer.pad_token_id,
-    )
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the load report lists the new head as "missing": it is new by design
+    try:
+        model = load_model(
+            model_id, AutoModelForSequenceClassification, quantization, num_labels=num_labels,
+            id2label=id2label, label2id={v: k for k, v in id2label.items()}, pad_token_id=tokenizer.pad_token_id,
+        )
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     head = head_name(model)
     if method in ("head", "last_n"):
         model.requires_grad_(False)
@@ -248,12 +256,12 @@ def load_classifier(
                 block.requires_grad_(True)
     else:
         model = add_lora(model, rank=rank, alpha=alpha, target_modules=target_modules,
-                         task_type="SEQ_CLS", modules_to_save=[head])
+                         task_type="SEQ_CLS", modules_to_save=[head], use_rslora=use_rslora)
     for p in model.parameters():  # train in fp32 even on a 16-bit base (GradScaler needs fp32 grads)
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
     model.classifier_spec = {"model_id": model_id, "num_labels": num_labels, "method": method, "rank": rank,
-                             "alpha": alpha, "target_modules": target_modules, "last_n": last_n,
+                             "alpha": alpha, "target_modules": target_modules, "use_rslora": use_rslora, "last_n": last_n,
                              "id2label": id2label}
     return model, tokenizer
 
@@ -289,8 +297,14 @@ def tokenize(dataset: datasets.DatasetDict, tokenizer: Any, max_length: int) -> 
     """Token ids (truncated to ``max_length``) and ``labels``; the raw text column is dropped."""
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}.")
-    encoded = dataset.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
-                          batched=True, remove_columns=["text"])
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a "Map" bar per run is noise (and a frozen widget in a saved notebook)
+    try:
+        encoded = dataset.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
+                              batched=True, remove_columns=["text"])
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
     return encoded.rename_column("label", "labels")
 
 
@@ -365,11 +379,13 @@ def train_and_evaluate(
         optim=optimizer, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0,
         seed=seed, data_seed=seed, logging_steps=max(1, int(steps // 40)), save_strategy="no",
         eval_strategy="no", report_to="none", **mixed_precision("auto"),
-        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
+        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning needs a GPU (torch warns on a CPU)
     )
     keep_4bit_trainable(model)  # undo any CPU inference repacking an earlier eval pass did (utils.bnb_cpu)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=encoded["train"],
                                    data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+    progress.quiet(trainer, bar=False)  # no per-run table or log lines: callers show one bar over their runs
     with track_peak() as peak:
         trainer.train()
     logits = trainer.predict(encoded["test"]).predictions

@@ -48,6 +48,14 @@ def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
         raise ValueError(f"{notebook.name} has no parameter(s) {unknown}; its parameters are: {', '.join(known)}")
 
 
+def kernel_config() -> Any:
+    """Kernel settings for executing notebooks: local IPC sockets on POSIX systems instead of TCP, which also
+    silences ipykernel's "Kernel is running over TCP without encryption" warning, printed once per notebook."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+
+
 def run_notebook(notebook: Path, output_dir: Path, parameters: dict[str, Any] | None = None,
                  output_name: str | None = None) -> Path:
     """Execute one notebook with papermill; returns the path of the executed copy."""
@@ -60,6 +68,40 @@ def run_notebook(notebook: Path, output_dir: Path, parameters: dict[str, Any] | 
     os.environ["QLORA_OUTPUT_DIR"] = str(output_dir)
     papermill.execute_notebook(
         str(notebook), str(executed), parameters=parameters or {}, cwd=str(notebook.parent),
-        progress_bar=False,
+        progress_bar=False, config=kernel_config(),
     )
     return executed
+
+
+# ----------------------------------------------------------------------------------------------
+# Output a learner should not have to read past (checked on every executed cell by conftest.py)
+# ----------------------------------------------------------------------------------------------
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"  # a tqdm.auto/ipywidgets bar: frozen when saved
+TRAINER_TABLE_MARKERS = ("Training Loss", "<progress")  # transformers' NotebookProgressCallback HTML
+
+# stderr lines a learner may see, each a message they can act on or one the notebook explains where it
+# appears: (pattern, why it is allowed). Everything else on stderr is noise and fails the cell.
+ALLOWED_STDERR: list[tuple[str, str]] = []
+
+
+def output_noise(outputs: list[Any]) -> list[str]:
+    """What in one cell's outputs (nbformat output dicts) is noise: Trainer progress tables, widget progress bars
+    (their saved state is their first frame: "0%" forever) and stderr lines not in :data:`ALLOWED_STDERR`.
+    Returns one short description per problem (empty: the cell is quiet)."""
+    problems = []
+    for out in outputs:
+        data = out.get("data", {}) if isinstance(out, dict) else getattr(out, "data", {}) or {}
+        kind = out.get("output_type") if isinstance(out, dict) else getattr(out, "output_type", None)
+        if WIDGET_MIME in data:
+            problems.append(f"a widget (tqdm.auto progress bar?): {str(data.get('text/plain', ''))[:80]!r}")
+        html = str(data.get("text/html", ""))
+        if any(marker in html for marker in TRAINER_TABLE_MARKERS):
+            problems.append("a Trainer progress table (use utils.progress.quiet(trainer))")
+        if kind == "stream" and (out.get("name") if isinstance(out, dict) else out.name) == "stderr":
+            text = out.get("text", "") if isinstance(out, dict) else out.text
+            for line in text.splitlines():
+                line = line.rsplit("\r", 1)[-1].strip()  # what a terminal or notebook shows after carriage returns
+                if line and not any(re.search(pattern, line) for pattern, _ in ALLOWED_STDERR):
+                    problems.append(f"stderr: {line[:160]}")
+    return problems

@@ -27,7 +27,7 @@ def generate_answers(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapp
     Prompts are in ``fmt`` (default: the model's own, :func:`utils.qa.data.prompt_format`), left-padded into
     batches; their context is truncated like in training.
     """
-    from tqdm.auto import tqdm
+    from utils.progress import progress_bar
 
     device = next(model.parameters()).device
     fmt = fmt or prompt_format(tokenizer, model)
@@ -36,7 +36,7 @@ def generate_answers(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapp
     was_training = model.training
     model.eval()
     starts = range(0, len(rows), batch_size)
-    for start in tqdm(starts, desc="generating", disable=not progress):
+    for start in progress_bar(starts, desc="generating", disable=not progress):
         chunk = rows[start:start + batch_size]
         prompts = [encode_prompt(tokenizer, r["question"], r["context"], max_length - max_new_tokens,
                                  r["answers"]["answer_start"][0] if r.get("answers") else -1, fmt)[0]

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from tqdm.auto import tqdm
 
 from utils.lessons.quant import fake_quantize, quant_error
 from utils.models.adapters import OUTPUT_HEADS
+from utils.progress import progress_bar
 
 
 def linear_weights(model: torch.nn.Module, skip: tuple[str, ...] = OUTPUT_HEADS) -> dict[str, torch.nn.Parameter]:
@@ -53,7 +53,7 @@ def layer_errors(model: torch.nn.Module, methods: list[str], blocksize: int = 64
     """
     rows = []
     weights = linear_weights(model)
-    for name, weight in tqdm(weights.items(), desc="layers", leave=False):
+    for name, weight in progress_bar(weights.items(), desc="layers", leave=False):
         w = weight.detach().float()
         for method in methods:
             rows.append({"layer": name, "method": method, "numel": w.numel(),

@@ -19,6 +19,9 @@ from utils.bnb_cpu import keep_4bit_trainable
 from utils.models.architectures import Architecture, architecture_of, prepare_tokenizer
 from utils.models.smollm2 import SMOLLM2_ID
 from utils.profile import get_profile
+from utils.progress import quiet_weight_loading_bars
+
+quiet_weight_loading_bars()  # no "Loading weights" bar per model load (utils.progress)
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PHI2_ID = "microsoft/phi-2"
@@ -142,3 +145,23 @@ def load_model(
     # on CPUs with avx512_bf16 an eval-mode forward would otherwise repack 4-bit weights for inference
     # only, and a later training step would fail (utils.bnb_cpu)
     return keep_4bit_trainable(model).eval()
+
+
+def set_activation_checkpointing(model: Any, enabled: bool) -> None:
+    """Turn activation (gradient) checkpointing on (non-reentrant) or off, under the name this transformers uses:
+    ``activation_checkpointing_*`` since transformers 5 renamed it, ``gradient_checkpointing_*`` before."""
+    name = "activation_checkpointing" if hasattr(model, "activation_checkpointing_enable") else "gradient_checkpointing"
+    if enabled:
+        getattr(model, f"{name}_enable")(**{f"{name}_kwargs": {"use_reentrant": False}})
+    else:
+        getattr(model, f"{name}_disable")()
+
+
+def checkpointing_arguments(enabled: bool) -> dict[str, Any]:
+    """``TrainingArguments`` keywords for activation checkpointing, under this transformers' names."""
+    from transformers import TrainingArguments
+
+    name = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+            else "gradient_checkpointing")
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
+

@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from transformers import (
     DataCollatorWithFlattening,
-    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
 )
 
+from utils import progress
 from utils.bnb_cpu import keep_4bit_trainable
-from utils.models.loading import mixed_precision
+from utils.models.loading import checkpointing_arguments, mixed_precision
 from utils.qa.config import PARAMS_FILE, QAConfig, read_params, save_params
 from utils.qa.data import IGNORE_INDEX
 
@@ -47,8 +47,7 @@ def training_arguments(output_dir: str | Path, config: QAConfig | None = None, *
         output_dir=str(output_dir), max_steps=c.max_steps, per_device_train_batch_size=c.batch_size,
         gradient_accumulation_steps=c.grad_accum, learning_rate=c.learning_rate, lr_scheduler_type=c.lr_scheduler,
         warmup_steps=round(c.warmup_ratio * c.max_steps), max_grad_norm=c.max_grad_norm, optim=c.optimizer,
-        weight_decay=weight_decay, gradient_checkpointing=c.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if c.gradient_checkpointing else None,
+        weight_decay=weight_decay, **checkpointing_arguments(c.gradient_checkpointing),
         logging_steps=c.logging_steps, save_steps=c.save_steps, save_total_limit=2, seed=c.seed, data_seed=c.seed,
         report_to="none", remove_unused_columns=False, disable_tqdm=disable_tqdm,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, **mixed_precision(c.precision),
@@ -216,18 +215,21 @@ class TokenCounter:
 
 def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features: Sequence[Mapping],
                  callbacks: Sequence[TrainerCallback] = (), collator: Any = None,
-                 answer_logits_only: bool = False) -> Trainer:
+                 answer_logits_only: bool = False, progress_bar: bool = True) -> Trainer:
     """A ``Trainer`` with the guard, 4-bit layers kept trainable on every CPU, KV cache off (:func:`disable_kv_cache`) and a collator: by default
     the padding-free ``DataCollatorWithFlattening`` (or e.g. :class:`PaddedCollator`); with
-    ``answer_logits_only`` the LM head runs on answer positions only (:class:`AnswerLogitsCollator`)."""
+    ``answer_logits_only`` the LM head runs on answer positions only (:class:`AnswerLogitsCollator`).
+    Output: one progress bar over the steps (none if not ``progress_bar``), no table, no printed logs
+    (:func:`utils.progress.quiet`); the losses are in ``trainer.state.log_history``."""
     disable_kv_cache(model)
     keep_4bit_trainable(model)  # undo any CPU inference repacking an earlier eval pass did (utils.bnb_cpu)
     collator = collator if collator is not None else DataCollatorWithFlattening()
     if answer_logits_only:
         collator = AnswerLogitsCollator(collator)
-    return Trainer(model=model, args=args, train_dataset=list(train_features), data_collator=collator,
-                   compute_loss_func=answer_logits_loss if answer_logits_only else None,
-                   callbacks=[NonFiniteGuard(), *callbacks])
+    trainer = Trainer(model=model, args=args, train_dataset=list(train_features), data_collator=collator,
+                      compute_loss_func=answer_logits_loss if answer_logits_only else None,
+                      callbacks=[NonFiniteGuard(), *callbacks])
+    return progress.quiet(trainer, bar=progress_bar)
 
 
 def loss_history(trainer: Trainer) -> tuple[list[int], list[float]]:
@@ -282,9 +284,7 @@ def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, 
     targs = training_arguments(out / "checkpoints", config, disable_tqdm=quiet)
     trainer = make_trainer(model, targs, features, callbacks=callbacks,
                            collator=packing_collator(tokenizer.pad_token_id, config.pack_multiple),
-                           answer_logits_only=config.answer_logits_only)
-    if quiet:
-        trainer.remove_callback(PrinterCallback)  # what prints every log when the progress bar is off
+                           answer_logits_only=config.answer_logits_only, progress_bar=not quiet)
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     run = {**run_info, "world_size": trainer.args.world_size, "steps": trainer.state.global_step,
            "seconds": result.metrics["train_runtime"], "losses": loss_history(trainer)[1], "examples": counts,

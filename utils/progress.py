@@ -1,0 +1,86 @@
+"""Progress a learner can read, live and in a saved notebook: text bars that finish, one per long task.
+
+:func:`progress_bar` is a plain-text tqdm bar on stdout. A ``tqdm.auto`` bar in a notebook is an ipywidget,
+and a saved (papermill, nbval, GitHub) notebook keeps only its first frame, "0%", forever; text bars are
+redrawn with carriage returns, which every notebook viewer and terminal resolves to the last frame.
+
+What a learner sees while a ``transformers.Trainer`` runs: one such bar, nothing else.
+
+By default a Trainer in a notebook draws an HTML table that grows by a row per logged step (its
+``NotebookProgressCallback``), and with ``disable_tqdm`` it prints every log dict instead (``PrinterCallback``).
+A cell that trains eleven runs then prints eleven tables. The course keeps the losses in the trainer's
+``state.log_history`` (and plots them), and shows at most one bar per training: :func:`quiet`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from tqdm.std import tqdm
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.utils.notebook import NotebookProgressCallback
+
+_NOISY = (NotebookProgressCallback, ProgressCallback, PrinterCallback)
+
+
+def progress_bar(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
+    """``tqdm(iterable, **kwargs)`` as plain text on stdout (see the module docstring), redrawn at most once a second."""
+    return tqdm(iterable, **({"file": sys.stdout, "ncols": 100, "mininterval": 1.0} | kwargs))
+
+
+class StepBar(TrainerCallback):
+    """One tqdm bar over the optimizer steps, the latest logged loss as its postfix, closed when training ends."""
+
+    def __init__(self, desc: str = "training") -> None:
+        self.desc = desc
+        self.bar: Any = None
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:  # noqa: ANN001
+        self.bar = progress_bar(total=state.max_steps, initial=state.global_step, desc=self.desc, unit="step")
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:  # noqa: ANN001
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:  # noqa: ANN001
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.3f}")
+
+    def on_train_end(self, args, state, control, **kwargs) -> None:  # noqa: ANN001
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def quiet(trainer: Trainer, bar: bool = True, desc: str = "training") -> Trainer:
+    """Remove the Trainer's own progress table, bar and log printer; add one :class:`StepBar` if ``bar``.
+
+    Use ``bar=False`` where a cell trains many runs and shows one bar over the runs itself.
+    Returns the same trainer.
+    """
+    for callback in _NOISY:
+        trainer.remove_callback(callback)
+    if bar:
+        trainer.add_callback(StepBar(desc))
+    return trainer
+
+
+def quiet_weight_loading_bars() -> None:
+    """Switch off transformers' "Loading weights" bar (``from_pretrained``, transformers >= 5): a load from local
+    files takes seconds, and inside a loop over runs it would print one bar per run. Download bars (huggingface_hub's,
+    for the full profile's first Phi-2 download) are not affected. Uses ``transformers.utils.logging.set_tqdm_hook``;
+    older transformers keep their bars."""
+    from transformers.utils import logging as hf_logging
+
+    if not hasattr(hf_logging, "set_tqdm_hook"):
+        return
+
+    def hook(factory: Any, args: tuple, kwargs: dict) -> Any:
+        if kwargs.get("desc") == "Loading weights":
+            kwargs = {**kwargs, "disable": True}
+        return factory(*args, **kwargs)
+
+    hf_logging.set_tqdm_hook(hook)
