@@ -293,17 +293,43 @@ def test_parameter_count_formula():
 
 
 def test_ablation_configs_main_line_and_variants():
-    configs = ablation.ablation_configs([1, 8, 64], seeds=[0, 1], alpha_per_rank=2, fixed_alpha=4,
-                                 attention_modules=["query", "value"], variant_ranks=[8, 32], variant_seeds=[0])
+    configs = ablation.ablation_configs([1, 8, 64], seeds=[0, 1], alpha_per_rank=2, fixed_alpha=4, rslora_alpha=4,
+                                        variant_ranks=[8, 32], target_runs={"MLP only": (["intermediate.dense"], 12)})
     main = [c for c in configs if c["variant"] == "all linear, alpha=2r"]
     assert [(c["rank"], c["alpha"], c["seed"]) for c in main] == [(1, 2, 0), (1, 2, 1), (8, 16, 0), (8, 16, 1),
                                                                    (64, 128, 0), (64, 128, 1)]
-    variants = configs[len(main):]  # only at rank 8: 32 is not in the main line
-    assert [(c["variant"], c["rank"], c["alpha"], c["targets"]) for c in variants] == [
-        ("attention only, alpha=2r", 8, 16, ["query", "value"]), ("all linear, alpha=4", 8, 4, "all-linear")]
+    variants = configs[len(main):]  # the alpha variants only at rank 8: 32 is not in the main line
+    assert [(c["variant"], c["rank"], c["alpha"], c["use_rslora"], c["targets"], c["seed"]) for c in variants] == [
+        ("all linear, alpha=4", 8, 4, False, "all-linear", 0), ("all linear, rsLoRA alpha=4", 8, 4, True, "all-linear", 0),
+        ("all linear, alpha=4", 8, 4, False, "all-linear", 1), ("all linear, rsLoRA alpha=4", 8, 4, True, "all-linear", 1),
+        ("MLP only", 12, 24, False, ["intermediate.dense"], 0), ("MLP only", 12, 24, False, ["intermediate.dense"], 1)]
     # fixed alpha 16 at rank 8 is alpha = 2r: the main line's run, not repeated
     same = ablation.ablation_configs([8], seeds=[0], fixed_alpha=16, variant_ranks=[8])
     assert [c["variant"] for c in same] == ["all linear, alpha=2r"]
+    # rsLoRA with alpha 16 at rank 64 scales by 16 / 8 = 2 = (2 * 64) / 64: the main line's run again
+    rs = ablation.ablation_configs([8, 64], seeds=[0], fixed_alpha=16, rslora_alpha=16, variant_ranks=[8, 64])
+    assert [(c["variant"], c["rank"]) for c in rs[2:]] == [("all linear, rsLoRA alpha=16", 8), ("all linear, alpha=16", 64)]
+
+
+def test_equal_budget_ranks_give_each_target_set_the_same_trainable_parameters():
+    # MiniLM: 6 blocks; attention q, k, v, attention.output.dense are 384 x 384 (768 numbers per unit of rank),
+    # the MLP 384 -> 1536 -> 384 (1920 each); "all-linear" also takes the 384 x 384 pooler
+    attention = ["query", "key", "value", "attention.output.dense"]
+    mlp = ["intermediate.dense", "layer.0.output.dense"]  # a dotted suffix picks the MLP's dense, not attention's
+    assert ablation.lora_parameters_per_rank(MINILM_ID, attention) == 6 * 4 * 768
+    assert ablation.lora_parameters_per_rank(MINILM_ID, mlp) == 6 * 1920 + 1920
+    per_rank_all = ablation.lora_parameters_per_rank(MINILM_ID, "all-linear")
+    assert per_rank_all == 6 * (4 * 768 + 2 * 1920) + 768
+    ranks = ablation.equal_budget_ranks(MINILM_ID, {"attention": attention}, budget=8 * per_rank_all)
+    assert ranks == {"attention": round(8 * per_rank_all / (6 * 4 * 768))}
+
+
+def test_a_run_that_diverges_or_stalls_is_flagged():
+    assert not ablation.failed_to_train([1.4, 1.2, 1.0, 0.7, 0.5, 0.4])
+    assert ablation.failed_to_train([1.4, 1.3, 1.5, 2.0, 2.2, 2.1])  # diverged: ended above where it started
+    assert ablation.failed_to_train([1.61, 1.66, 1.70, 1.64, 1.60, 1.59])  # stalled: fell less than 10%
+    assert ablation.failed_to_train([1.4, float("nan"), 1.0])
+    assert ablation.failed_to_train([])
 
 
 @pytest.mark.parametrize("kwargs,match", [({"ranks": [4, 0]}, "rank must be a positive integer"),

@@ -28,7 +28,13 @@ from torch import nn
 
 from utils import memory
 from utils.lessons import quant as Q
-from utils.models.adapters import ALL_LINEAR, OUTPUT_HEADS, check_lora_args, check_target_names
+from utils.models.adapters import (
+    ALL_LINEAR,
+    OUTPUT_HEADS,
+    check_lora_args,
+    check_target_names,
+    matches_target,
+)
 
 
 def lora_parameter_count(in_features: int, out_features: int, rank: int) -> int:
@@ -293,8 +299,8 @@ def _targets(model: nn.Module, target_modules: str | Iterable[str]) -> list[str]
     if target_modules == ALL_LINEAR:
         heads = _head_modules(model)
         return [n for n, m in linear.items() if id(m) not in heads and n.rsplit(".", 1)[-1] not in OUTPUT_HEADS]
-    names = check_target_names(target_modules, sorted({n.rsplit(".", 1)[-1] for n in linear}), type(model).__name__)
-    return [n for n in linear if n.rsplit(".", 1)[-1] in names]
+    targets = check_target_names(target_modules, sorted(linear), type(model).__name__)
+    return [n for n in linear if any(matches_target(n, t) for t in targets)]  # peft's matching rule
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -10,6 +10,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
 from utils.models.architectures import architecture_of
+from utils.models.loading import set_activation_checkpointing
 
 # shorthand target sets; "all-linear" is peft's own keyword (every linear layer but the output head)
 ALL_LINEAR = "all-linear"
@@ -17,13 +18,20 @@ CLASSIFIER_HEADS = ("classifier", "score")  # sequence-classification heads: new
 OUTPUT_HEADS = (*CLASSIFIER_HEADS, "lm_head")  # output layers that "all-linear" and the quantizers leave alone
 
 
-def linear_module_names(model: torch.nn.Module) -> list[str]:
-    """Distinct leaf names (e.g. ``q_proj``, ``dense``) of the linear layers (incl. 4-bit) in ``model``."""
+def linear_module_names(model: torch.nn.Module, full: bool = False) -> list[str]:
+    """Distinct leaf names (e.g. ``q_proj``, ``dense``) of the linear layers (incl. 4-bit) in ``model``, or with
+    ``full`` their whole dotted names (``encoder.layer.0.attention.output.dense``)."""
     names = set()
     for full_name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) or type(module).__name__ in ("Linear4bit", "Linear8bitLt"):
-            names.add(full_name.rsplit(".", 1)[-1])
+            names.add(full_name if full else full_name.rsplit(".", 1)[-1])
     return sorted(names)
+
+
+def matches_target(module_name: str, target: str) -> bool:
+    """peft's rule for a target in a list: the module's dotted name equals it or ends with ``"." + target``
+    (so ``"dense"`` matches every ``...dense``, ``"attention.output.dense"`` only the attention's)."""
+    return module_name == target or module_name.endswith("." + target)
 
 
 def check_lora_args(rank: int, alpha: float, dropout: float = 0.0) -> None:
@@ -37,18 +45,20 @@ def check_lora_args(rank: int, alpha: float, dropout: float = 0.0) -> None:
 
 
 def check_target_names(target_modules: list[str] | str, available: list[str], model_name: str) -> list[str]:
-    """``target_modules`` as a list; ValueError naming ``available`` (the model's linear layer names)
-    if it is empty or one of its names matches none of them."""
+    """``target_modules`` as a list; ValueError naming the layer names if it is empty or one of its names matches
+    none of ``available`` (the model's linear layers: leaf or full dotted names, see :func:`matches_target`)."""
     if isinstance(target_modules, str):
         target_modules = [target_modules]
     target_modules = list(target_modules)
     if not target_modules:
         raise ValueError("target_modules is empty: name at least one linear layer, or use 'all-linear'.")
-    unknown = [t for t in target_modules if t not in available]
+    unknown = [t for t in target_modules if not any(matches_target(name, t) for name in available)]
     if unknown:
+        leaves = sorted({name.rsplit(".", 1)[-1] for name in available})
         raise ValueError(
             f"target module(s) {unknown} match no linear layer of {model_name}. "
-            f"Linear layers in this model: {available} (or use 'all-linear')."
+            f"Linear layers in this model: {leaves} (or use 'all-linear'; a dotted suffix such as "
+            "'attention.output.dense' picks one of several layers with the same name)."
         )
     return target_modules
 
@@ -59,7 +69,7 @@ def check_target_modules(model: torch.nn.Module, target_modules: list[str] | str
     if target_modules == ALL_LINEAR:
         return
     try:
-        check_target_names(target_modules, linear_module_names(model), type(model).__name__)
+        check_target_names(target_modules, linear_module_names(model, full=True), type(model).__name__)
     except ValueError as err:
         try:
             row = architecture_of(model)
@@ -97,7 +107,7 @@ def add_lora(
     if getattr(model, "is_loaded_in_4bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     elif gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        set_activation_checkpointing(model, True)
     config = LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
         task_type=task_type, modules_to_save=modules_to_save, use_rslora=use_rslora, bias="none",
