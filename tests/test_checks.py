@@ -411,3 +411,23 @@ def test_label_ids_reference_is_load_labelled(tmp_path):
     path.write_text("text,label\n" + "".join(f"text {i},{y}\n" for i, y in enumerate(labels)))
     loaded = classification.load_labelled(path, test_size=0.5)
     assert classification.label_names(loaded) == [str(c) for c in LabelEncoder().fit(labels).classes_] == ["1", "2", "10"]
+
+
+@pytest.mark.parametrize("check,right", [(nb01.check_why_outlier_block, "a"), (nb03.check_why_thin_product, "b"),
+                                         (nb04.check_why_input_ids_stay, "b"), (nb05.check_why_best_reference, "b")])
+def test_why_questions_take_one_letter_and_hint_on_a_wrong_one(check, right):
+    assert check(right).startswith(f"✓ ({right})")
+    assert check(f" ({right.upper()}) ").startswith("✓")  # "(B)" and " b " are the same answer
+    with pytest.raises(common.CheckFailed, match="not answered yet"):
+        check(None)
+    with pytest.raises(common.CheckFailed, match="is not one of the options"):
+        check("z")
+    wrong = next(k for k in "abc" if k != right)
+    with pytest.raises(common.CheckFailed, match=rf"not \({wrong}\).*Hint:"):
+        check(wrong)
+
+
+def test_a_choice_must_name_one_of_its_options_as_correct():
+    with pytest.raises(ValueError, match="not among"):
+        common.Choice("q?", {"a": "x", "b": "y"}, "c", "because", "look")
+    assert "(a) x" in common.Choice("q?", {"a": "x", "b": "y"}, "a", "because", "look")._repr_markdown_()

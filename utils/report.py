@@ -86,6 +86,37 @@ def save_results(name: str, results: dict[str, Any]) -> Path:
     return path
 
 
+RESULTS_DIR = REPO_ROOT / "results"  # measurements committed with the course (GPU runs), each with its date
+
+
+def committed_result(name: str) -> dict[str, Any]:
+    """A committed measurement, for prose that quotes a number measured elsewhere (a GPU run): the notebook
+    formats it from here instead of typing it.
+
+    ``results/<name>.json`` is returned as it is; it records ``"measured"`` (its date) and, where the run wrote
+    it, ``"environment"`` (GPU and versions). ``results/<name>.jsonl`` (a benchmark: a ``meta`` line, then one
+    line per configuration) becomes ``{"measured": meta["date"], "environment": meta, "runs": {config: row}}``.
+    A file without its date is an error.
+    """
+    path = RESULTS_DIR / f"{name}.json"
+    if not path.is_file() and (RESULTS_DIR / f"{name}.jsonl").is_file():
+        lines = [json.loads(line) for line in (RESULTS_DIR / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+        meta = next((line["meta"] for line in lines if "meta" in line), {})
+        result = {"environment": meta, "runs": {line["config"]: line for line in lines if "config" in line}}
+        if "date" in meta:
+            result["measured"] = meta["date"]
+        path = path.with_suffix(".jsonl")
+    elif path.is_file():
+        result = json.loads(path.read_text())
+    else:
+        available = sorted(p.name for p in RESULTS_DIR.glob("*.json*"))
+        raise FileNotFoundError(f"no committed result {name}.json(l); results/ has: {available}")
+    if "measured" not in result:
+        raise ValueError(f"{path} has no date ('measured', or 'date' in its meta line): add when it was measured "
+                         "(YYYY-MM-DD) before quoting it.")
+    return result
+
+
 def load_results(name: str) -> dict[str, Any]:
     """Read back what :func:`save_results` wrote."""
     return json.loads((output_dir() / f"{name}.json").read_text())

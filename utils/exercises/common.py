@@ -34,3 +34,29 @@ def _inputs() -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return [torch.randn(256, generator=g) * 0.02, torch.tensor([0.7, -0.36, 0.1, 0.0, -0.7]),
             torch.randn(1000, generator=g).pow(3)]
+
+
+class Choice:
+    """A "why" question answered by choosing a letter: each option is a statement; the checker names the right one
+    only once it is chosen, and answers a wrong choice with a hint that points back to the lesson."""
+
+    def __init__(self, question: str, options: dict[str, str], correct: str, explanation: str, hint: str) -> None:
+        if correct not in options:
+            raise ValueError(f"the correct option {correct!r} is not among {sorted(options)}")
+        self.question, self.options, self.correct = question, options, correct
+        self.explanation, self.hint = explanation, hint
+
+    def _repr_markdown_(self) -> str:  # a notebook shows the question and its options
+        return f"**{self.question}**\n\n" + "\n".join(f"- ({k}) {v}" for k, v in sorted(self.options.items()))
+
+    def check(self, answer: Any) -> str:
+        """✓ and the explanation for the right letter; :class:`CheckFailed` with a hint otherwise."""
+        letters = ", ".join(f'"{k}"' for k in sorted(self.options))
+        if answer is None:
+            raise CheckFailed(f"not answered yet: set the answer to one of {letters}.")
+        key = str(answer).strip().lower().strip("()")
+        if key not in self.options:
+            raise CheckFailed(f"{answer!r} is not one of the options {letters}.")
+        if key != self.correct:
+            raise CheckFailed(f"not ({key}): {self.options[key]!r} does not answer it. Hint: {self.hint}")
+        return f"✓ ({key}) {self.explanation}"

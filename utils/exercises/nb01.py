@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from utils.exercises.common import CheckFailed, _call, _inputs
+from utils.exercises.common import CheckFailed, Choice, _call, _inputs
 from utils.lessons import quant
 
 
@@ -82,3 +82,18 @@ def check_nf4_levels(nf4_levels_yours: Callable) -> str:
                           "the offset 0.9677083 down to 0.5 (9 points for the positive side, 8 for the negative), "
                           "drop the 0.5 itself, and take torch.special.ndtri of them.")
     return f"✓ your levels equal NF4's to within {worst:.1e}."
+
+
+WHY_OUTLIER_BLOCK = Choice(
+    "Why does the block-wise error ratio hardly change when the outlier moves to the middle of W?",
+    {"a": "the outlier stretches the grid of its own block only, one block among thousands, wherever it sits",
+     "b": "bitsandbytes clips weights larger than the block's absmax",
+     "c": "an outlier in the middle of a matrix is rounded to zero"},
+    "a", "Each block has its own absmax: the outlier coarsens one block's levels, whichever block that is, and the "
+    "other blocks keep theirs, so the error on all other weights barely moves.",
+    "compare how many blocks the outlier's absmax applies to with how many blocks W has.")
+
+
+def check_why_outlier_block(answer: str | None) -> str:
+    """Exercise 3's question: why the block-wise ratio hardly depends on where the outlier is."""
+    return WHY_OUTLIER_BLOCK.check(answer)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from utils.exercises.common import CheckFailed, _call
+from utils.exercises.common import CheckFailed, Choice, _call
 
 
 def _lora_case(seed: int, n_in: int, n_out: int, rank: int) -> tuple[torch.Tensor, ...]:
@@ -129,3 +129,18 @@ def check_rank_for_budget(rank_for_budget: Callable) -> str:
             hint = "one rank costs sum over the layers of (in + out) parameters (A is r x in, B is out x r)."
         raise CheckFailed(f"{where}: expected r = {expected}, got {got}. {hint}")
     return "✓ rank_for_budget picks the largest rank that fits, for every budget."
+
+
+WHY_THIN_PRODUCT = Choice(
+    "Why does LoRALinear.forward compute (x A^T) B^T instead of forming B A first?",
+    {"a": "it is more accurate in float32",
+     "b": "it never builds the (out, in) matrix B A: each token costs r (in + out) multiply-adds instead of in * out",
+     "c": "peft stores A and B in an order that requires it"},
+    "b", "Through the thin rank-r middle a token costs r (in + out) multiply-adds (for Phi-2's 2560 x 2560 layers "
+    "at r = 8: 40,960) instead of in * out (6,553,600) for the full B A, which would also need memory of W's size.",
+    "count the multiply-adds per token of each order for in = out = 2560 and r = 8.")
+
+
+def check_why_thin_product(answer: str | None) -> str:
+    """Exercise 1's question: why the LoRA product is taken through the rank-r middle."""
+    return WHY_THIN_PRODUCT.check(answer)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from utils.exercises.common import CheckFailed, _call
+from utils.exercises.common import CheckFailed, Choice, _call
 
 
 class _CharTokenizer:
@@ -157,3 +157,19 @@ def check_adam_state_bytes(adam_state_bytes: Callable) -> str:
                 hint = "2 moments x (1 byte per value + 4 bytes per block of 256 values, blocks rounded up)."
             raise CheckFailed(f"{optimizer}, a tensor of {n:,} values: expected {expected:,} bytes, got {got:,.0f}. {hint}")
     return "✓ adam_state_bytes matches the bytes torch and bitsandbytes allocate."
+
+
+WHY_INPUT_IDS_STAY = Choice(
+    "Why must input_ids stay unchanged when the prompt's labels become -100?",
+    {"a": "the tokenizer cannot encode -100",
+     "b": "the model must still read the prompt to predict the answer: -100 removes prompt positions from the loss, "
+          "not from the input",
+     "c": "so that every batch keeps the same length"},
+    "b", "The labels say what is graded; input_ids are what the model reads. Without the prompt in the input the "
+    "answer tokens would have nothing to be conditioned on.",
+    "what does the model condition its prediction of the first answer token on?")
+
+
+def check_why_input_ids_stay(answer: str | None) -> str:
+    """Exercise 1's question: why only the labels, not the inputs, lose the prompt."""
+    return WHY_INPUT_IDS_STAY.check(answer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from utils.exercises.common import CheckFailed, _call
+from utils.exercises.common import CheckFailed, Choice, _call
 
 _ANSWERS = ["The Denver Broncos!", "  in   1790 ", "a grey heron", "AN APPLE", "Theatre of an answer",
             "U.S. Navy", "Hugo Nolte's flag", "red\tand\nblue", "8 a.m.", "the-end"]
@@ -97,3 +97,19 @@ def check_corpus_f1(corpus_f1: Callable) -> str:
         hint = "per question: max over its references of f1(prediction, reference); then the mean over questions x 100."
     raise CheckFailed(f"on {len(predictions)} questions with 1-2 references each the corpus F1 is {expected:.2f}, "
                       f"got {got:.2f}: {hint}")
+
+
+WHY_BEST_REFERENCE = Choice(
+    "Why does SQuAD score each question by its best F1 over the references, not the mean?",
+    {"a": "the best is cheaper to compute",
+     "b": "the references are alternative correct answers: matching any one of them is right, and the mean would "
+          "penalise a correct answer for differing from the other phrasings",
+     "c": "the mean could exceed 1"},
+    "b", "Annotators wrote different but equally correct spans; a prediction equal to one of them deserves full "
+    "credit, which only the maximum gives.",
+    "take a question with references 'Denver Broncos' and 'Broncos' and the prediction 'Broncos': what would the mean give?")
+
+
+def check_why_best_reference(answer: str | None) -> str:
+    """Exercise 3's question: why the best reference counts."""
+    return WHY_BEST_REFERENCE.check(answer)
