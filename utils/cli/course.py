@@ -9,6 +9,7 @@ Executed notebooks go to ``<output>/notebooks/``; each notebook writes its key f
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -30,10 +31,14 @@ def main(argv: list[str] | None = None) -> None:
             check_parameters(notebook, parameters)
         except ValueError as err:
             raise SystemExit(str(err)) from None
+    times = {}
     for notebook in notebooks:
         start = time.perf_counter()
         executed = run_notebook(notebook, Path(args.output), parameters)
-        print(f"{notebook.name}: {time.perf_counter() - start:.0f} s -> {executed}", flush=True)
+        times[notebook.name[:2]] = time.perf_counter() - start
+        print(f"{notebook.name}: {times[notebook.name[:2]]:.0f} s -> {executed}", flush=True)
+    # the README's course map reads these (python -m utils.cli.readme record); a partial run records its part
+    (Path(args.output) / "course_times.json").write_text(json.dumps(times, indent=1) + "\n")
 
 
 if __name__ == "__main__":
