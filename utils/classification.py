@@ -59,9 +59,10 @@ def _read_source(source: str | Path) -> datasets.DatasetDict:
     if suffix in (".csv", ".tsv", ".json", ".jsonl"):
         if not path.is_file():
             raise FileNotFoundError(f"No data file at {path}. Give a CSV or JSONL path, or a Hub dataset id.")
-        if suffix in (".csv", ".tsv"):
-            return datasets.load_dataset("csv", data_files=str(path), delimiter="\t" if suffix == ".tsv" else ",")
-        return datasets.load_dataset("json", data_files=str(path))
+        with progress.no_library_bars():  # a local file loads in a second: its "Generating split" bar is noise
+            if suffix in (".csv", ".tsv"):
+                return datasets.load_dataset("csv", data_files=str(path), delimiter="\t" if suffix == ".tsv" else ",")
+            return datasets.load_dataset("json", data_files=str(path))
     loaded = datasets.load_dataset(str(source))  # a Hub dataset id, e.g. "fancyzhx/ag_news" (needs network)
     if not isinstance(loaded, datasets.DatasetDict):
         loaded = datasets.DatasetDict({"train": loaded})
@@ -297,14 +298,9 @@ def tokenize(dataset: datasets.DatasetDict, tokenizer: Any, max_length: int) -> 
     """Token ids (truncated to ``max_length``) and ``labels``; the raw text column is dropped."""
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}.")
-    bars_were_on = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # a "Map" bar per run is noise (and a frozen widget in a saved notebook)
-    try:
+    with progress.no_library_bars():  # a "Map" bar per run is noise (and a frozen widget in a saved notebook)
         encoded = dataset.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
                               batched=True, remove_columns=["text"])
-    finally:
-        if bars_were_on:
-            datasets.enable_progress_bars()
     return encoded.rename_column("label", "labels")
 
 

@@ -15,7 +15,8 @@ A cell that trains eleven runs then prints eleven tables. The course keeps the l
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tqdm.std import tqdm
@@ -84,3 +85,30 @@ def quiet_weight_loading_bars() -> None:
         return factory(*args, **kwargs)
 
     hf_logging.set_tqdm_hook(hook)
+
+
+@contextmanager
+def no_library_bars() -> Iterator[None]:
+    """Inside: no progress bars from datasets (e.g. "Map", "Generating train split") or transformers (e.g. "Writing
+    model shards"), for short steps inside a lesson; afterwards each is back as it was. transformers' GGUF loader
+    draws its bar with ``tqdm.auto`` directly, so it is given :func:`progress_bar` instead while inside."""
+    import datasets
+    import transformers.modeling_gguf_pytorch_utils as gguf_loading
+    from transformers.utils import logging as hf_logging
+
+    datasets_on, transformers_on = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
+    gguf_bar = getattr(gguf_loading, "tqdm", None)
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    if gguf_bar is not None:
+        gguf_loading.tqdm = lambda *args, **kwargs: progress_bar(*args, **{**kwargs, "disable": True})
+    try:
+        yield
+    finally:
+        if gguf_bar is not None:
+            gguf_loading.tqdm = gguf_bar
+        if datasets_on:
+            datasets.enable_progress_bars()
+        if transformers_on:
+            hf_logging.enable_progress_bar()
+

@@ -78,6 +78,7 @@ def ensure_smollm2(folder: str | Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from utils.progress import no_library_bars
     from utils.report import build_folder_once
 
     source = gguf_path()
@@ -88,6 +89,10 @@ def ensure_smollm2(folder: str | Path) -> Path:
         return marker.is_file() and json.loads(marker.read_text()) == recipe
 
     def build(path: Path) -> None:
+        with no_library_bars():  # a one-time step of ~25 s; its bars would stay frozen in a saved notebook
+            _convert(path)
+
+    def _convert(path: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
         config = loaded.config
