@@ -372,3 +372,11 @@ def test_saved_tensors_4bit_layer_keeps_no_dequantized_weight(minilm):
         lambda: torch.nn.functional.linear(x, ours.base.dequantized_weight(), ours.base.bias))
     weight_bytes = 1536 * 384 * 4
     assert saved_ours < weight_bytes / 4 and saved_naive >= weight_bytes
+
+
+def test_late_share_is_the_part_of_a_loss_curves_fall_after_two_thirds():
+    flat_end = [2.0] * 4 + [1.5] * 4 + [1.0] * 8 + [1.0] * 8  # fell early, then flat
+    still_falling = [2.0 - 0.05 * i for i in range(24)]  # a straight line
+    assert ablation.late_share(flat_end) == pytest.approx(0.0)
+    # windows of 4: start 1.925 (steps 0-3), two thirds 1.225 (steps 14-17), end 0.925 (steps 20-23) -> 0.3 / 1.0
+    assert ablation.late_share(still_falling) == pytest.approx(0.3, rel=1e-12)

@@ -117,6 +117,17 @@ def failed_to_train(loss_history: list[float], window: int = 3, min_drop: float 
     return sum(last) / len(last) > (1 - min_drop) * sum(first) / len(first)
 
 
+def late_share(curve: list[float], window: int = 4) -> float:
+    """Share of a loss curve's fall (start to end, each a mean over ``window`` logged steps) that comes after its
+    first two thirds: near 0 when the curve has flattened, near 1 when it is still falling at the end."""
+    import statistics
+
+    third = 2 * len(curve) // 3 - window // 2
+    start, two_thirds, end = (statistics.fmean(curve[:window]), statistics.fmean(curve[third:third + window]),
+                              statistics.fmean(curve[-window:]))
+    return (two_thirds - end) / (start - end)
+
+
 def check_targets_exist(model_id: str, target_modules: str | Iterable[str]) -> None:
     """Raise ValueError (listing the linear layers that exist) if a target matches no layer of ``model_id``.
 
