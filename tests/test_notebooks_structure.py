@@ -118,3 +118,15 @@ def test_no_measured_number_is_typed_into_the_prose(path):
     assert not typed, (f"{path.name}: numbers typed into Markdown {typed}. Generate them in a code cell "
                        "(Markdown(f'...') from the run's variables, or utils.report.committed_result for a GPU "
                        "measurement), or, if one is a definition or a citation, add it to TYPED_NUMBERS with why.")
+
+
+def test_output_noise_names_trainer_tables_widget_bars_and_stray_warnings():
+    from utils.notebooks import output_noise
+
+    stream = nbformat.v4.new_output
+    assert output_noise([stream("stream", name="stdout", text="step 1\rstep 2\n")]) == []  # our text bars: stdout
+    assert output_noise([stream("stream", name="stderr", text="bar 10%\rUserWarning: x\n")]) == ["stderr: UserWarning: x"]
+    table = stream("display_data", data={"text/html": "<table><th>Training Loss</th></table>"})
+    widget = stream("display_data", data={"application/vnd.jupyter.widget-view+json": {}, "text/plain": "Map: 0%"})
+    problems = output_noise([table, widget])
+    assert len(problems) == 2 and "Trainer progress table" in problems[0] and "'Map: 0%'" in problems[1]

@@ -85,22 +85,20 @@ TRAINER_TABLE_MARKERS = ("Training Loss", "<progress")  # transformers' Notebook
 ALLOWED_STDERR: list[tuple[str, str]] = []
 
 
-def output_noise(outputs: list[Any]) -> list[str]:
+def output_noise(outputs: list[dict[str, Any]]) -> list[str]:
     """What in one cell's outputs (nbformat output dicts) is noise: Trainer progress tables, widget progress bars
     (their saved state is their first frame: "0%" forever) and stderr lines not in :data:`ALLOWED_STDERR`.
     Returns one short description per problem (empty: the cell is quiet)."""
     problems = []
     for out in outputs:
-        data = out.get("data", {}) if isinstance(out, dict) else getattr(out, "data", {}) or {}
-        kind = out.get("output_type") if isinstance(out, dict) else getattr(out, "output_type", None)
+        data = out.get("data", {})  # nbformat outputs are dicts (NotebookNode)
         if WIDGET_MIME in data:
             problems.append(f"a widget (tqdm.auto progress bar?): {str(data.get('text/plain', ''))[:80]!r}")
         html = str(data.get("text/html", ""))
         if any(marker in html for marker in TRAINER_TABLE_MARKERS):
             problems.append("a Trainer progress table (use utils.progress.quiet(trainer))")
-        if kind == "stream" and (out.get("name") if isinstance(out, dict) else out.name) == "stderr":
-            text = out.get("text", "") if isinstance(out, dict) else out.text
-            for line in text.splitlines():
+        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            for line in out.get("text", "").split("\n"):  # not splitlines(): it also splits at "\r"
                 line = line.rsplit("\r", 1)[-1].strip()  # what a terminal or notebook shows after carriage returns
                 if line and not any(re.search(pattern, line) for pattern, _ in ALLOWED_STDERR):
                     problems.append(f"stderr: {line[:160]}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -41,8 +42,6 @@ def machine() -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else []
-    import os
-
     return {"date": datetime.date.today().isoformat(), "commit": commit, "cores": os.cpu_count(),
             "avx512_bf16": "avx512_bf16" in flags}
 
