@@ -31,3 +31,27 @@ def test_cli_fails_before_running_anything_on_an_unknown_parameter(tmp_path):
     with pytest.raises(SystemExit, match="no parameter"):
         course.main(["01", "--output", str(tmp_path), "-p", "NOT_A_KNOB", "1"])
     assert not (tmp_path / "notebooks").exists()
+
+
+def test_two_notebooks_run_at_once_from_one_folder_each_on_its_own_kernel_sockets(tmp_path):
+    """Two papermill runs at the same time (two course runs; a sweep and a test on two pytest workers) used to
+    bind the same IPC socket files in the notebook's folder and fail with "Invalid Signature"."""
+    import json
+    import subprocess
+    import sys
+
+    cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "NAME = 'x'  # run name",
+              "outputs": [], "execution_count": None, "id": "p"},
+             {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "w",
+              "source": "import time\ntime.sleep(2)\nopen(f'{NAME}.txt', 'w').write(NAME)"}]
+    notebook = tmp_path / "nb.ipynb"
+    notebook.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                                    "display_name": "Python 3"}}, "nbformat": 4, "nbformat_minor": 5}))
+    run = ("import sys; from pathlib import Path; from utils.notebooks import run_notebook; "
+           "run_notebook(Path(sys.argv[1]), Path(sys.argv[2]), {'NAME': sys.argv[3]})")
+    procs = [subprocess.Popen([sys.executable, "-c", run, str(notebook), str(tmp_path / name), name],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert "Invalid Signature" not in "".join(outputs)
+    assert sorted(p.name for p in tmp_path.glob("*.txt")) == ["a.txt", "b.txt"]  # both ran in the notebook's folder

@@ -48,17 +48,27 @@ def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
         raise ValueError(f"{notebook.name} has no parameter(s) {unknown}; its parameters are: {', '.join(known)}")
 
 
-def kernel_config() -> Any:
+def kernel_config(socket_dir: str | Path | None = None) -> Any:
     """Kernel settings for executing notebooks: local IPC sockets on POSIX systems instead of TCP, which also
-    silences ipykernel's "Kernel is running over TCP without encryption" warning, printed once per notebook."""
+    silences ipykernel's "Kernel is running over TCP without encryption" warning, printed once per notebook.
+
+    The sockets are files named ``<socket_dir>/kernel-<n>``; jupyter_client's default puts them in the working
+    directory, where two runs at once (two course runs, a sweep and a test on two pytest workers) take the same
+    names and fail with "Invalid Signature". So every run passes a folder of its own (``run_notebook`` does).
+    """
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+    if os.name != "posix":
+        return Config()
+    settings = {"transport": "ipc"} | ({"ip": str(Path(socket_dir) / "kernel")} if socket_dir is not None else {})
+    return Config({"KernelManager": settings})
 
 
 def run_notebook(notebook: Path, output_dir: Path, parameters: dict[str, Any] | None = None,
                  output_name: str | None = None) -> Path:
-    """Execute one notebook with papermill; returns the path of the executed copy."""
+    """Execute one notebook with papermill (its kernel on sockets of its own); returns the path of the executed copy."""
+    import tempfile
+
     import papermill
 
     check_parameters(notebook, parameters or {})
@@ -66,10 +76,11 @@ def run_notebook(notebook: Path, output_dir: Path, parameters: dict[str, Any] | 
     executed = output_dir / "notebooks" / (output_name or notebook.name)
     executed.parent.mkdir(parents=True, exist_ok=True)
     os.environ["QLORA_OUTPUT_DIR"] = str(output_dir)
-    papermill.execute_notebook(
-        str(notebook), str(executed), parameters=parameters or {}, cwd=str(notebook.parent),
-        progress_bar=False, config=kernel_config(),
-    )
+    with tempfile.TemporaryDirectory(prefix="qlora-kernel-") as sockets:  # short path: sockets allow ~100 bytes
+        papermill.execute_notebook(
+            str(notebook), str(executed), parameters=parameters or {}, cwd=str(notebook.parent),
+            progress_bar=False, config=kernel_config(sockets),
+        )
     return executed
 
 
