@@ -35,12 +35,13 @@ def test_cli_fails_before_running_anything_on_an_unknown_parameter(tmp_path):
 
 def test_two_notebooks_run_at_once_from_one_folder_each_on_its_own_kernel_sockets(tmp_path):
     """Two papermill runs at the same time (two course runs; a sweep and a test on two pytest workers) used to
-    bind the same IPC socket files in the notebook's folder and fail with "Invalid Signature"."""
+    bind the same IPC socket files in the notebook's folder and fail with "Invalid Signature". Also: a parameter
+    passed to a notebook whose parameters cell has a line papermill cannot parse prints nothing about it."""
     import json
     import subprocess
     import sys
 
-    cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "NAME = 'x'  # run name",
+    cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "NAME = 'x'  # run name\nLONG = NAME == 'x'  # two '=': papermill cannot parse it",
               "outputs": [], "execution_count": None, "id": "p"},
              {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "w",
               "source": "import time\ntime.sleep(2)\nopen(f'{NAME}.txt', 'w').write(NAME)"}]
@@ -54,4 +55,18 @@ def test_two_notebooks_run_at_once_from_one_folder_each_on_its_own_kernel_socket
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert "Invalid Signature" not in "".join(outputs)
+    assert "Unable to parse line" not in "".join(outputs)  # papermill's parser warning, silenced (utils.quiet)
     assert sorted(p.name for p in tmp_path.glob("*.txt")) == ["a.txt", "b.txt"]  # both ran in the notebook's folder
+
+
+def test_every_notebook_has_a_place_in_the_suites_schedule():
+    """conftest.py starts notebooks in NOTEBOOK_ORDER (longest unit first); a new notebook must be placed there."""
+    import importlib.util
+
+    from utils.report import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("root_conftest", REPO_ROOT / "conftest.py")
+    root = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root)
+    units = {root.unit_of_work(f"notebooks/{p.name}::Cell 0").rsplit("/", 1)[-1] for p in notebooks_lib.course_notebooks()}
+    assert units == set(root.NOTEBOOK_ORDER), units ^ set(root.NOTEBOOK_ORDER)
