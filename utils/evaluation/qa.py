@@ -146,7 +146,7 @@ def merge_check(tuned: torch.nn.Module, base_path: str | Path, adapter_path: str
     """Merge the adapter into a ``dtype`` copy of the base and compare logits on ``batch``.
 
     Three models see the same batch: ``tuned`` (the 4-bit base + adapter, as trained), the unquantized
-    ``dtype`` base with the adapter unmerged, and that base with the adapter merged in (:func:`merge_adapter`).
+    ``dtype`` base with the adapter unmerged, and that same copy with the adapter merged in (``merge_and_unload``, as in :func:`merge_adapter`).
     Merging alone must change nothing but rounding; the 4-bit vs 16-bit gap is quantization.
 
     Returns:
@@ -158,8 +158,7 @@ def merge_check(tuned: torch.nn.Module, base_path: str | Path, adapter_path: str
     logits_4bit = tuned(**batch, use_cache=False).logits.float()
     unmerged = load_tuned(base_path, adapter_path, None, dtype=dtype)
     logits_unmerged = unmerged(**batch, use_cache=False).logits.float()
-    del unmerged
-    merged = merge_adapter(base_path, adapter_path, dtype)
+    merged = unmerged.merge_and_unload().eval()  # the same copy, merged in place (what merge_adapter does): one load
     logits_merged = merged(**batch, use_cache=False).logits.float()
     scale = logits_unmerged.abs().max().item()
     return merged, {
