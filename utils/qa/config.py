@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from utils.errors import InputError
 from utils.models.architectures import ARCHITECTURES
 from utils.models.loading import PHI2_ID, PRECISIONS
 from utils.models.smollm2 import SMOLLM2_ID
@@ -41,7 +42,7 @@ def setting(default: Any, help: str) -> Any:  # noqa: A002
     return field(default=default, metadata={"help": help})
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A setting is unknown, of the wrong type or out of range; the message names it and the fix."""
 
 
