@@ -272,6 +272,17 @@ def test_verdict_against_a_reference_by_hand(mean, std, reference, expected):
     assert clf.verdict_against(mean, std, reference) == expected
 
 
+@pytest.mark.parametrize(("a", "b", "expected"), [
+    ((0.80, 0.02), (0.70, 0.03), "x better by 0.100"),   # gap 0.10 > 2 x 0.03
+    ((0.70, 0.03), (0.80, 0.02), "y better by 0.100"),   # the same, the other way round
+    ((0.80, 0.06), (0.70, 0.03), "within seed noise"),   # gap 0.10 <= 2 x 0.06
+    ((0.75, 0.0), (0.75, 0.0), "within seed noise"),     # no gap
+    ((0.90, float("nan")), (0.70, 0.01), "not comparable (no seed spread: run at least 2 seeds)"),  # one seed
+])
+def test_compare_over_seeds_by_hand(a, b, expected):
+    assert clf.compare_over_seeds("x", *a, "y", *b) == expected
+
+
 def test_verdict_rejects_a_negative_spread():
     with pytest.raises(ValueError, match="std must be >= 0"):
         clf.verdict_against(0.9, -0.1, 0.8)

@@ -447,6 +447,21 @@ def verdict_against(mean: float, std: float, reference: float, k: float = 2.0) -
     return "beats" if gap > k * std else "falls short of" if -gap > k * std else "is level with"
 
 
+def compare_over_seeds(a: str, mean_a: float, std_a: float, b: str, mean_b: float, std_b: float,
+                       k: float = 2.0) -> str:
+    """Compare two configurations measured over seeds: ``"<a or b> better by <gap>"`` when their means differ by
+    more than ``k`` times the larger standard deviation, else ``"within seed noise"`` (the rule
+    :func:`verdict_against` applies against a single reference score)."""
+    if std_a < 0 or std_b < 0 or k <= 0:
+        raise ValueError(f"stds must be >= 0 and k > 0, got std_a={std_a}, std_b={std_b}, k={k}.")
+    if math.isnan(std_a) or math.isnan(std_b):  # pandas' std of a single seed
+        return "not comparable (no seed spread: run at least 2 seeds)"
+    gap = mean_a - mean_b
+    if abs(gap) <= k * max(std_a, std_b):
+        return "within seed noise"
+    return f"{a if gap > 0 else b} better by {abs(gap):.3f}"
+
+
 # ----------------------------------------------------------------------------------- prediction
 @torch.no_grad()
 def classify(texts: list[str], model: torch.nn.Module, tokenizer: Any, id2label: dict[int, str],
