@@ -271,24 +271,28 @@ def test_corpus_f1():
 # --- notebook 03 ------------------------------------------------------------------------------
 
 
-def _lora_forward(x, W, A, B, alpha):
-    return x @ W.T + (alpha / A.shape[0]) * (x @ A.T) @ B.T
+def _lora_grads(x, A, B, alpha, grad_y):
+    s = alpha / A.shape[0]
+    x2, g2 = x.reshape(-1, x.shape[-1]), grad_y.reshape(-1, grad_y.shape[-1])
+    return s * (g2 @ B).T @ x2, s * g2.T @ (x2 @ A.T)
 
 
-def test_lora_forward():
-    assert "✓" in nb03.check_lora_forward(_lora_forward)
+def test_lora_grads():
+    assert "✓" in nb03.check_lora_grads(_lora_grads)
     with pytest.raises(common.CheckFailed, match="not written yet"):
-        nb03.check_lora_forward(_unwritten)
-    with pytest.raises(common.CheckFailed, match="scale the update by alpha / r"):
-        nb03.check_lora_forward(lambda x, W, A, B, alpha: x @ W.T + (x @ A.T) @ B.T)
-    with pytest.raises(common.CheckFailed, match="rsLoRA"):
-        nb03.check_lora_forward(lambda x, W, A, B, alpha: x @ W.T + alpha / A.shape[0] ** 0.5 * (x @ A.T) @ B.T)
-    with pytest.raises(common.CheckFailed, match=r"r is A.shape\[0\]"):
-        nb03.check_lora_forward(lambda x, W, A, B, alpha: x @ W.T + alpha / B.shape[0] * (x @ A.T) @ B.T)
-    with pytest.raises(common.CheckFailed, match="frozen layer's own part"):
-        nb03.check_lora_forward(lambda x, W, A, B, alpha: alpha / A.shape[0] * (x @ A.T) @ B.T)
-    with pytest.raises(common.CheckFailed, match="Check the transposes"):
-        nb03.check_lora_forward(lambda x, W, A, B, alpha: x @ W + alpha / A.shape[0] * (x @ A) @ B)
+        nb03.check_lora_grads(_unwritten)
+    with pytest.raises(common.CheckFailed, match="multiply by the scaling alpha / r"):
+        nb03.check_lora_grads(lambda x, A, B, alpha, g: tuple(t * A.shape[0] / alpha for t in _lora_grads(x, A, B, alpha, g)))
+    with pytest.raises(common.CheckFailed, match=r"other order, \(grad_B, grad_A\)"):
+        nb03.check_lora_grads(lambda x, A, B, alpha, g: _lora_grads(x, A, B, alpha, g)[::-1])
+    with pytest.raises(common.CheckFailed, match="sum over all positions"):
+        nb03.check_lora_grads(lambda x, A, B, alpha, g: tuple(t / 10 for t in _lora_grads(x, A, B, alpha, g)))
+    with pytest.raises(common.CheckFailed, match="chain rule"):
+        nb03.check_lora_grads(lambda x, A, B, alpha, g: (_lora_grads(x, A, B, alpha, g)[0], B))
+    with pytest.raises(common.CheckFailed, match="Check the shapes"):
+        nb03.check_lora_grads(lambda x, A, B, alpha, g: (x @ B, B))
+    with pytest.raises(common.CheckFailed, match="return a pair"):
+        nb03.check_lora_grads(lambda x, A, B, alpha, g: _lora_grads(x, A, B, alpha, g)[0])
 
 
 def test_lora_cases_tell_the_scalings_apart():

@@ -47,30 +47,46 @@ def _scaling_hint(got: torch.Tensor, base: torch.Tensor, update: torch.Tensor, r
     return ""
 
 
-def check_lora_forward(lora_forward: Callable) -> str:
-    """``lora_forward(x, W, A, B, alpha)``: x W^T + (alpha/r) x A^T B^T, compared with ``utils.lessons.lora.LoRALinear``."""
+def check_lora_grads(lora_grads: Callable) -> str:
+    """``lora_grads(x, A, B, alpha, grad_y) -> (grad_A, grad_B)``: the gradients of a loss with respect to A and B,
+    given ``grad_y`` = d loss / d y of shape (..., out); compared with autograd through
+    ``utils.lessons.lora.LoRALinear`` (float32, sums of at most 10 products: agreement to 1e-4)."""
     for seed, n_in, n_out, rank, alpha in _LORA_CASES:
         x, W, A, B = _lora_case(seed, n_in, n_out, rank)
-        with torch.no_grad():
-            expected = _reference_lora(W, A, B, alpha)(x)
+        grad_y = torch.randn(*x.shape[:-1], n_out, generator=torch.Generator().manual_seed(seed + 100))
+        layer = _reference_lora(W, A, B, alpha)
+        layer(x).backward(grad_y)
+        want = {"grad_A": layer.lora_A.grad, "grad_B": layer.lora_B.grad}
         try:
-            got = _call(lora_forward, x.clone(), W.clone(), A.clone(), B.clone(), alpha)
+            got = _call(lora_grads, x.clone(), A.clone(), B.clone(), alpha, grad_y.clone())
         except CheckFailed as err:
             if "RuntimeError" in str(err):
-                raise CheckFailed(f"{err} Check the transposes: x is (..., in), W is (out, in), A is (r, in) and B is "
-                                  "(out, r), so y = x @ W.T + scaling * (x @ A.T) @ B.T.") from None
+                raise CheckFailed(f"{err} Check the shapes: x is (..., in), A is (r, in), B is (out, r), grad_y is "
+                                  "(..., out); flatten the leading dimensions first, e.g. x.reshape(-1, x.shape[-1]).") from None
             raise
-        got = torch.as_tensor(got).detach().float()
-        if got.shape != expected.shape:
-            raise CheckFailed(f"x of shape {tuple(x.shape)} should give y of shape {tuple(expected.shape)} "
-                              f"(..., out), got {tuple(got.shape)}: check the transposes.")
-        if torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
-            continue
-        hint = _scaling_hint(got, x @ W.T, (x @ A.T) @ B.T, rank, alpha, n_out) or \
-            "y = x @ W.T + (alpha / r) * (x @ A.T) @ B.T."
-        raise CheckFailed(f"in={n_in}, out={n_out}, r={rank}, alpha={alpha:g}: the output differs from LoRALinear's "
-                          f"by up to {float((got - expected).abs().max()):.3g}. {hint}")
-    return "✓ lora_forward equals utils.lessons.lora.LoRALinear's output."
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise CheckFailed("return a pair (grad_A, grad_B): grad_A with A's shape (r, in), grad_B with B's (out, r).")
+        got = dict(zip(want, (torch.as_tensor(g).detach().float() for g in got), strict=True))
+        for name, expected in want.items():
+            if got[name].shape != expected.shape:
+                swapped = got["grad_A"].shape == want["grad_B"].shape and got["grad_B"].shape == want["grad_A"].shape
+                raise CheckFailed(f"{name} should have shape {tuple(expected.shape)} (the shape of "
+                                  f"{name[-1]}), got {tuple(got[name].shape)}"
+                                  + (": you returned them in the other order, (grad_B, grad_A)." if swapped else "."))
+        for name, expected in want.items():
+            if torch.allclose(got[name], expected, atol=1e-4, rtol=1e-4):
+                continue
+            scaling = alpha / rank
+            if torch.allclose(got[name] * scaling, expected, atol=1e-4, rtol=1e-4):
+                hint = "multiply by the scaling alpha / r: the update is (alpha / r) x A^T B^T, so both gradients carry it."
+            elif torch.allclose(got[name], expected / x.shape[0] / x.shape[1], atol=1e-4, rtol=1e-4):
+                hint = "sum over all positions, do not average: the loss's gradient already holds any averaging."
+            else:
+                hint = ("with h = x A^T (..., r), the update is (alpha / r) h B^T; for Y = H B^T the chain rule gives "
+                        "dL/dB = (dL/dY)^T H, and dL/dH = dL/dY B.")
+            raise CheckFailed(f"in={n_in}, out={n_out}, r={rank}, alpha={alpha:g}: {name} differs from autograd's by up "
+                              f"to {float((got[name] - expected).abs().max()):.3g}. Hint: {hint}")
+    return "✓ lora_grads equals autograd's gradients of LoRALinear's A and B."
 
 
 def check_merge(merge: Callable) -> str:
