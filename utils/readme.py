@@ -1,35 +1,82 @@
 """The README's measured figures, generated: never typed by hand.
 
-A block of the README between ``<!-- begin: NAME -->`` and ``<!-- end: NAME -->`` is rendered from a committed
-record in ``results/``:
+A block of the README between ``<!-- begin: NAME -->`` and ``<!-- end: NAME -->`` is rendered from committed
+records in ``results/``, and says which file and date each figure comes from:
 
 - ``smoke_course.json``: the key figures of one ``./run.sh course`` in the smoke profile (each notebook's time,
-  notebook 04's loss, notebook 05's held-out F1 over seeds and its forgetting check), with date, commit and CPU,
-  written by ``python -m utils.cli.readme record`` from that run's output folder;
+  notebooks 01 and 02's quantization figures, 03's ablation, 04's loss, 05's held-out F1 over seeds and its
+  forgetting check, 06's comparison of methods), with date, commit and CPU, written by
+  ``python -m utils.cli.readme record`` from that run's output folder;
 - ``suite_runs.jsonl``: one line per measured ``./run.sh test`` (commit, date, CPU, tests passed, seconds),
-  appended by ``python -m utils.cli.readme suite --seconds S --passed N``.
+  appended by ``python -m utils.cli.readme suite --seconds S --passed N``;
+- GPU runs of a Phi-2-shaped model with random weights (``benchmarks/``): ``gpu_phi2_shaped.json``,
+  ``gpu_phi2_shaped_notebooks.json``, the table of ``gpu_notebooks_h100.md``, ``train_speed.jsonl`` (run 3),
+  ``train_speed_run2.jsonl``, ``train_speed_run4.jsonl``, the profiler tables of ``train_speed_profile.txt``
+  (run 2), and ``train_qa_scaling.json`` with the two runs it names (``train_qa_1gpu.json``, ``train_qa_2gpu.json``).
 
-``python -m utils.cli.readme render`` rewrites the blocks; ``tests/test_readme.py`` fails when a block differs
-from what its record renders, so a figure in those blocks changes only with its measurement.
+One function per block renders it from plain dicts; :func:`load_records` reads every record (a missing file or
+key is an error naming it and the command that writes it again). ``python -m utils.cli.readme render`` rewrites
+the blocks; ``tests/test_readme.py`` fails when a block differs from what its record renders, and when a
+measured-looking number is typed into the README outside the blocks.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import re
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from utils.report import REPO_ROOT, RESULTS_DIR
+from utils.report import REPO_ROOT, RESULTS_DIR, committed_result
 
 README = REPO_ROOT / "README.md"
 COURSE_RECORD = RESULTS_DIR / "smoke_course.json"
 SUITE_RECORD = RESULTS_DIR / "suite_runs.jsonl"
 BLOCK = re.compile(r"(<!-- begin: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)", re.S)
 
+ON_GPU = " (on a CUDA GPU; see the file's header for the machine)"
+REGENERATE = {  # results/ file -> the command that writes it again
+    "smoke_course.json": "./run.sh course && python -m utils.cli.readme record",
+    "suite_runs.jsonl": "python -m utils.cli.readme suite --seconds S --passed N",
+    "gpu_phi2_shaped.json": "python benchmarks/phi2_shaped_gpu.py" + ON_GPU,
+    "gpu_phi2_shaped_notebooks.json": "python benchmarks/notebooks_on_gpu.py --t4" + ON_GPU,
+    "gpu_notebooks_h100.md": "python benchmarks/notebooks_on_gpu.py --t4" + ON_GPU,
+    "train_speed.jsonl": "python benchmarks/train_speed.py" + ON_GPU,
+    "train_speed_run2.jsonl": "python benchmarks/train_speed.py --out results/train_speed_run2" + ON_GPU,
+    "train_speed_run4.jsonl": "python benchmarks/train_speed.py --out results/train_speed_run4" + ON_GPU,
+    "train_speed_profile.txt": "python benchmarks/train_speed.py --only course_profiled" + ON_GPU,
+    "train_qa_scaling.json": "the command in its 'regenerate' field",
+    "train_qa_1gpu.json": "the command in train_qa_scaling.json's 'regenerate' field",
+    "train_qa_2gpu.json": "the command in train_qa_scaling.json's 'regenerate' field",
+}
+
+
+class MissingFigure(LookupError):
+    """A record lacks a key a block needs."""
+
+
+class Record(dict):
+    """A committed record: a missing key is an error that names the file, the key and the command that rewrites it."""
+
+    def __init__(self, data: dict[str, Any], source: str, path: tuple[str, ...] = ()):
+        super().__init__(data)
+        self.source, self.path = source, path
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self:
+            where = "/".join((*self.path, str(key)))
+            raise MissingFigure(f"results/{self.source} has no {where!r}: write it again with "
+                                f"{REGENERATE.get(self.source, 'the command that wrote it')}")
+        value = super().__getitem__(key)
+        return Record(value, self.source, (*self.path, str(key))) if isinstance(value, dict) else value
+
+
+# --- recording a smoke course run ------------------------------------------------------------------------------
 
 def machine() -> dict[str, Any]:
     """Date, commit and CPU of this run: the context every recorded figure carries."""
@@ -54,22 +101,23 @@ def record_course(output_dir: Path, times: dict[str, float]) -> dict[str, Any]:
             raise FileNotFoundError(f"{path} is missing: run the whole course first (./run.sh course).")
         return json.loads(path.read_text())
 
-    qa_train, qa_eval, ablation = load("04_qa_training"), load("05_qa_evaluation"), load("03_lora_rank_ablation")
+    qa_train = load("04_qa_training")
     if qa_train.get("profile") != "smoke":
         raise ValueError(f"the run in {output_dir} used the {qa_train.get('profile')!r} profile; the README's figures are smoke's.")
+    qa_eval, ablation = load("05_qa_evaluation"), load("03_lora_rank_ablation")
     return {**machine(), "notebook_seconds": times,
             "qa_training": {"first_loss": qa_train["losses"][0], "last_loss": qa_train["losses"][-1],
                             "train_seconds": qa_train["train_seconds"], "steps": len(qa_train["losses"])},
             "qa_evaluation": {"questions": qa_eval["base"]["n"], "base_f1": qa_eval["base"]["f1"],
                               "gain": qa_eval["gain_over_seeds"], "seeds": len(qa_eval["seeds"]),
                               "general_text_change": qa_eval["general_text_perplexity"]["change"]},
-            "ablation": _ablation_summary(ablation)}
+            "ablation": _ablation_summary(ablation),
+            "quantization": quantization_summary(load("01_quantization_visualized"), load("02_nf4_vs_int4")),
+            "classification": classification_summary(load("06_classification"))}
 
 
 def _ablation_summary(result: dict[str, Any]) -> dict[str, Any]:
     """Notebook 03's runs, per configuration: accuracy mean and std over the seeds that trained, and how many failed."""
-    import statistics
-
     configs: dict[str, dict[str, Any]] = {}
     for run in result["runs"]:
         entry = configs.setdefault(f"{run['variant']}, r={run['rank']}", {"accuracy": [], "failed": 0, "seeds": 0})
@@ -85,49 +133,504 @@ def _ablation_summary(result: dict[str, Any]) -> dict[str, Any]:
                                "failed": e["failed"], "seeds": e["seeds"]} for name, e in configs.items()}}
 
 
+def quantization_summary(nb01: dict[str, Any], nb02: dict[str, Any]) -> dict[str, Any]:
+    """What the README quotes of notebooks 01 and 02 (their output JSON files), the sweep reduced to its findings."""
+    mse = {(r["weights"], r["method"], r["blocksize"]): r["mse"] for r in nb02["sweep"]}
+    bits = {(r["method"], r["blocksize"]): r["bits"] for r in nb02["sweep"]}
+    inputs = sorted({w for w, _, _ in mse})
+    sizes = sorted({b for _, _, b in mse})
+    asym_wins = {w: [b for b in sizes if mse[w, "int4_asym", b] < mse[w, "nf4", b]] for w in inputs}
+    gaussian = nb02["gaussian_mse_at_blocksize"]
+    requantized = nb02["requantizing_q4_1"]
+    return {
+        "01": {"model": nb01["model"], "layer": nb01["layer"],
+               "share_on_3_central_levels": nb01["per_tensor_share_on_3_central_levels"],
+               "outlier_error_ratio": nb01["outlier_mse_ratio"], "code_entropy_bits": nb01["code_entropy_bits"],
+               "packed_bytes": math.prod(nb01["shape"]) // 2,
+               "packed_bytes_equal_bitsandbytes": nb01["packed_bytes_equal_bitsandbytes"],
+               "bits_per_weight": nb01["bits_per_weight"]},
+        "02": {"model": nb02["model"], "inputs": inputs, "block_sizes": sizes,
+               "nf4_below_symmetric_everywhere": all(mse[w, "nf4", b] < min(mse[w, "int4", b], mse[w, "fp4", b])
+                                                     for w in inputs for b in sizes),
+               "asym_int4_below_nf4_at": asym_wins,
+               "asym_int4_stores_more_bits_there": all(bits["int4_asym", b] > bits["nf4", b]
+                                                       for b in sum(asym_wins.values(), [])),
+               "blocksize": nb02["blocksize"], "gaussian_int4_over_nf4_mse": gaussian["int4"] / gaussian["nf4"],
+               "output_rel_error": {m: e["rel_error"] for m, e in nb02["output_effect"].items() if m != "float"},
+               "q4_1_vs_nf4": nb02["q4_1_vs_nf4"], "requantizing_perplexity": requantized["perplexity"],
+               "requantized": {name: {"mse": r["mse"], "sqnr_db": r["sqnr_db"]}
+                               for name, r in requantized["requantized"].items()}},
+    }
+
+
+def classification_summary(nb06: dict[str, Any]) -> dict[str, Any]:
+    """What the README quotes of notebook 06 (its output JSON file): macro-F1 per method over the seeds, verdicts."""
+    return {"model": nb06["model"], "decoder": nb06["decoder"], "train_rows": nb06["train_rows"],
+            "steps": math.ceil(nb06["train_rows"] / nb06["batch_size"]) * nb06["epochs"],  # as utils.classification
+            "seeds": len(nb06["seeds"]), "last_n": nb06["last_n"], "best": nb06["best"],
+            "baseline_macro_f1": nb06["majority_baseline"]["macro_f1"], "tfidf_macro_f1": nb06["tfidf_baseline"]["macro_f1"],
+            "methods": {name: {"mean": m["macro_f1_mean"], "std": m["macro_f1_std"], "trainable": m["trainable_params"]}
+                        for name, m in nb06["methods"].items()},
+            "verdicts": nb06["verdicts"], "decoder_verdicts": nb06["decoder_verdicts"]}
+
+
+# --- reading the committed records ------------------------------------------------------------------------------
+
+def _text(name: str) -> str:
+    path = RESULTS_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: write it again with {REGENERATE.get(name, 'the command that wrote it')}")
+    return path.read_text()
+
+
+def _json(name: str) -> Record:
+    """results/<name>, a JSON file (dated or not: a dated record is read with :func:`_dated`)."""
+    return Record(json.loads(_text(name)), name)
+
+
+def _dated(name: str) -> Record:
+    """results/<name> (.json, or a benchmark's .jsonl) with its date, by ``utils.report.committed_result``."""
+    _text(name)
+    try:
+        return Record(committed_result(Path(name).stem), name)
+    except ValueError as e:
+        raise ValueError(f"{e} (or write it again with {REGENERATE.get(name, 'the command that wrote it')})") from e
+
+
+def _number(cell: str) -> float:
+    match = re.search(r"-?\d[\d,]*(?:\.\d+)?", cell)
+    if not match:
+        raise ValueError(f"no number in table cell {cell!r}")
+    return float(match.group().replace(",", ""))
+
+
+def markdown_table(name: str) -> Record:
+    """The first table of results/<name>: ``columns`` (header cells), ``rows`` (first cell -> {column: cell}), and
+    ``measured`` from its ``Date: YYYY-MM-DD`` line; ``text`` is the whole file."""
+    text = _text(name)
+    date = re.search(r"Date: (\d{4}-\d{2}-\d{2})", text)
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    if not date or len(lines) < 3:
+        raise ValueError(f"results/{name} needs a 'Date: YYYY-MM-DD' line and a table: write it again with {REGENERATE[name]}")
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    return Record({"measured": date.group(1), "text": text, "columns": cells[0],
+                   "rows": {row[0]: dict(zip(cells[0], row, strict=True)) for row in cells[2:]}}, name)
+
+
+def column(table: dict[str, Any], row: str, prefix: str) -> str:
+    """The cell of ``row`` in the first column whose header starts with ``prefix``."""
+    name = next((c for c in table["columns"] if c.startswith(prefix)), None)
+    if name is None:
+        raise MissingFigure(f"results/{getattr(table, 'source', '?')} has no column starting with {prefix!r}")
+    return table["rows"][row][name]
+
+
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)\s*(s|ms|us)", value.strip())
+    if not match:
+        raise ValueError(f"not a profiler time: {value!r}")
+    return float(match.group(1)) * {"s": 1.0, "ms": 1e-3, "us": 1e-6}[match.group(2)]
+
+
+def profile_table(name: str = "train_speed_profile.txt") -> Record:
+    """torch.profiler's tables in results/<name>: the configuration, its steps, the self CPU and CUDA totals (s),
+    and per operation (its name, as printed, possibly cut) its columns as printed."""
+    text = _text(name)
+    head = re.match(r"(\S+): (\d+) steps", text)
+    totals = dict(re.findall(r"Self (CPU|CUDA) time total: (\S+)", text))
+    if not head or set(totals) != {"CPU", "CUDA"}:
+        raise ValueError(f"results/{name} is not a profile written by benchmarks/train_speed.py: write it again with "
+                         f"{REGENERATE[name]}")
+    header: list[str] = []
+    ops: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        parts = re.split(r"\s{2,}", line.strip())
+        if parts[0] == "Name":
+            header = parts
+        elif header and len(parts) == len(header) and not parts[0].startswith("-"):
+            ops.setdefault(parts[0], dict(zip(header, parts, strict=True)))
+    return Record({"config": head.group(1), "steps": int(head.group(2)), "cpu_total_s": _seconds(totals["CPU"]),
+                   "cuda_total_s": _seconds(totals["CUDA"]), "ops": ops}, name)
+
+
+def op(profile: dict[str, Any], prefix: str, name: str) -> float:
+    """Column ``name`` of the profiled operation whose name starts with ``prefix``: seconds, or a share for a %."""
+    row = next((r for n, r in profile["ops"].items() if n.startswith(prefix)), None)
+    if row is None or name not in row:
+        raise MissingFigure(f"results/train_speed_profile.txt has no {name!r} for an operation {prefix!r}...")
+    value = row[name]
+    return float(value.rstrip("%")) / 100 if value.endswith("%") else _seconds(value)
+
+
+def worst_case_estimate(answer_share: float) -> dict[str, Any]:
+    """``utils.memory.estimate`` for the full profile's pass with every example at its maximum length (computed,
+    not measured): what notebook 04 needs at most on a Phi-2-shaped model."""
+    from utils.memory import estimate
+    from utils.models.tiny_phi import phi2_shaped_config
+    from utils.qa.config import QAConfig
+
+    qa = QAConfig.resolve("full")
+    tokens = qa.batch_size * qa.max_length
+    gib = estimate(phi2_shaped_config(), tokens=tokens, logit_tokens=round(answer_share * tokens), qa=qa).gib
+    return {"batch": qa.batch_size, "max_length": qa.max_length, "gib": gib}
+
+
+def load_records() -> dict[str, Any]:
+    """Every record the README's blocks are rendered from."""
+    course = _json("smoke_course.json")
+    suite = [json.loads(line) for line in _text("suite_runs.jsonl").splitlines() if line.strip()]
+    phi2 = _dated("gpu_phi2_shaped.json")
+    scaling = _dated("train_qa_scaling.json")
+    return {"course": course, "suite": suite, "phi2": phi2,
+            "phi2_notebooks": _dated("gpu_phi2_shaped_notebooks.json"),
+            "notebooks_h100": markdown_table("gpu_notebooks_h100.md"),
+            "speed": {run: _dated(f"train_speed{suffix}.jsonl") for run, suffix in (("2", "_run2"), ("3", ""), ("4", "_run4"))},
+            "profile": profile_table(),
+            "scaling": scaling, "scaling_runs": {int(n): _json(f) for n, f in scaling["runs"].items()},
+            "estimate": worst_case_estimate(phi2["data"]["answer_token_share"])}
+
+
+# --- the blocks -----------------------------------------------------------------------------------------------
+
 def _cpu(run: dict[str, Any]) -> str:
     return f"{run['cores']} cores, " + ("with" if run["avx512_bf16"] else "without") + " `avx512_bf16`"
 
 
-def render_blocks(course: dict[str, Any], suite_runs: list[dict[str, Any]]) -> dict[str, str]:
-    """The text of every generated block, from the records."""
+def _source(name: str, record: dict[str, Any]) -> str:
+    return f"`results/{name}`, {record['measured']}"
+
+
+def _random(text: str) -> str:
+    """"random weights" where the record says its model had them."""
+    return "random weights" if "random" in text.lower() else "the weights named in the file"
+
+
+def _span(values: list[int]) -> str:
+    return f"{values[0]}–{values[-1]}" if len(values) > 1 else str(values[0])
+
+
+def render_course_times(course: dict[str, Any]) -> str:
     t = course["notebook_seconds"]
-    train, ev = course["qa_training"], course["qa_evaluation"]
-    gain = ev["gain"]
-    change = ev["general_text_change"]
-    blocks = {
-        "course-times": ("CPU times (smoke, measured): " + ", ".join(f"{n} {s:.0f} s" for n, s in sorted(t.items()))
-                         + f"; {sum(t.values()) / 60:.1f} min in all, from `./run.sh course` on {course['date']} "
-                         f"(commit {course['commit']}, {_cpu(course)}).\n"),
-        "smoke-figures": (
-            f"From `./run.sh course` ({course['date']}, commit {course['commit']}, {_cpu(course)}): the answer loss "
-            f"falls {train['first_loss']:.2f} → {train['last_loss']:.2f} in {train['train_seconds']:.0f} s of training "
-            f"({train['steps']} logged steps); on {ev['questions']} **held-out** questions F1 rises from "
-            f"{ev['base_f1']:.1f} (the base model) to {gain['mean']:.1f} ± {gain['std']:.1f} over {ev['seeds']} training "
-            f"seeds, a gain of {gain['gain_in_std']:.0f} seed standard deviations (a cell asserts more than 3, and that "
-            f"every seed beats the base); the perplexity of general text (not QA) "
-            f"{'rises' if change > 0 else 'falls'} {abs(change):.1%}, the price of the adapter outside its task.\n"),
-        "smoke-ablation": _render_ablation(course["ablation"]),
-        "suite-runs": ("| date | commit | CPU | `./run.sh test` |\n|---|---|---|---|\n" + "".join(
-            f"| {r['date']} | {r['commit']} | {_cpu(r)}{' ' + r['note'] if r.get('note') else ''} | "
-            f"{r['passed']} passed in {r['seconds']:.0f} s |\n" for r in suite_runs)),
-    }
-    return blocks
+    return ("CPU times (smoke, measured): " + ", ".join(f"{n} {s:.0f} s" for n, s in sorted(t.items()))
+            + f"; {sum(t.values()) / 60:.1f} min in all, from `./run.sh course` on {course['date']} "
+            f"(commit {course['commit']}, {_cpu(course)}).\n")
 
 
-def _render_ablation(a: dict[str, Any]) -> str:
+def render_gpu_memory(phi2: dict[str, Any], notebooks: dict[str, Any], worst: dict[str, Any]) -> str:
+    """The course map's memory column: each notebook's GPU memory in the full profile, with where it comes from."""
+    w16, w4 = phi2["build_and_load_4bit"]["storage_bf16_gib"], phi2["build_and_load_4bit"]["storage_4bit_gib"]
+    generate, merged = phi2["evaluation"]["tuned_4bit"]["peak_gib"], phi2["evaluation"]["merged_bf16"]["peak_gib"]
+    peak = _number(column(notebooks, "bf16", "peak GiB, measured"))
+    bench, nb = _source("gpu_phi2_shaped.json", phi2), _source("gpu_notebooks_h100.md", notebooks)
+    rows = [("01", f"{w16 + w4:.1f} GiB: Phi-2 in 16 bit ({w16:.1f} GiB) plus a 4-bit copy ({w4:.1f} GiB)", bench),
+            ("02", f"Phi-2 in 16 bit ({w16:.1f} GiB) plus perplexity batches (not measured)", bench),
+            ("03", f"not measured; one 4-bit Phi-2 classifier at a time ({w4:.1f} GiB of 4-bit weights, plus training)",
+             bench),
+            ("04", f"{peak:.2f} GiB, notebook 04's measured peak; `utils.memory.estimate` predicts {worst['gib']:.1f} GiB "
+                   f"if all {worst['batch']} examples of a pass reach {worst['max_length']} tokens", nb + "; the estimate "
+             "is computed when the README is rendered"),
+            ("05", f"{generate:.1f} GiB for 4-bit + adapter generation, {merged:.1f} GiB with the merged 16-bit copy", bench),
+            ("06", f"not measured; LoRA on the 16-bit base holds {w16:.1f} GiB of weights", bench)]
+    device = phi2["environment"]["device"].removeprefix("cuda: ").split(",")[0]
+    return (f"GPU memory in the full profile, measured on an {device} with a Phi-2-shaped model with "
+            f"{_random(phi2['note'])} (memory depends on shapes, not values):\n\n"
+            "| # | GPU memory, full profile | from |\n|---|---|---|\n"
+            + "".join(f"| {n} | {text} | {src} |\n" for n, text, src in rows))
+
+
+def render_smoke_quantization(course: dict[str, Any]) -> str:
+    """Notebooks 01 and 02's figures in the smoke profile."""
+    q1, q2 = course["quantization"]["01"], course["quantization"]["02"]
+    ratio, entropy, bits = q1["outlier_error_ratio"], q1["code_entropy_bits"], q1["bits_per_weight"]
+    sizes, err = q2["block_sizes"], q2["output_rel_error"]
+    asym = {w: b for w, b in q2["asym_int4_below_nf4_at"].items() if b}
+    asym_sizes = sorted(set(sum(asym.values(), [])))
+    q41 = q2["q4_1_vs_nf4"]["Q4_1 (block 32)"]
+    same = next(k for k, v in q2["q4_1_vs_nf4"].items() if k.startswith("NF4") and v["bits per weight"] == q41["bits per weight"])
+    nf4_same = q2["q4_1_vs_nf4"][same]["SQNR gaussian (dB)"]
+    ppl = list(q2["requantizing_perplexity"].values())
+    again, nf4_again = q2["requantized"]["Q4_1 again"], q2["requantized"]["NF4 (block 64)"]
+    return (
+        f"From `./run.sh course` ({course['date']}, commit {course['commit']}, {_cpu(course)}); the JSON files in "
+        "`outputs/` hold every figure of a run.\n\n"
+        f"- 01 (`{q1['layer']}`): with one absmax per tensor, {q1['share_on_3_central_levels']:.0%} of a real layer's "
+        f"weights land on the 3 levels nearest zero; one planted outlier raises the per-tensor int4 error "
+        f"{ratio['per_tensor']:.1f}x but the block-wise error only {ratio['blockwise']:.2f}x; NF4 codes carry "
+        f"{entropy['nf4']:.2f} bits of entropy on real weights against int4's {entropy['int4']:.2f}; our packed bytes "
+        + ("equal" if q1["packed_bytes_equal_bitsandbytes"] else "differ from")
+        + f" bitsandbytes' for all {q1['packed_bytes']:,} bytes of the layer; a real bitsandbytes quant state stores "
+        f"{bits['measured_double_quant']:.3f} bits per weight with double quantization, "
+        + ("exactly" if bits["measured_double_quant"] == bits["formula_double_quant"] else "not")
+        + " the formula 4 + 8/64 + 32/(64·256).\n"
+        "- 02: NF4's MSE is below symmetric int4's and FP4's "
+        + ("at every" if q2["nf4_below_symmetric_everywhere"] else "not at every")
+        + f" block size from {sizes[0]} to {sizes[-1]} on all {len(q2['inputs'])} inputs ({', '.join(q2['inputs'])}; "
+        f"Gaussian weights at block {q2['blocksize']}: {q2['gaussian_int4_over_nf4_mse']:.2f}x lower than int4); "
+        + (f"asymmetric int4 edges NF4 only at block {_span(asym_sizes)} ("
+           + "; ".join(f"{w}: {', '.join(map(str, b))}" for w, b in asym.items()) + ")"
+           + (", where it stores more bits per weight" if q2["asym_int4_stores_more_bits_there"] else "")
+           if asym else "asymmetric int4 never beats NF4")
+        + f"; with every linear layer 4-bit, MiniLM's final hidden states move by {err['nf4']:.0%} (relative error) "
+        f"under NF4, {err['int4']:.0%} under int4 and {err['fp4']:.0%} under FP4. GGUF's Q4_1 (SmolLM2's format, "
+        f"written out on the page and bit-exact with the `gguf` package) keeps {q41['SQNR gaussian (dB)']:.1f} dB SQNR "
+        f"on Gaussian weights at {q41['bits per weight']:g} bits per weight, NF4 with the same storage "
+        f"({same.removeprefix('NF4 ').strip('()')}) "
+        f"{nf4_same:.1f} dB"
+        + (": NF4 wins against symmetric grids, not against an asymmetric one with a float16 minimum"
+           if q41["SQNR gaussian (dB)"] > nf4_same else "")
+        + ". Re-quantizing SmolLM2's Q4_1 weights with Q4_1 is "
+        + ("exact" if again["mse"] == 0 else f"not exact (SQNR {again['sqnr_db']:.1f} dB)")
+        + f"; with NF4 it adds a second {nf4_again['sqnr_db']:.1f} dB error and the perplexity on the course text "
+        f"{'rises' if ppl[1] > ppl[0] else 'falls'} {ppl[0]:.1f} → {ppl[1]:.1f}.\n")
+
+
+def render_smoke_ablation(course: dict[str, Any]) -> str:
+    a = course["ablation"]
     parts = [f"{name}: " + (f"{c['mean']:.2f} ± {c['std']:.2f}" if c["mean"] is not None else "no seed trained")
              + (f" ({c['failed']} of {c['seeds']} seeds failed)" if c["failed"] else "") for name, c in a["configs"].items()]
-    return (f"Smoke finding (MiniLM, {a['train_size']} training tickets, every configuration over its seeds; accuracy, "
+    seeds = {c["seeds"] for c in a["configs"].values()}
+    over = f"{seeds.pop()} seeds" if len(seeds) == 1 else "its seeds"
+    return (f"Smoke finding (MiniLM, {a['train_size']} training tickets, every configuration over {over}; accuracy, "
             f"majority baseline {a['baseline']:.2f}): " + "; ".join(parts) + ". Across the main line's ranks the gap is "
             + ("larger than" if a["rank_matters"] else "within") + " the seed spread. At an equal parameter budget: "
             + "; ".join(f"{k}, {v}" for k, v in a["placement"].items()) + ".\n")
 
 
-def load_records() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    course = json.loads(COURSE_RECORD.read_text())
-    suite = [json.loads(line) for line in SUITE_RECORD.read_text().splitlines() if line.strip()]
-    return course, suite
+def render_smoke_figures(course: dict[str, Any]) -> str:
+    train, ev = course["qa_training"], course["qa_evaluation"]
+    gain, change = ev["gain"], ev["general_text_change"]
+    return (f"From `./run.sh course` ({course['date']}, commit {course['commit']}, {_cpu(course)}): the answer loss "
+            f"falls {train['first_loss']:.2f} → {train['last_loss']:.2f} in {train['train_seconds']:.0f} s of training "
+            f"({train['steps']} logged steps); on {ev['questions']} **held-out** questions F1 rises from "
+            f"{ev['base_f1']:.1f} (the base model) to {gain['mean']:.1f} ± {gain['std']:.1f} over {ev['seeds']} training "
+            f"seeds, a gain of {gain['gain_in_std']:.0f} seed standard deviations (a cell asserts more than 3, and that "
+            f"every seed beats the base); the perplexity of general text (not QA) "
+            f"{'rises' if change > 0 else 'falls'} {abs(change):.1%}, the price of the adapter outside its task.\n")
+
+
+def render_gpu_qa(phi2: dict[str, Any], notebooks04: dict[str, Any], table: dict[str, Any]) -> str:
+    """Notebooks 04 and 05's memory levers and run on the GPU."""
+    load, saving = phi2["build_and_load_4bit"], phi2["lora_and_memory_savings"]
+    run = notebooks04["04_bf16"]
+    act = run["activations"]
+    steps, examples = map(int, re.search(r"(\d+) steps of (\d+)", next(c for c in table["columns"]
+                                                                         if c.startswith("training"))).groups())
+    device = phi2["environment"]["device"].removeprefix("cuda: ").split(",")[0]
+    return (f"On the lent {device}, a Phi-2-*shaped* model with {_random(phi2['note'])} "
+            f"({_source('gpu_phi2_shaped.json', phi2)}; speed and memory only, quality needs real Phi-2 from the Hub): "
+            f"weights {load['storage_bf16_gib']:.2f} → {load['storage_4bit_gib']:.2f} GiB in 4-bit, optimizer state "
+            f"{saving['adamw32_state_mib']:.0f} → {saving['adamw8bit_state_mib']:.0f} MiB with paged 8-bit AdamW; in "
+            f"notebook 04 ({_source('gpu_phi2_shaped_notebooks.json', notebooks04)}) the activations of a "
+            f"{run['packed_vs_padded_tokens'][0]}-token batch take {act['saved activations MiB (plain)'] / 1024:.2f} → "
+            f"{act['with checkpointing MiB'] / 1024:.2f} GiB with checkpointing. Notebooks 04 and 05 ran end to end in "
+            f"the full profile with {examples} examples per pass (before packed rows were rounded up), in bf16 and with "
+            f"a T4's fp16 ({_source('gpu_notebooks_h100.md', table)}, {_random(table['text'])}): {steps} steps in "
+            f"{_number(column(table, 'bf16', 'training')):.0f} s ({_number(column(table, 'bf16', 's per step')):.2f} s "
+            f"per step), peak {_number(column(table, 'bf16', 'peak GiB, measured')):.2f} GiB against "
+            f"{_number(column(table, 'bf16', 'peak GiB, `utils')):.2f} GiB predicted.\n")
+
+
+def render_multi_gpu(scaling: dict[str, Any], runs: dict[int, dict[str, Any]]) -> str:
+    """Data-parallel training: examples/s on 1 and on N GPUs (``train_qa_scaling.json`` names the runs)."""
+    rate = {n: r["steps"] * r["batch_size"] * r["world_size"] / r["seconds"] for n, r in runs.items()}
+    n = max(runs)
+    speedup = rate[n] / rate[1]
+    r = runs[n]
+    return (f"On {n} {scaling['gpu']} GPUs (`results/train_qa_{{1,{n}}}gpu.json`, {scaling['measured']}, date and GPU "
+            f"from `results/train_qa_scaling.json`; {'random-weight ' if scaling['random_weights'] else ''}Phi-2 shape, "
+            f"`{r['dataset']}`, {r['steps']} steps of {r['batch_size']} examples per GPU, warm-up included): 1 GPU "
+            f"{rate[1]:.1f} examples/s, {n} GPUs {rate[n]:.1f} examples/s, **{speedup:.2f}× ({speedup / n:.0%} scaling "
+            "efficiency)**.\n")
+
+
+SPEED_ROWS = {  # the README's rows of each run: configuration -> its name (format fields: the row's settings)
+    "3": [("naive", "naive baseline"), ("packed_8x2", "packed, {batch} per pass × {accum} (previous default)"),
+          ("packed_16", "packed, {batch} per pass"), ("answer_logits_16", "+ LM head on answer positions only"),
+          ("course", "+ {batch} per pass"), ("course_fused_adamw", "same, fused 32-bit AdamW"),
+          ("course_64", "same, {batch} per pass"), ("no_checkpointing", "same, no gradient checkpointing"),
+          ("t4_fp16_15gib", "same in fp16 under a {memory_cap_gib:.0f} GiB cap (T4-shaped check)")],
+    "4": [("naive", "naive baseline"), ("course", "{batch} per pass (as above)"),
+          ("course_no_cudnn", "same, PyTorch's memory-efficient attention instead of cuDNN's"),
+          ("course_round256", "same, rows padded to a multiple of {round_to} tokens: notebook 04's default")],
+}
+NOTEBOOK_DEFAULT = ("4", "course_round256")  # the run and row measuring notebook 04's full-profile configuration
+
+
+def _speed_table(run: dict[str, Any], rows: list[tuple[str, str]], first: str, bold: str = "") -> str:
+    naive = run["runs"]["naive"]["effective_tokens_per_s"]
+    lines = [f"| {first} | effective tokens/s | vs naive | step (s) | peak GiB | predicted GiB | MFU |",
+             "|---|---|---|---|---|---|---|"]
+    for config, label in rows:
+        r = run["runs"][config]
+        cells = [label.format(**r), f"{r['effective_tokens_per_s']:,.0f}", f"{r['effective_tokens_per_s'] / naive:.2f}×",
+                 f"{r['median_step_s']:.2f}", f"{r['peak_gib']:.2f}", f"{r['estimate_gib']:.2f}", f"{r['mfu']:.0%}"]
+        if config == bold:
+            cells = [f"**{c}**" if i in (0, 1, 2, 4) else c for i, c in enumerate(cells)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_train_speed(speed: dict[str, dict[str, Any]]) -> str:
+    """Run 3's table, with the machine and the benchmark's settings."""
+    run = speed["3"]
+    meta = run["environment"]
+    return (f"From [`results/train_speed.md`](results/train_speed.md) (its records: `results/train_speed.jsonl`; run 3, "
+            f"{meta['gpu']}, {run['measured']}, {'random weights, ' if meta['random_weights'] else ''}{meta['steps']} "
+            f"timed steps after {meta['warmup']} warm-up; the course's QA examples: {meta['lengths']}; "
+            f"N = {meta['matmul_params'] / 1e9:.2f} B, peak {meta['peak_tflops']:.0f} TFLOP/s):\n\n"
+            + _speed_table(run, SPEED_ROWS["3"], "configuration"))
+
+
+def render_train_speed_run4(speed: dict[str, dict[str, Any]], profile: dict[str, Any]) -> str:
+    """The cuDNN finding of the profile, run 4's table and what notebook 04's default gains."""
+    run, run2 = speed["4"], speed["2"]
+    if profile["config"] not in run2["runs"]:
+        raise MissingFigure(f"results/train_speed_profile.txt profiles {profile['config']!r}, not a row of run 2")
+    forward = op(profile, "aten::_cudnn_attention_forward", "CPU time avg")
+    backward = op(profile, "aten::_cudnn_attention_backward", "CPU time avg")
+    default, naive = run["runs"][NOTEBOOK_DEFAULT[1]], run["runs"]["naive"]
+    return (f"A profile of the \"+ {run2['runs'][profile['config']]['batch']} per pass\" step "
+            f"(`results/train_speed_profile.txt`: `{profile['config']}` of run 2, {run2['measured']}) showed "
+            f"{forward * 1e3:.1f} ms of CPU time in every cuDNN attention forward call and {backward * 1e3:.1f} ms in "
+            "every backward: cuDNN plans per batch shape, and a packed row has a new length every step. Run 4 "
+            f"([`results/train_speed_run4.md`](results/train_speed_run4.md), {run['environment']['gpu']}, "
+            f"{run['measured']}, again with the naive baseline in the same run) tested two fixes:\n\n"
+            + _speed_table(run, SPEED_ROWS["4"], "configuration (run 4)", bold=NOTEBOOK_DEFAULT[1])
+            + f"\nNotebook 04's full configuration therefore runs at **"
+            f"{default['effective_tokens_per_s'] / naive['effective_tokens_per_s']:.1f}× the naive baseline's effective "
+            f"tokens/s with {default['peak_gib'] / naive['peak_gib']:.0%} of its peak memory** ({default['peak_gib']:.2f} vs "
+            f"{naive['peak_gib']:.2f} GiB), measured in one run.\n")
+
+
+def render_train_speed_findings(speed: dict[str, dict[str, Any]], profile: dict[str, Any], phi2: dict[str, Any],
+                                notebooks: dict[str, Any]) -> str:
+    """What the benchmark shows, each figure from a row of runs 2-4 or the profile."""
+    r2, r3, r4 = (speed[k]["runs"] for k in ("2", "3", "4"))
+    naive = r3["naive"]
+
+    def vs(row: dict[str, Any], base: dict[str, Any] = naive) -> float:
+        return row["effective_tokens_per_s"] / base["effective_tokens_per_s"]
+
+    p8, course, c64 = r3["packed_8x2"], r3["course"], r3["course_64"]
+    p16, logits16 = r3["packed_16"], r3["answer_logits_16"]
+    fused3_faster = r3["course_fused_adamw"]["effective_tokens_per_s"] > course["effective_tokens_per_s"]
+    fused2_faster = r2["course"]["effective_tokens_per_s"] > r2["course_paged_8bit"]["effective_tokens_per_s"]
+    if r2["course"]["optimizer"] != "adamw_torch_fused" or r3["course_fused_adamw"]["optimizer"] != "adamw_torch_fused":
+        raise MissingFigure("the optimizer rows of results/train_speed{,_run2}.jsonl are not the fused-AdamW ones")
+    faster = {True: "faster", False: "slower"}
+    nockpt, t4, default = r3["no_checkpointing"], r3["t4_fp16_15gib"], r4[NOTEBOOK_DEFAULT[1]]
+    compiled, eager = r2["compile"], r2["eager_attention"]
+    cuda, cpu = profile["cuda_total_s"], profile["cpu_total_s"]
+    elementwise = sum(op(profile, name, "Self CUDA %") for name in ("aten::mul", "aten::add", "aten::add_"))
+    padded_to = naive["processed_tokens_per_step"] / (naive["batch"] * naive["accum"])
+    mean_tokens = re.search(r"mean (\d+)", speed["3"]["environment"]["lengths"])
+    if mean_tokens is None:
+        raise MissingFigure("results/train_speed.jsonl's meta line has no 'mean N' in 'lengths'")
+    noise = ("The optimizer is within that noise: fused 32-bit AdamW was " + faster[fused3_faster] + " than paged "
+             "8-bit AdamW in run 3 and " + faster[fused2_faster] + " in run 2 (`results/train_speed_run2.md`), so"
+             if fused3_faster != fused2_faster else
+             f"Fused 32-bit AdamW was {faster[fused3_faster]} than paged 8-bit AdamW in runs 2 and 3; even so,")
+    return "\n".join([
+        "- **Fuller passes are the main lever.** A pass through the model's layers has a large fixed cost (thousands "
+        "of small kernels, dequantizing every 4-bit weight, three times with checkpointing), so packing alone, with "
+        f"{p8['real_tokens_per_step'] / p8['accum']:,.0f} real tokens per pass, is *"
+        f"{'slower' if vs(p8) < 1 else 'faster'}* than padding to {padded_to:.0f} ({vs(p8):.2f}×); {course['batch']} "
+        f"packed examples per pass ({course['real_tokens_per_step']:,.0f} tokens) run at {vs(course):.2f}× the "
+        f"baseline with {course['peak_gib'] / naive['peak_gib']:.0%} of its memory ({vs(default, r4['naive']):.2f}× once "
+        f"rows are rounded, run 4). Larger passes keep paying ({c64['batch']} per pass: {vs(c64):.2f}×) but change "
+        "the effective batch.",
+        "- **Logits only where graded.** The LM head maps every position to a score per vocabulary entry; only the "
+        f"answer tokens, {phi2['data']['answer_token_share']:.1%} of the course's tokens "
+        f"({_source('gpu_phi2_shaped.json', phi2)}), are graded. Computing those alone (`logits_to_keep`, same loss; "
+        f"tested) saves {p16['peak_gib'] - logits16['peak_gib']:.2f} GiB and "
+        f"{p16['median_step_s'] - logits16['median_step_s']:.2f} s per step at {logits16['batch']} per pass. Liger's "
+        "fused linear cross-entropy was not tried: its patches do not cover Phi, and this removes most of the head's "
+        "work without a kernel.",
+        "- **Step times vary between processes and runs.** The naive baseline's step took "
+        + ", ".join(f"{speed[k]['runs']['naive']['median_step_s']:.2f}" for k in ("2", "3"))
+        + f" and {r4['naive']['median_step_s']:.2f} s in runs 2, 3 and 4; repeated at the end of its process it ran at "
+        + ", ".join(f"{vs(speed[k]['runs']['naive_last'], speed[k]['runs']['naive']):.2f}×" for k in ("2", "3"))
+        + f" and {vs(r4['naive_last'], r4['naive']):.2f}× its first speed. {noise} the default stays the QLoRA "
+        f"paper's paged 8-bit AdamW, which holds {r3['course_fused_adamw']['peak_gib'] - course['peak_gib']:.2f} GiB less.",
+        f"- **Gradient checkpointing** costs {1 - nockpt['median_step_s'] / course['median_step_s']:.0%} of the step "
+        f"time here and saves {nockpt['peak_gib'] - course['peak_gib']:.1f} GiB; without it the step "
+        f"({nockpt['peak_gib']:.1f} GiB) would {'not ' if nockpt['peak_gib'] > t4['memory_cap_gib'] else ''}fit under "
+        f"the T4-shaped rows' {t4['memory_cap_gib']:.0f} GiB cap. `torch.compile` ({compiled['median_step_s']:.2f} s "
+        f"per step vs {r2['course']['median_step_s']:.2f} s uncompiled, run 2) and eager attention "
+        f"({eager['median_step_s']:.2f} s, {eager['peak_gib']:.1f} GiB, run 2) "
+        + ("did not help" if min(compiled["median_step_s"], eager["median_step_s"]) > r2["course"]["median_step_s"]
+           else "were tried")
+        + f". In the profiled step the GPU's kernels ran {cuda:.1f} s against {cpu:.1f} s of CPU time ({cuda / cpu:.0%}); "
+        f"the largest shares of GPU time go to dtype copies (`aten::copy_`, {op(profile, 'aten::copy_', 'Self CUDA %'):.0%}) "
+        f"and elementwise products and sums (`aten::mul`, `aten::add`, `aten::add_`: {elementwise:.0%}), while 4-bit "
+        f"dequantization takes {op(profile, 'void kDequantizeBlockwise', 'Self CUDA %'):.1%}. MFU stays at or below "
+        f"{max(r['mfu'] for r in r3.values()):.0%}: this recipe is limited by overheads, not by the GPU's matrix units.",
+        f"- **T4-shaped check:** {t4['batch']} packed examples per pass in fp16 under a {t4['memory_cap_gib']:.0f} GiB "
+        f"memory cap train with a {t4['peak_gib']:.2f} GiB peak (run 3; {default['peak_gib']:.2f} GiB with rows "
+        f"rounded, in bf16, run 4), and notebook 04 ran in T4-emulated fp16 with "
+        f"{_number(column(notebooks, 'fp16 (T4-emulated)', 'peak GiB, measured')):.2f} GiB "
+        f"({_source('gpu_notebooks_h100.md', notebooks)}, before the rounding).",
+        f"- **The ratio depends on the data's lengths.** The course's QA examples are short (mean {mean_tokens.group(1)} "
+        f"tokens), so the baseline's padding to {padded_to:.0f} wastes {naive['padding_share']:.0%} of its work.",
+    ]) + "\n"
+
+
+def render_smoke_classification(course: dict[str, Any]) -> str:
+    """Notebook 06's comparison in the smoke profile."""
+    c = course["classification"]
+    m, verdicts = c["methods"], c["verdicts"]
+    names = {"head": "head", "last_n": f"last {c['last_n']} layers", "lora": "LoRA", "qlora": "QLoRA"}
+    decoder = next(k for k in m if k not in names)
+    scores = [("**" if k == c["best"] else "") + f"{names[k]} {m[k]['mean']:.2f} ± {m[k]['std']:.2f}"
+              + ("**" if k == c["best"] else "") for k in names]
+    adapters_beat_last_n = any(verdicts[f"{k} vs last_n"].endswith(f"{k} better") for k in ("lora", "qlora"))
+    beats_tfidf = [names.get(k, k) for k, v in m.items() if v["mean"] > c["tfidf_macro_f1"]]
+    qlora_wins = (verdicts["qlora vs last_n"].endswith("qlora better") and m["qlora"]["mean"] > c["tfidf_macro_f1"])
+    return (f"Smoke result (`./run.sh course`, {course['date']}, commit {course['commit']}: "
+            f"{c['model'].split('/')[-1]} and {c['decoder'].split('/')[-1]}, {c['train_rows']} training tickets, "
+            f"{c['steps']:.0f} steps, {c['seeds']} seeds; macro-F1, mean ± std; majority baseline "
+            f"{c['baseline_macro_f1']:.2f}): " + ", ".join(scores)
+            + f", and QLoRA on the {c['decoder'].split('/')[-1].split('-')[0]} decoder {m[decoder]['mean']:.2f} ± "
+            f"{m[decoder]['std']:.2f}; TF-IDF + logistic regression {c['tfidf_macro_f1']:.2f}. LoRA and QLoRA train "
+            f"{m['last_n']['trainable'] / m['lora']['trainable']:.0f}× fewer parameters than last-N and QLoRA holds the "
+            "model in far less memory; at this budget "
+            + ("LoRA or QLoRA beat" if adapters_beat_last_n else "neither LoRA nor QLoRA beat")
+            + f" partial fine-tuning (LoRA: {_verdict(verdicts['lora vs last_n'], names)}; QLoRA: "
+            f"{_verdict(verdicts['qlora vs last_n'], names)}), QLoRA on "
+            f"the LLM {c['decoder_verdicts']['last_n']} last-N, and "
+            + (", ".join(beats_tfidf) + " beat" if beats_tfidf else "nothing beat") + " the classical baseline: the seed "
+            f"document's claim {'held' if qlora_wins else 'did not hold'} here.\n")
+
+
+def _verdict(verdict: str, names: dict[str, str]) -> str:
+    """utils.classification's verdict ("separated: last_n better", "within seed noise") in words."""
+    better = re.fullmatch(r"separated: (\w+) better", verdict)
+    return f"{names.get(better.group(1), better.group(1))} better, beyond the seed noise" if better else verdict
+
+
+def render_suite_runs(suite_runs: list[dict[str, Any]]) -> str:
+    return ("| date | commit | CPU | `./run.sh test` |\n|---|---|---|---|\n" + "".join(
+        f"| {r['date']} | {r['commit']} | {_cpu(r)}{' ' + r['note'] if r.get('note') else ''} | "
+        f"{r['passed']} passed in {r['seconds']:.0f} s |\n" for r in suite_runs))
+
+
+def render_blocks(records: dict[str, Any]) -> dict[str, str]:
+    """The text of every generated block, from the records (:func:`load_records`)."""
+    course, speed, profile = records["course"], records["speed"], records["profile"]
+    return {
+        "gpu-memory": render_gpu_memory(records["phi2"], records["notebooks_h100"], records["estimate"]),
+        "course-times": render_course_times(course),
+        "smoke-quantization": render_smoke_quantization(course),
+        "smoke-ablation": render_smoke_ablation(course),
+        "smoke-figures": render_smoke_figures(course),
+        "gpu-qa": render_gpu_qa(records["phi2"], records["phi2_notebooks"], records["notebooks_h100"]),
+        "multi-gpu": render_multi_gpu(records["scaling"], records["scaling_runs"]),
+        "train-speed": render_train_speed(speed),
+        "train-speed-run4": render_train_speed_run4(speed, profile),
+        "train-speed-findings": render_train_speed_findings(speed, profile, records["phi2"], records["notebooks_h100"]),
+        "smoke-classification": render_smoke_classification(course),
+        "suite-runs": render_suite_runs(records["suite"]),
+    }
 
 
 def render(text: str, blocks: dict[str, str]) -> str:

@@ -4,6 +4,9 @@
     python -m utils.cli.readme suite --seconds 409 --passed 483 [--note "emulated, no avx512_bf16"]
     python -m utils.cli.readme render                       # rewrite README.md's generated blocks
     python -m utils.cli.readme check                        # exit 1 if README.md is not what the records give
+
+``render`` and ``check`` read every record the blocks quote (``utils.readme.load_records``: the smoke course run,
+the suite runs and the committed GPU runs); a missing file or key stops them with the command that writes it.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"appended to {readme.SUITE_RECORD}; now run: python -m utils.cli.readme render")
     else:
         text = readme.README.read_text()
-        new = readme.render(text, readme.render_blocks(*readme.load_records()))
+        new = readme.render(text, readme.render_blocks(readme.load_records()))
         if args.command == "render":
             readme.README.write_text(new)
             print(f"rendered {len(readme.block_names(new))} blocks into {readme.README}")
