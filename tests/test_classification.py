@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from utils import classification as clf
+from utils.errors import InputError
 from utils.models import MINILM_ID
 
 # all-MiniLM-L6-v2 (BERT, hidden 384, FFN 1536, 6 layers, vocab 30522, 512 positions), counted by hand
@@ -114,16 +115,16 @@ def test_a_single_class_is_an_error(tmp_path):
 
 def test_empty_and_non_string_texts_name_the_row(tmp_path):
     path = write_csv(tmp_path / "d.csv", [("fine", "a"), ("", "b"), ("ok", "a")])
-    with pytest.raises(ValueError, match="row 1 has an empty text"):
+    with pytest.raises(InputError, match=r"d\.csv: line 3 has an empty text"):  # the line in the file
         clf.load_labelled(path)
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text('{"text": "fine", "label": "a"}\n{"text": 42, "label": "b"}\n')
-    with pytest.raises(TypeError, match=r"row 1 holds a int \(42\), not a string"):
+    with pytest.raises(InputError, match=r"d\.jsonl: line 2 holds a number \(42\), not a string"):
         clf.load_labelled(jsonl)
 
 
 def test_missing_file_and_unknown_method(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No data file"):
+    with pytest.raises(InputError, match=r"nope\.csv: no such CSV file"):
         clf.load_labelled(tmp_path / "nope.csv")
     with pytest.raises(ValueError, match=r"method must be one of \['head', 'last_n', 'lora', 'qlora'\]"):
         clf.load_classifier(MINILM_ID, 3, "full")
@@ -212,7 +213,7 @@ def test_classify_rejects_bad_texts():
         clf.classify([], model, tok, {0: "no", 1: "yes"})
     with pytest.raises(ValueError, match="row 1 has an empty text"):
         clf.classify(["fine", "   "], model, tok, {0: "no", 1: "yes"})
-    with pytest.raises(TypeError, match=r"row 0 holds a NoneType|row 0 holds a float"):
+    with pytest.raises(InputError, match=r"row 0 holds a NoneType|row 0 holds a float"):
         clf.classify([3.5], model, tok, {0: "no", 1: "yes"})
     with pytest.raises(ValueError, match=r"\['maybe'\] were never seen"):
         clf.score(["fine"], ["maybe"], model, tok, {0: "no", 1: "yes"})

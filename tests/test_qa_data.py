@@ -30,7 +30,7 @@ def test_course_qa_set_loads_with_answers_as_spans_of_their_context():
 
 def test_missing_field_names_the_field_and_the_row():
     rows = [{"question": "q", "context": "c", "answers": ["a"]}, {"question": "q", "context": "c"}]
-    with pytest.raises(ValueError, match=r"row 1 of dataset has no field 'answers'.*\['context', 'question'\]"):
+    with pytest.raises(ValueError, match=r"dataset: row 1 has no field 'answers'.*\['context', 'question'\]"):
         qa_data.check_rows(rows)
 
 

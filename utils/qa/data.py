@@ -9,8 +9,11 @@ its end token. Only the answer tokens carry a loss.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import difflib
 import json
+import numbers
 import random
 import re
 import warnings
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from utils.errors import InputError, input_error
 from utils.models.architectures import PROMPT_STYLES, architecture_of
 from utils.qa.config import TEXT_FORMATS
 
@@ -28,93 +32,355 @@ IGNORE_INDEX = -100  # label value that the cross-entropy loss skips
 
 
 # --------------------------------------------------------------------------------------- loading
-def load_squad_json(path: str | Path) -> list[dict[str, Any]]:
-    """Flatten a SQuAD v1.1 JSON file (``data -> paragraphs -> qas``) into one row per question."""
+UTF8_FIX = ("re-save it as UTF-8 (a text editor's 'Save with encoding: UTF-8', or Excel's 'CSV UTF-8'), "
+            "or convert it, e.g. iconv -f latin1 -t utf-8 old-file > new-file")
+_SQUAD_LAYOUT = ('{"data": [{"title": ..., "paragraphs": [{"context": ..., "qas": [{"id": ..., "question": ..., '
+                 '"answers": [{"text": ..., "answer_start": ...}]}]}]}]}')
+
+
+def _short(value: Any, n: int = 60) -> str:
+    """``repr(value)``, cut to ``n`` characters."""
+    text = repr(value)
+    return text if len(text) <= n else text[:n - 4] + "...'"
+
+
+def _json_type(value: Any) -> str:
+    """``"a string"``, ``"a list"``, ... in JSON's words."""
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, numbers.Number) else f"a {type(value).__name__}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def no_such_path(path: str | Path, what: str) -> InputError:
+    """The error for a path that does not exist, naming the closest names in its folder (a typo is usual)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no SQuAD JSON file at {path}; expected e.g. data/qa/train.json.")
-    raw = json.loads(path.read_text())
-    if "data" not in raw:
-        raise ValueError(f"{path} is not SQuAD v1.1 JSON: the top level has no 'data' key ({sorted(raw)}).")
-    rows = []
-    for article in raw["data"]:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                rows.append({"id": qa["id"], "title": article.get("title", ""), "context": paragraph["context"],
-                             "question": qa["question"],
-                             "answers": {"text": [a["text"] for a in qa["answers"]],
-                                         "answer_start": [a["answer_start"] for a in qa["answers"]]}})
+    fix = f"check the path; a relative path starts at the folder you run from ({Path.cwd()})"
+    if not path.parent.is_dir():
+        return input_error(str(path), f"no such {what}: the folder {path.parent} does not exist either", fix)
+    near = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(repr(str(path.parent / n)) for n in near)}?)" if near else ""
+    return input_error(str(path), f"no such {what}{hint}", fix)
+
+
+def read_text_file(path: str | Path, what: str = "data file") -> str:
+    """The text of a local UTF-8 file (a leading byte-order mark is dropped).
+
+    Args:
+        path: the file.
+        what: what the file should be, for the messages (``"SQuAD JSON file"``).
+    Raises:
+        InputError: the path does not exist (the closest names in its folder are suggested), is a folder or
+            cannot be read; the file is a spreadsheet or other binary file, empty or only whitespace, or not
+            UTF-8 (the message names the line of the first byte that is not, and how to re-save the file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise no_such_path(path, what)
+    if path.is_dir():
+        raise input_error(str(path), f"is a folder, not a {what}", "give the path of the file inside it")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:  # no read permission, a broken mount, ...
+        raise input_error(str(path), f"cannot be read ({err.strerror or err})",
+                          "check that it is readable (ls -l; chmod u+r) or copy it somewhere that is") from None
+    if raw.startswith(b"PK\x03\x04"):
+        raise input_error(str(path), f"is a zip archive or an Excel workbook, not a text {what}",
+                          "export it as text: in Excel or LibreOffice, Save As 'CSV UTF-8' (or JSON) and load that")
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw[:4096]:
+        raise input_error(str(path), f"is UTF-16 text or a binary file (it holds zero bytes), not a UTF-8 {what}",
+                          UTF8_FIX)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise input_error(str(path), f"line {line} is not UTF-8 text: byte 0x{raw[err.start]:02x} (byte {err.start} "
+                                     "of the file) is not valid UTF-8; the file was probably saved as Latin-1 / "
+                                     "Windows-1252", UTF8_FIX) from None
+    if not text.strip():
+        raise input_error(str(path), f"the file is empty ({'0 bytes' if not raw else 'only whitespace'})",
+                          f"write the {what} into it, or point to the right file")
+    return text
+
+
+def _parse_json(path: Path, text: str, expected: str) -> Any:
+    """``json.loads(text)``; a syntax error names the file, line and column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        fix = "correct the JSON there (a missing comma, quote or bracket is usual; a JSON validator shows it)"
+        if err.msg == "Extra data" and text.lstrip().startswith("{"):
+            fix = "if it holds one JSON object per line, it is JSON Lines: name it .jsonl; otherwise c" + fix[1:]
+        raise input_error(str(path), f"line {err.lineno}, column {err.colno} is not valid JSON ({err.msg}); "
+                                     f"expected {expected}", fix) from None
+
+
+def _field(record: Any, key: str, src: str, at: str, kind: type | tuple[type, ...], expected: str) -> Any:
+    """``record[key]`` of a SQuAD file, checked to be present and of the right JSON type."""
+    if not isinstance(record, Mapping):
+        raise input_error(src, f"{at} is {_json_type(record)}, not an object",
+                          f"follow the SQuAD v1.1 layout {_SQUAD_LAYOUT}")
+    if key not in record:
+        raise input_error(src, f"{at} has no {key!r} field (its fields are {sorted(record)}); expected {expected}",
+                          f"add {key!r}, following the SQuAD v1.1 layout {_SQUAD_LAYOUT}")
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise input_error(src, f"{at}: {key!r} is {_json_type(value)} ({_short(value)}); expected {expected}",
+                          f"make {key!r} {expected}")
+    return value
+
+
+def _check_answers(texts: Sequence[Any], starts: Sequence[Any], context: str, src: str, at: str,
+                   unknown_start_ok: bool) -> None:
+    """Every answer text is a non-empty string found at its ``answer_start`` in ``context``.
+
+    ``answer_start`` -1 means "position unknown" where ``unknown_start_ok`` (answers given as plain
+    strings, guanaco replies); a SQuAD file gives every position.
+    """
+    if not texts:
+        raise input_error(src, f"{at}: 'answers' holds no non-empty answer text (the list is empty)",
+                          "give at least one answer (a span of the context) or drop the question")
+    if len(starts) != len(texts):
+        raise input_error(src, f"{at}: 'answers' has {len(texts)} text(s) but {len(starts)} answer_start value(s)",
+                          "give one answer_start per answer text")
+    for k, (text, start) in enumerate(zip(texts, starts, strict=True)):
+        where = at if len(texts) == 1 else f"{at}, answer {k}"
+        if not isinstance(text, str) or not text.strip():
+            raise input_error(src, f"{where}: 'answers' holds no non-empty answer text (got {_short(text)})",
+                              "fill in the answer text (a span of the context) or drop the question")
+        found = context.find(text)
+        recompute = (f"recompute it as context.find(answer_text) (= {found} here)" if found >= 0 else
+                     f"correct the answer text or the context: {_short(text)} does not occur in the context at all")
+        if not _is_int(start):
+            raise input_error(src, f"{where}: answer_start is {_short(start)}, not a whole number (a character "
+                                   "offset in the context)", recompute)
+        if start == -1 and unknown_start_ok:
+            continue
+        if not 0 <= start <= len(context) - len(text):
+            raise input_error(src, f"{where}: answer_start={start} is outside its context (the answer {_short(text)} "
+                                   f"has {len(text)} characters, the context {len(context)})", recompute)
+        held = context[start:start + len(text)]
+        if held != text:
+            raise input_error(src, f"{where}: the answer {_short(text)} is not at answer_start={start} of its "
+                                   f"context, which holds {_short(held)} there", recompute)
+
+
+def load_squad_json(path: str | Path) -> list[dict[str, Any]]:
+    """Flatten a SQuAD v1.1 JSON file (``data -> paragraphs -> qas``) into one row per question.
+
+    Everything is checked before a row is returned: the layout, non-empty context / question / answer
+    strings, unique question ids, and that each answer text is at its ``answer_start`` in the context.
+
+    Raises:
+        InputError: the file is missing, a folder, empty, not UTF-8 or not JSON (the line and column are
+            named); a field is missing or of the wrong type (named by its position ``data[i], paragraphs[j],
+            qas[k]`` and the question id); an empty context, question or answer; an answer that is not at
+            its ``answer_start``; a question id used twice; a SQuAD v2 unanswerable question; no questions.
+    """
+    path = Path(path)
+    src = str(path)
+    raw = _parse_json(path, read_text_file(path, "SQuAD JSON file"), "SQuAD v1.1 JSON ({'data': [...]})")
+    if not isinstance(raw, dict) or "data" not in raw:
+        found = f"the top level has the keys {sorted(raw)}" if isinstance(raw, dict) else \
+            f"the top level is {_json_type(raw)}"
+        raise input_error(src, f"is not SQuAD v1.1 JSON: {found}, not a 'data' key",
+                          f"use the layout {_SQUAD_LAYOUT}; a file of one record per line is JSON Lines: name it "
+                          ".jsonl")
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for a, article in enumerate(_field(raw, "data", src, "the top level", list, "a list of articles")):
+        at = f"data[{a}]"
+        paragraphs = _field(article, "paragraphs", src, at, list, "a list of paragraphs")
+        for p, paragraph in enumerate(paragraphs):
+            pt = f"{at}, paragraphs[{p}]"
+            context = _field(paragraph, "context", src, pt, str, "the paragraph's text (a string)")
+            if not context.strip():
+                raise input_error(src, f"{pt}: the context is empty", "fill in the paragraph's text or drop it")
+            for q, qa in enumerate(_field(paragraph, "qas", src, pt, list, "a list of questions")):
+                qt = f"{pt}, qas[{q}]"
+                qid = str(_field(qa, "id", src, qt, (str, int), "a unique question id (a string)"))
+                qt = f"{qt} (id {qid!r})"
+                question = _field(qa, "question", src, qt, str, "the question text")
+                if not question.strip():
+                    raise input_error(src, f"{qt}: the question is empty", "fill in the question or drop it")
+                answers = _field(qa, "answers", src, qt, list, "a list of {'text': ..., 'answer_start': ...}")
+                if not answers and qa.get("is_impossible"):
+                    raise input_error(src, f"{qt} is a SQuAD v2 unanswerable question (is_impossible, no answers); "
+                                           "the course trains on answerable questions (SQuAD v1.1) only",
+                                      "drop the questions with is_impossible: true")
+                texts = [_field(x, "text", src, f"{qt}, answers[{k}]", str, "the answer text")
+                         for k, x in enumerate(answers)]
+                starts = [_field(x, "answer_start", src, f"{qt}, answers[{k}]", int, "the answer's character offset "
+                                 "in the context (a whole number)") for k, x in enumerate(answers)]
+                _check_answers(texts, starts, context, src, qt, unknown_start_ok=False)
+                if qid in seen:
+                    raise input_error(src, f"{qt}: the question id {qid!r} is used twice (first at {seen[qid]})",
+                                      "give every question its own id (SQuAD's predictions are keyed by id)")
+                seen[qid] = f"data[{a}], paragraphs[{p}], qas[{q}]"
+                rows.append({"id": qid, "title": article.get("title", ""), "context": context, "question": question,
+                             "answers": {"text": texts, "answer_start": starts}})
+    if not rows:
+        raise input_error(src, "is empty: its 'data' list holds no questions",
+                          "add articles with paragraphs and questions, or point to the right file")
     return rows
 
 
-def load_json_lines(path: str | Path) -> list[dict[str, Any]]:
-    """One JSON object per line (blank lines skipped); a clear error naming the file and line otherwise."""
+def read_json_lines(path: str | Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """The records of a JSON Lines file (blank lines skipped) and the line each one is on.
+
+    Raises:
+        InputError: as :func:`load_json_lines`.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found.")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    records, lines = [], []
+    for number, line in enumerate(read_text_file(path, "JSON Lines file").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number} is not valid JSON ({err.msg}); each line must be one object.") from None
+            raise input_error(str(path), f"line {number} is not valid JSON ({err.msg}, column {err.colno}); each "
+                                         "line must be one JSON object", "correct or delete that line") from None
         if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number} is a {type(record).__name__}, not a JSON object.")
+            raise input_error(str(path), f"line {number} is {_json_type(record)}, not a JSON object",
+                              'write one object per line, e.g. {"question": "...", "context": "...", "answers": "..."} '
+                              'or {"text": "...", "label": "..."}')
         records.append(record)
-    return records
+        lines.append(number)
+    return records, lines
 
 
-def _answers(value: Any, where: str) -> dict[str, list]:
+def load_json_lines(path: str | Path) -> list[dict[str, Any]]:
+    """One JSON object per line (blank lines skipped).
+
+    Raises:
+        InputError: the file is missing, a folder, empty, not UTF-8, or a line is not one JSON object
+            (the message names the file and the line).
+    """
+    return read_json_lines(path)[0]
+
+
+def _answers(value: Any, src: str, at: str) -> dict[str, list]:
     """Accept ``{"text": [...], "answer_start": [...]}``, a list of strings, or one string."""
     if isinstance(value, Mapping):
-        texts = value.get("text")
-        if texts is None:
-            raise ValueError(f"{where}: 'answers' is a dict without a 'text' key ({sorted(value)}).")
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        if "text" not in value:
+            raise input_error(src, f"{at}: 'answers' is a dict without a 'text' key ({sorted(value)})",
+                              "use {'text': [...], 'answer_start': [...]}, a list of strings or one string")
+        texts = value["text"]
+        texts = [texts] if isinstance(texts, str) else list(texts) if isinstance(texts, Sequence) else [texts]
         starts = value.get("answer_start", [-1] * len(texts))
-        starts = [starts] if isinstance(starts, int) else list(starts)
+        starts = list(starts) if isinstance(starts, Sequence) and not isinstance(starts, str) else [starts]
     elif isinstance(value, str):
         texts, starts = [value], [-1]
-    else:
+    elif isinstance(value, Sequence):
         texts, starts = list(value), [-1] * len(value)
-    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-        raise ValueError(f"{where}: 'answers' holds no non-empty answer text ({value!r}).")
-    return {"text": texts, "answer_start": [int(s) for s in starts]}
+    else:
+        raise input_error(src, f"{at}: 'answers' is {_json_type(value)} ({_short(value)}), with no non-empty "
+                               "answer text", "use {'text': [...], 'answer_start': [...]}, a list of strings or "
+                                              "one string")
+    return {"text": texts, "answer_start": [int(s) if _is_int(s) else s for s in starts]}
+
+
+def _text(record: Mapping[str, Any], column: str, field: str, src: str, at: str, required: bool) -> str:
+    """A question or context value: a string (a missing context may be null: no context)."""
+    value = record[column]
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise input_error(src, f"{at}: the {field} ({column!r}) is {_json_type(value)} ({_short(value)}), not text",
+                          f"store the {field} as a string, or map {field!r} to another column with columns=...")
+    if required and not value.strip():
+        raise input_error(src, f"{at}: the {field} ({column!r}) is empty", f"fill in the {field} or drop the row")
+    return value
 
 
 def check_rows(records: Sequence[Mapping[str, Any]], columns: Mapping[str, str] | None = None,
-               source: str = "dataset") -> list[dict[str, Any]]:
+               source: str = "dataset", row_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Validate and rename rows to ``question / context / answers``.
+
+    Answers may be ``{"text": [...], "answer_start": [...]}``, a list of strings or one string; a plain
+    string's position is unknown (``answer_start`` -1, also accepted in the dict form). A known
+    ``answer_start`` must point at its answer text in the context.
 
     Args:
         records: rows as mappings (a list of dicts or a ``datasets.Dataset``).
         columns: our field -> the dataset's column, for datasets named differently,
             e.g. ``{"question": "query", "context": "passage", "answers": "answer"}``.
         source: name used in error messages.
+        row_names: how messages name each record (default ``row i``, i counted from 0 in ``records``;
+            :func:`load_qa_split` passes ``line n`` for a JSON Lines file).
     Raises:
-        ValueError: the split is empty, or a row lacks a field (the message names the field and the row).
+        InputError: no rows; a row that is not a mapping or lacks a field (the message names the field, the
+            row and its fields); an empty or non-text question; an empty answer; an answer that is not at
+            its ``answer_start``; an id used twice. A context may be empty or null (guanaco-style rows)
+            unless an answer position points into it.
     """
     columns = {f: f for f in REQUIRED_FIELDS} | dict(columns or {})
     unknown = set(columns) - set(REQUIRED_FIELDS)
     if unknown:
-        raise ValueError(f"columns maps unknown field(s) {sorted(unknown)}; valid fields: {REQUIRED_FIELDS}.")
+        raise input_error(f"columns={dict(columns)}", f"maps unknown field(s) {sorted(unknown)}",
+                          f"map only the fields {REQUIRED_FIELDS} to your column names")
     if len(records) == 0:
-        raise ValueError(f"{source} is empty: no rows to train or evaluate on. Check the split name and "
-                         "any subset size (TRAIN_SIZE / EVAL_SIZE) you set.")
+        raise input_error(source, "is empty: no rows to train or evaluate on",
+                          "check the file or split name and any subset size (TRAIN_SIZE / EVAL_SIZE) you set")
     rows = []
+    seen: dict[str, str] = {}
     for i, record in enumerate(records):
+        at = row_names[i] if row_names is not None else f"row {i}"
+        if not isinstance(record, Mapping):
+            raise input_error(source, f"{at} is {_json_type(record)}, not a record with fields",
+                              f"give one mapping per row with the fields {REQUIRED_FIELDS}")
         for field, column in columns.items():
             if column not in record:
-                raise ValueError(
-                    f"row {i} of {source} has no field {column!r} (needed as {field!r}); its fields are "
-                    f"{sorted(record)}. Pass a column mapping, e.g. columns={{'{field}': '<your column>'}}.")
-        where = f"row {i} of {source}"
-        rows.append({"id": str(record.get("id", i)), "question": str(record[columns["question"]]),
-                     "context": str(record[columns["context"]] or ""),
-                     "answers": _answers(record[columns["answers"]], where)})
+                raise input_error(source, f"{at} has no field {column!r} (needed as {field!r}); its fields are "
+                                          f"{sorted(record)}",
+                                  f"pass a column mapping, e.g. columns={{'{field}': '<your column>'}}")
+        row_id = str(record.get("id", i))
+        if "id" in record:
+            at = f"{at} (id {row_id!r})"
+        question = _text(record, columns["question"], "question", source, at, required=True)
+        context = _text(record, columns["context"], "context", source, at, required=False)
+        answers = _answers(record[columns["answers"]], source, at)
+        _check_answers(answers["text"], answers["answer_start"], context, source, at, unknown_start_ok=True)
+        if row_id in seen:
+            raise input_error(source, f"{at}: the id {row_id!r} is used twice (first at {seen[row_id]})",
+                              "give every row its own id")
+        seen[row_id] = at
+        rows.append({"id": row_id, "question": question, "context": context, "answers": answers})
     return rows
+
+
+def check_no_overlap(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]],
+                     train_name: str = "train", eval_name: str = "evaluation", same_context: bool = False) -> None:
+    """Refuse a leaking split: evaluation questions that are also in the training rows.
+
+    Two rows hold the same question when their question and context are equal up to whitespace. Ids are
+    not compared: rows without an id column are numbered from 0 in every split, so equal ids mean nothing.
+    With ``same_context=True`` an evaluation question whose context (passage) is among the training
+    contexts is refused too: the model has read the passage (the course's own data holds whole passages
+    out, as SQuAD does).
+
+    Raises:
+        InputError: naming how many evaluation rows leak and up to three of them.
+    """
+    def key(text: Any) -> str:
+        return " ".join(str(text).split())
+
+    pairs = {(key(r["question"]), key(r["context"])) for r in train_rows}
+    leaks = [r for r in eval_rows if (key(r["question"]), key(r["context"])) in pairs]
+    what = "question and context"
+    if same_context and not leaks:
+        contexts = {key(r["context"]) for r in train_rows} - {""}
+        leaks = [r for r in eval_rows if key(r["context"]) in contexts]
+        what = "context (passage)"
+    if leaks:
+        shown = "; ".join(f"id {str(r.get('id'))!r}: {_short(r['question'], 50)}" for r in leaks[:3])
+        raise input_error(eval_name, f"{len(leaks)} of its {len(eval_rows)} rows share their {what} with "
+                                     f"{train_name} (a leaking split: the score would reward memorising), e.g. {shown}",
+                          f"drop those rows from {eval_name} (or from {train_name}); split by passage, so that no "
+                          "question or context is in both")
 
 
 _GUANACO_TURN = re.compile(r"### Human:(.*?)### Assistant:(.*?)(?=### Human:|$)", flags=re.S)
@@ -124,19 +390,32 @@ def guanaco_to_rows(records: Iterable[Mapping[str, Any]], source: str = "guanaco
     """openassistant-guanaco rows (``text`` = ``### Human: ... ### Assistant: ...``) -> first-turn QA rows.
 
     The instruction becomes the question, the context is empty, the reply is the one reference answer.
+
+    Raises:
+        InputError: no rows; a row without a ``text`` field, or whose text is not a string, has no
+            ``### Human: ... ### Assistant: ...`` turn, or has an empty instruction or reply.
     """
     rows = []
     for i, record in enumerate(records):
-        if "text" not in record:
-            raise ValueError(f"row {i} of {source} has no field 'text'; its fields are {sorted(record)}.")
-        match = _GUANACO_TURN.search(record["text"])
+        if not isinstance(record, Mapping) or "text" not in record:
+            fields = sorted(record) if isinstance(record, Mapping) else _json_type(record)
+            raise input_error(source, f"row {i} has no field 'text'; its fields are {fields}",
+                              "give each row a 'text' field holding '### Human: ... ### Assistant: ...'")
+        text = record["text"]
+        match = _GUANACO_TURN.search(text) if isinstance(text, str) else None
         if match is None:
-            raise ValueError(f"row {i} of {source}: no '### Human: ... ### Assistant: ...' turn in its text.")
+            raise input_error(source, f"row {i}: no '### Human: ... ### Assistant: ...' turn in its text "
+                                      f"({_short(text)})",
+                              "write each conversation as '### Human: <question>### Assistant: <answer>', or use "
+                              "text_format='squad' for question/context/answers rows")
         question, answer = match.group(1).strip(), match.group(2).strip()
+        if not question or not answer:
+            raise input_error(source, f"row {i}: its first turn has an empty {'instruction' if not question else 'reply'}",
+                              "fill it in or drop the row")
         rows.append({"id": str(i), "question": question, "context": "",
                      "answers": {"text": [answer], "answer_start": [-1]}})
     if not rows:
-        raise ValueError(f"{source} is empty: no rows to train on.")
+        raise input_error(source, "is empty: no rows to train on", "check the file or the split name")
     return rows
 
 
@@ -145,34 +424,70 @@ def load_qa_split(source: str | Path, split: str = "train", columns: Mapping[str
     """Rows of one split: a local SQuAD JSON file (``*.json``), a JSON Lines file of records (``*.jsonl``,
     e.g. guanaco's ``{"text": ...}``) or a Hub dataset id (``datasets``).
 
+    One split at a time: :func:`check_no_overlap` on a training and an evaluation split refuses a
+    leaking split.
+
     Args:
         source: ``data/qa/train.json``, ``my_chats.jsonl`` or e.g. ``"rajpurkar/squad"``.
         split: Hub split name (ignored for a local file, which is one split).
         columns: column mapping for datasets not laid out like SQuAD (see :func:`check_rows`).
         text_format: ``"squad"`` or ``"guanaco"`` (one ``text`` column with ``### Human/Assistant`` turns).
-        limit: keep a seeded random subset of this many rows (None: all).
+        limit: keep a seeded random subset of at most this many rows (None: all).
+        seed: seed of that subset.
+    Raises:
+        InputError: a bad ``text_format``, ``limit`` or ``seed`` (before anything is loaded); whatever
+            :func:`load_squad_json`, :func:`load_json_lines`, :func:`check_rows` or :func:`guanaco_to_rows`
+            refuse (JSON Lines rows are named by their line); a local file with another suffix; a Hub
+            dataset or a split that does not exist.
     """
     if text_format not in TEXT_FORMATS:
-        raise ValueError(f"text_format must be one of {TEXT_FORMATS}, got {text_format!r}.")
-    if str(source).endswith(".json"):
-        records: Sequence[Mapping[str, Any]] = load_squad_json(source)
-        name = str(source)
-    elif str(source).endswith(".jsonl"):
-        records = load_json_lines(source)
-        name = str(source)
+        raise input_error(f"text_format={text_format!r}", f"expected one of {TEXT_FORMATS}",
+                          "use 'squad' for question/context/answers rows, 'guanaco' for '### Human/### Assistant' text")
+    if limit is not None and (not _is_int(limit) or limit <= 0):
+        raise input_error(f"limit={limit!r}", "expected a positive whole number of rows",
+                          "give the number of rows to keep (e.g. 500), or None for all of them")
+    if not _is_int(seed) or seed < 0:
+        raise input_error(f"seed={seed!r}", "expected a whole number >= 0", "use e.g. seed=0")
+    path = Path(source)
+    suffix = path.suffix.lower()
+    row_names: list[str] | None = None
+    name = str(source)
+    if suffix == ".json":
+        records: Sequence[Mapping[str, Any]] = load_squad_json(path)
+    elif suffix == ".jsonl":
+        records, lines = read_json_lines(path)
+        row_names = [f"line {n}" for n in lines]
+    elif path.is_file():
+        raise input_error(name, f"is a {suffix or 'suffix-less'} file; expected a SQuAD .json or a .jsonl file",
+                          "convert it to one of those (or rename it, if it already is one)")
     else:
-        from datasets import load_dataset  # Hub path (full profile)
-
-        records = load_dataset(str(source), split=split)
+        records = _load_hub_split(name, split)
         name = f"{source}[{split}]"
     if limit is not None and limit < len(records):
-        if limit <= 0:
-            raise ValueError(f"limit must be a positive number of rows, got {limit}.")
-        keep = sorted(random.Random(seed).sample(range(len(records)), limit))
+        keep = sorted(random.Random(seed).sample(range(len(records)), int(limit)))
         records = [records[i] for i in keep]
+        row_names = None if row_names is None else [row_names[i] for i in keep]
     if text_format == "guanaco":
         return guanaco_to_rows(records, name)
-    return check_rows(records, columns, name)
+    return check_rows(records, columns, name, row_names)
+
+
+def _load_hub_split(source: str, split: str) -> Any:
+    """``datasets.load_dataset(source, split=split)``; a dataset or split that does not exist is an InputError."""
+    from datasets import load_dataset  # Hub path (full profile)
+
+    try:
+        return load_dataset(source, split=split)
+    except FileNotFoundError:  # datasets' DatasetNotFoundError and DataFilesNotFoundError are FileNotFoundErrors
+        raise input_error(source, "is neither a local .json / .jsonl file or data folder nor a Hub dataset id that "
+                                  "exists", "check the spelling: a local file ends in .json (SQuAD) or .jsonl, a "
+                                            "Hub id looks like 'rajpurkar/squad'") from None
+    except ValueError as err:
+        known = re.search(r"Unknown split \"(.*?)\"\. Should be one of (\[.*\])", str(err))
+        if known is None:
+            raise
+        raise input_error(source, f"has no split {split!r}; its splits are {known.group(2)}",
+                          "pick one of those, e.g. split='validation' for SQuAD's held-out questions") from None
 
 
 # ---------------------------------------------------------------------------------------- prompts
@@ -198,9 +513,11 @@ class PromptFormat:
 
     def __post_init__(self) -> None:
         if self.style not in PROMPT_STYLES:
-            raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {self.style!r}.")
+            raise input_error(f"prompt style {self.style!r}", f"expected one of {PROMPT_STYLES}",
+                              "use the style of the model's row in utils.models.architectures.ARCHITECTURES")
         if self.style == "chat" and not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError("the chat prompt style needs a tokenizer with a chat template.")
+            raise input_error("prompt style 'chat'", "needs a tokenizer with a chat template",
+                              "pass the chat model's own tokenizer (or use the 'instruct' style)")
 
     @property
     def answer_prefix(self) -> str:
@@ -266,14 +583,16 @@ def encode_prompt(tokenizer: Any, question: str, context: str, max_prompt_tokens
     character position ``answer_start`` is known (else its beginning).
 
     Raises:
-        ValueError: even with an empty context the prompt would not fit.
+        InputError: even with an empty context the prompt would not fit.
     """
     head, ctx, tail = fmt.parts(question, context)
     head_ids, tail_ids = _ids(tokenizer, head)["input_ids"], _ids(tokenizer, tail)["input_ids"]
     budget = max_prompt_tokens - len(head_ids) - len(tail_ids)
     if budget < 0 or (ctx and budget < 1):
-        raise ValueError(f"the prompt without its context needs {len(head_ids) + len(tail_ids)} tokens, more "
-                         f"than the {max_prompt_tokens} available: raise MAX_LENGTH.")
+        raise input_error(f"max_prompt_tokens={max_prompt_tokens}", f"the prompt without its context needs "
+                                                                     f"{len(head_ids) + len(tail_ids)} tokens, more "
+                                                                     f"than the {max_prompt_tokens} available",
+                          "raise MAX_LENGTH")
     if not ctx:
         return head_ids + tail_ids, False
     enc = _ids(tokenizer, ctx, offsets=True)
@@ -292,7 +611,7 @@ def encode_example(row: Mapping[str, Any], tokenizer: Any, max_length: int, fmt:
     """Prompt + answer + EOS in format ``fmt``, at most ``max_length`` tokens, loss on the answer (and EOS) only.
 
     Raises:
-        ValueError: the answer alone (plus the prompt without context) exceeds ``max_length``;
+        InputError: the answer alone (plus the prompt without context) exceeds ``max_length``;
             the answer is never truncated.
     """
     answer = row["answers"]["text"][0]
@@ -302,8 +621,10 @@ def encode_example(row: Mapping[str, Any], tokenizer: Any, max_length: int, fmt:
         prompt_ids, truncated = encode_prompt(tokenizer, row["question"], row["context"], room,
                                               row["answers"]["answer_start"][0], fmt)
     except ValueError as err:
-        raise ValueError(f"example {row.get('id')!r}: its answer takes {len(answer_ids)} tokens and the prompt "
-                         f"cannot fit in max_length={max_length} without cutting the answer ({err})") from err
+        raise input_error(f"example {row.get('id')!r}", f"its answer takes {len(answer_ids)} tokens and the prompt "
+                                                        f"cannot fit in max_length={max_length} without cutting "
+                                                        f"the answer ({str(err).split('. Fix:')[0]})",
+                          "raise max_length (MAX_LENGTH) or drop the example") from None
     return Encoded(prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
                    len(prompt_ids), truncated)
 
@@ -316,9 +637,12 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], tokenizer: Any, max_length: i
     says how many; examples that cannot fit without cutting the answer are dropped and counted
     (``dropped_too_long``). Features are ``{"input_ids": [...], "labels": [...]}`` of varying length
     (no padding: the collator packs them).
+
+    Raises:
+        InputError: no rows, or every example is longer than ``max_length``.
     """
     if not rows:
-        raise ValueError(f"{source} is empty: nothing to tokenize.")
+        raise input_error(source, "is empty: nothing to tokenize", "check the rows you pass (and any subset size)")
     features, truncated, dropped = [], 0, 0
     for row in rows:
         try:
@@ -335,7 +659,8 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], tokenizer: Any, max_length: i
                       f"and had their context truncated (answers are never cut); {dropped} could not fit "
                       "even so and were dropped.", stacklevel=2)
     if not features:
-        raise ValueError(f"{source}: every example was longer than max_length={max_length}; raise it.")
+        raise input_error(source, f"every example was longer than max_length={max_length}",
+                          "raise max_length (MAX_LENGTH)")
     return features, counts
 
 
