@@ -32,6 +32,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from utils import troubleshooting
 from utils.report import REPO_ROOT, RESULTS_DIR, committed_result
 
 README = REPO_ROOT / "README.md"
@@ -630,6 +631,7 @@ def render_blocks(records: dict[str, Any]) -> dict[str, str]:
         "train-speed-findings": render_train_speed_findings(speed, profile, records["phi2"], records["notebooks_h100"]),
         "smoke-classification": render_smoke_classification(course),
         "suite-runs": render_suite_runs(records["suite"]),
+        "troubleshooting": troubleshooting.table(),  # each case run now: the messages as the code writes them
     }
 
 
