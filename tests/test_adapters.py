@@ -19,15 +19,6 @@ def test_linear_module_names_of_minilm(minilm_4bit):
     assert {"query", "key", "value", "dense", "classifier"} <= set(names)
 
 
-@pytest.mark.parametrize("rank,alpha,match", [(0, 16, "rank must be a positive integer"),
-                                              (-4, 16, "rank must be a positive integer"),
-                                              (2.5, 16, "rank must be a positive integer"),
-                                              (8, 0, "alpha must be > 0")])
-def test_bad_rank_or_alpha_is_a_clear_error(rank, alpha, match):
-    with pytest.raises(ValueError, match=match):
-        adapters.check_lora_args(rank, alpha)
-
-
 def test_unknown_target_module_lists_the_ones_that_exist(minilm_4bit):
     with pytest.raises(ValueError, match=r"\['q_proj'\] match no linear layer.*'query'"):
         adapters.check_target_modules(minilm_4bit, ["q_proj", "query"])
@@ -41,3 +32,28 @@ def test_qlora_counts_match_peft(minilm_4bit):
     assert counts == {"trainable": trainable, "total": total}
     # 6 layers x 2 modules x r(384 + 384) LoRA weights + the fp32 classifier head (peft's modules_to_save)
     assert trainable == 6 * 2 * 4 * (384 + 384) + (384 * 3 + 3)
+
+
+def test_all_linear_alone_in_a_list_is_peft_s_keyword(minilm_4bit):
+    """``--target-modules all-linear`` and QAConfig give ``["all-linear"]``: the keyword, not a layer name (peft would
+    look for a layer called "all-linear"). Bad target lists are in tests/test_bad_input_settings.py."""
+    from utils.qa.config import ALL_LINEAR
+
+    assert ALL_LINEAR == adapters.ALL_LINEAR and adapters.is_all_linear(["all-linear"])
+    assert not adapters.is_all_linear(["all-linear", "query"]) and not adapters.is_all_linear("query")
+    adapters.check_target_modules(minilm_4bit, ["all-linear"])
+    assert adapters.target_list(("query", "value")) == ["query", "value"]
+
+
+def test_all_linear_in_a_list_wraps_the_layers_the_keyword_does():
+    from transformers import AutoModelForCausalLM
+
+    from utils.models.tiny_phi import tiny_phi_config
+
+    def wrapped(targets):
+        model = AutoModelForCausalLM.from_config(tiny_phi_config(vocab_size=64, hidden_size=32, intermediate_size=64))
+        peft_model = adapters.add_lora(model, 2, 4, targets, task_type="CAUSAL_LM")
+        return sorted(n for n, _ in peft_model.named_modules() if n.endswith(".lora_A"))
+
+    keyword = wrapped("all-linear")
+    assert keyword and wrapped(["all-linear"]) == keyword and not any("lm_head" in n for n in keyword)

@@ -65,25 +65,11 @@ def test_levers_move_the_estimate_the_right_way():
     assert estimate(PHI2, **base, attention="eager").gib > estimate(PHI2, **base).gib
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(optimizer="adam"), "unknown optimizer 'adam'"),
-    (dict(target_modules=("o_proj",)), r"not linear layers of a decoder layer; choose from \['dense'"),
-    (dict(lora_rank=0), "lora_rank must be a positive integer"),
-    (dict(target_modules="q_proj"), "must be a list of layer names"),
-    (dict(lora_rnak=8), "unknown QA setting"),
-    (dict(tokens=0), "tokens and sequences must be positive"),
-    (dict(attention="flash"), "attention must be 'sdpa' or 'eager'"),
-])
-def test_bad_input_is_a_clear_error(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        estimate(PHI2, **({"tokens": 100} | kwargs))
-
-
-def test_other_model_types_are_refused():
-    from transformers import LlamaConfig
-
-    with pytest.raises(ValueError, match="counts the activations of Phi models"):
-        estimate(LlamaConfig(), tokens=10)
+def test_all_linear_counts_every_linear_layer_of_a_decoder_layer():
+    """('all-linear',) (what QAConfig and --target-modules all-linear give) is peft's keyword: all six of Phi's
+    decoder-layer linears. Bad input to estimate() is in tests/test_bad_input_settings.py."""
+    every = estimate(PHI2, tokens=100, target_modules=("all-linear",))
+    assert every.parts == estimate(PHI2, tokens=100, target_modules=("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2")).parts
 
 
 def test_saved_tensor_bytes_records_each_storage_once():

@@ -146,3 +146,18 @@ def test_an_adapter_trained_by_the_command_line_is_evaluated_by_notebook_05(tmp_
     second, _ = C.read_params(tmp_path / "cli-adapter-seed1")
     first, _ = C.read_params(adapter)
     assert second == first.replace(seed=1)  # the same settings, another seed
+
+
+def test_all_linear_alone_is_a_valid_target_list_and_a_stored_config_stays_readable_after_its_data_moved(tmp_path):
+    """["all-linear"] (peft's keyword; what --target-modules all-linear gives) is accepted. Paths are checked when a
+    run is set up (resolve, train_qa), not when training_params.json is read back: an adapter stays usable after
+    the data it was trained on moved. Bad settings and paths: tests/test_bad_input_settings.py."""
+    assert QAConfig.resolve("full", target_modules=["all-linear"]).target_modules == ("all-linear",)
+    data = tmp_path / "train.json"
+    data.write_text((REPO_ROOT / "data/qa/train.json").read_text())
+    config = QAConfig.resolve("smoke", dataset=str(data))
+    C.save_params(tmp_path / "adapter", config, {})
+    data.unlink()
+    assert C.read_params(tmp_path / "adapter")[0] == config  # readable
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.check_paths()  # but not trainable

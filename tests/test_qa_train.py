@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import tolerances as T
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorWithFlattening, set_seed
+from safetensors.torch import load_file
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DataCollatorWithFlattening,
+    TrainerCallback,
+    set_seed,
+)
 
 from utils import memory
 from utils.evaluation import qa as qa_eval
@@ -15,7 +23,7 @@ from utils.models import bnb_4bit_config, load_model, mixed_precision, tiny_phi
 from utils.models.adapters import add_lora
 from utils.qa import data as qa_data
 from utils.qa import precision, training
-from utils.qa.config import QAConfig
+from utils.qa.config import QAConfig, read_params
 from utils.report import REPO_ROOT
 
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
@@ -58,10 +66,41 @@ def test_tiny_phi_is_rebuilt_identically(base, tmp_path):
     assert (big.hidden_size, big.num_hidden_layers, big.intermediate_size, big.vocab_size) == (2560, 32, 10240, 51200)
 
 
-def test_packed_batch_loss_equals_padded_loss(base, features):
-    """Flattened examples with restarting position_ids give the same per-token loss as separate sequences."""
+def one_by_one_loss(model, features):
+    """The reference for every packed or padded loss: each example alone, unpadded, no KV cache, no position ids
+    or attention mask given (nothing to get wrong), its summed next-token loss over the graded tokens, divided by
+    their count: the mean over all answer tokens, as the model's own loss on a batch is."""
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for f in features:
+            labels = torch.tensor([f["labels"]])
+            n = int((labels[:, 1:] != -100).sum())
+            nll += model(input_ids=torch.tensor([f["input_ids"]]), labels=labels, use_cache=False).loss * n
+            count += n
+    return nll / count
+
+
+def test_packed_and_padded_losses_equal_each_example_alone(base, features):
+    """The packed row (position ids restarting at 0, as training feeds it) and a padded batch (attention mask) give
+    the loss of each example run alone. All forwards run with use_cache=False, as training does (make_trainer):
+    with a KV cache transformers ignores the packing and lets the examples attend to each other. The reference is
+    computed another way (one example at a time, no mask), and the KV-cache mistake is shown to fail against it,
+    so the comparison cannot pass with a mask that is wrong the same way on both sides."""
     model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
-    T.assert_packed_loss_is_one_by_one(model, features[:4], what="packed vs one-by-one loss")
+    assert model.config.use_cache  # Phi's default: the forwards below must switch it off themselves
+    reference = one_by_one_loss(model, features[:4])
+    packed = training.sample_batch(features, 4)
+    padded = training.PaddedCollator(pad_token_id=0)(features[:4])
+    assert packed["input_ids"].shape[0] == 1 and (packed["position_ids"] == 0).sum() == 4
+    with torch.no_grad():
+        packed_loss = model(**packed, use_cache=False).loss
+        padded_loss = model(**padded, use_cache=False).loss
+        cached_loss = model(**packed, use_cache=True).loss  # the blind spot: examples see their neighbours
+    tol = T.loss_tolerance(model, reference, packed["input_ids"].shape[1])
+    T.assert_within(packed_loss, reference, tol, what="packed (no KV cache) vs one by one")
+    T.assert_within(padded_loss, reference, tol, what="padded (no KV cache) vs one by one")
+    # measured: packed and padded equal the reference exactly; the cached loss is ~10 tolerances off (3e-3 of 7.4)
+    assert abs(cached_loss - reference) > 3 * tol, "with a KV cache the packing should leak, and be caught"
 
 
 def test_padded_collator_pads_to_max_length_and_masks_padding(features):
@@ -75,14 +114,18 @@ def test_padded_collator_pads_to_max_length_and_masks_padding(features):
 
 
 def test_round_up_packed_pads_the_row_without_changing_the_loss(base, features):
+    """The padding block appended to a packed row changes no loss. Compared with each example alone
+    (:func:`one_by_one_loss`), not only with the packed row: both rows go through the same packed-attention path,
+    so a mask wrong on both would agree with itself."""
     model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
     packed = training.sample_batch(features, 3)
     rounded = training.RoundUpPacked(DataCollatorWithFlattening(), 256, pad_token_id=0)(features[:3])
     assert rounded["input_ids"].shape[1] % 256 == 0 and rounded["input_ids"].shape[1] > packed["input_ids"].shape[1]
+    reference = one_by_one_loss(model, features[:3])
+    tol = T.loss_tolerance(model, reference, rounded["input_ids"].shape[1])
     with torch.no_grad():
-        loss = model(**packed, use_cache=False).loss
-        T.assert_within(model(**rounded, use_cache=False).loss, loss,
-                        T.loss_tolerance(model, loss, rounded["input_ids"].shape[1]), what="rounded-up vs packed loss")
+        T.assert_within(model(**rounded, use_cache=False).loss, reference, tol, what="rounded-up vs one by one")
+        T.assert_within(model(**packed, use_cache=False).loss, reference, tol, what="packed vs one by one")
 
 
 def test_set_attention_switches_every_layer_also_under_peft(base):
@@ -99,21 +142,28 @@ def test_graded_positions_by_hand():
 
 @pytest.mark.parametrize("packed", [True, False])
 def test_answer_only_logits_give_the_models_own_loss_and_gradients(base, features, packed):
-    """Running the LM head on answer positions only changes nothing but the work done."""
+    """Running the LM head on answer positions only changes nothing but the work done. Every forward runs with
+    use_cache=False, as training does: with Phi's default KV cache the packed examples would attend to each other on
+    both sides alike, and the comparison could not see it. The full-logits side is itself checked against each example
+    alone (:func:`one_by_one_loss`)."""
     model = lora_model(base[0])
     collate = training.sample_batch if packed else (lambda f, n: training.PaddedCollator(0, 128)(f[:n]))
     batch = collate(features, 4)
-    model(**batch).loss.backward()
+    model(**batch, use_cache=False).loss.backward()
     reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     model.zero_grad()
     slim = training.AnswerLogitsCollator(lambda f: collate(f, 4))(features)
     labels = slim.pop("labels")
-    out = model(**slim)
+    out = model(**slim, use_cache=False)
     assert out.logits.shape[1] == len(slim["logits_to_keep"]) < batch["input_ids"].shape[1] / 3
     loss = training.answer_logits_loss(out, labels)
     loss.backward()
     tokens = batch["input_ids"].shape[1]
-    T.assert_within(loss, model(**batch).loss, T.loss_tolerance(model, loss, tokens), what="answer-logits loss")
+    with torch.no_grad():
+        full = model(**batch, use_cache=False).loss
+    T.assert_within(loss, full, T.loss_tolerance(model, loss, tokens), what="answer-logits loss")
+    T.assert_within(full, one_by_one_loss(model, features[:4]), T.loss_tolerance(model, loss, tokens),
+                    what="full-logits loss vs one by one")
     for name, p in model.named_parameters():
         if p.requires_grad:  # the backward pass runs the chain again: twice the roundings, relative to the grad
             tol = 2**0.5 * T.loss_tolerance(model, reference[name].abs().max(), tokens)
@@ -147,7 +197,7 @@ def test_adapter_save_then_load_gives_identical_logits(base, features, tmp_path)
     batch = training.sample_batch(features, 3)
     batch.pop("labels")
     with torch.no_grad():
-        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
+        assert torch.equal(model(**batch, use_cache=False).logits, reloaded(**batch, use_cache=False).logits)
 
 
 def test_missing_adapter_tells_to_run_notebook_04(tmp_path):
@@ -155,23 +205,73 @@ def test_missing_adapter_tells_to_run_notebook_04(tmp_path):
         training.read_training_params(tmp_path / "nothing-here")
 
 
-def _train(folder, features, out, steps, resume=None):
-    model = lora_model(folder)
-    args = training.training_arguments(out, max_steps=steps, batch_size=2, grad_accum=1, learning_rate=5e-3,
-                                       logging_steps=1, save_steps=3, disable_tqdm=True, optimizer="adamw_torch")
-    trainer = training.make_trainer(model, args, features)
-    trainer.train(resume_from_checkpoint=resume)
-    return training.loss_history(trainer)
+class Interrupted(Exception):
+    """Stands in for a kill (Ctrl-C, a lost Colab runtime) in the middle of a training step."""
 
 
-def test_resume_from_checkpoint_continues_the_loss_curve(base, features, tmp_path):
-    steps, losses = _train(base[0], features, tmp_path / "a", 6)
-    resumed_steps, resumed = _train(base[0], features, tmp_path / "a", 6, resume=str(tmp_path / "a/checkpoint-3"))
-    assert steps == [1, 2, 3, 4, 5, 6] and resumed_steps[-3:] == [4, 5, 6]
-    # resuming restores weights, optimizer, scheduler and RNG from the checkpoint exactly; what remains is the
-    # float32 rounding of re-reading them, amplified by 3 AdamW steps: far below 1e-4 of a loss of a few nats
-    torch.testing.assert_close(resumed[-3:], losses[3:], rtol=1e-4, atol=1e-4)
-    assert losses[-1] < losses[0]
+class InterruptAt(TrainerCallback):
+    """Raise :class:`Interrupted` when step ``step + 1`` begins: its batch is drawn, checkpoint ``step`` is on disk."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Interrupted(f"interrupted after step {self.step}")
+
+
+def test_an_interrupted_run_resumes_to_the_same_loss_and_adapter(base, tmp_path):
+    """train_qa (the command's path: 4-bit base, LoRA with dropout, 8-bit paged AdamW, cosine schedule, packed
+    batches) for 6 steps, checkpoint every 2; the same run killed in step 5 and resumed (--resume) from checkpoint
+    4 ends bit for bit where the uninterrupted run does: the checkpoint holds the adapter, the optimizer and
+    scheduler states, the Trainer's state and every random generator's state, and the resumed Trainer skips the
+    batches already drawn. Exact equality is what was measured on this CPU (fp32, one thread order); nothing is
+    recomputed differently after a resume, so any tolerance would only hide a state that is not restored. Also:
+    nothing is lost, a finished run's folder is refused without --overwrite or --resume."""
+    config = QAConfig.resolve("smoke", model_id=str(base[0]), target_modules=TARGETS, dataset=str(DATA[0]),
+                              train_size=16, max_length=128, max_steps=6, batch_size=2, save_steps=2,
+                              logging_steps=1, learning_rate=5e-3, lora_dropout=0.1)
+    whole = training.train_qa(config, tmp_path / "whole", quiet=True)
+    with pytest.raises(Interrupted):
+        training.train_qa(config, tmp_path / "cut", quiet=True, callbacks=[InterruptAt(4)])
+    assert training.last_checkpoint(tmp_path / "cut/checkpoints").name == "checkpoint-4"
+    assert not (tmp_path / "cut/adapter_model.safetensors").exists()
+    with pytest.raises(training.OutputExistsError, match=r"earlier run \(checkpoints/checkpoint-4\).*--resume"):
+        training.train_qa(config, tmp_path / "cut", quiet=True)  # a restart would overwrite the interrupted run
+    resumed = training.train_qa(config, tmp_path / "cut", resume=True, quiet=True)
+
+    assert whole["steps"] == resumed["steps"] == 6 and len(whole["losses"]) == 6
+    assert resumed["losses"] == whole["losses"]  # steps 1-4 from the checkpoint's log, 5-6 trained again
+    a, b = (load_file(tmp_path / name / "adapter_model.safetensors") for name in ("whole", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert whole["losses"][-1] < whole["losses"][0]
+    with pytest.raises(training.OutputExistsError, match="pass --overwrite"):
+        training.train_qa(config, tmp_path / "whole", quiet=True)
+
+
+def test_overwrite_clears_the_earlier_runs_checkpoints_and_a_resume_compares_the_recorded_settings(tmp_path):
+    """--overwrite: the old checkpoints go before the new run writes its own (the Trainer's rotation keeps the highest
+    step numbers: an old checkpoint-100 would outlive the new run's and be what a later --resume picks up). The
+    settings recorded next to the checkpoints are what --resume is checked against. Also notebook 04's layout, with
+    the checkpoints in a folder of their own (``checkpoints=``)."""
+    config = QAConfig.resolve("smoke")
+    old = tmp_path / "run" / training.CHECKPOINTS / "checkpoint-100"
+    old.mkdir(parents=True)
+    (old / "trainer_state.json").write_text("{}")
+    with pytest.raises(training.OutputExistsError, match=r"\(checkpoints/checkpoint-100\)"):
+        training.check_output_dir(tmp_path / "run", config)
+    assert training.check_output_dir(tmp_path / "run", config, resume=True) == old  # no settings recorded: old run
+    assert training.check_output_dir(tmp_path / "run", config, overwrite=True) is None
+    training.start_run(tmp_path / "run" / training.CHECKPOINTS, config, overwrite=True, profile="smoke")
+    assert not old.exists() and training.last_checkpoint(tmp_path / "run" / training.CHECKPOINTS) is None
+    assert read_params(tmp_path / "run" / training.CHECKPOINTS) == (config, {"profile": "smoke",
+                                                                           "state": "checkpoints of this run"})
+    apart = tmp_path / "ckpt" / "checkpoint-4"
+    apart.mkdir(parents=True)
+    (apart / "trainer_state.json").write_text("{}")
+    with pytest.raises(training.OutputExistsError, match=re.escape(f"earlier run ({apart})")):
+        training.check_output_dir(tmp_path / "adapter", config, checkpoints=tmp_path / "ckpt")
+    assert training.check_output_dir(tmp_path / "adapter", config, checkpoints=tmp_path / "ckpt", resume=True) == apart
 
 
 def test_non_finite_loss_in_first_steps_stops_training():
@@ -204,20 +304,19 @@ def test_merged_model_matches_base_plus_adapter(base, features, tmp_path):
     batch.pop("labels")
     with torch.no_grad():
         # W + s B A folded into one float32 matrix vs the separate paths: rounding through the whole network
-        logits = model(**batch).logits
+        logits = model(**batch, use_cache=False).logits  # packed rows: no KV cache, as in training
         c = model.config
         chain = c.num_hidden_layers * [c.hidden_size, c.hidden_size // c.num_attention_heads,
                                        batch["input_ids"].shape[1], c.hidden_size, c.hidden_size,
                                        c.intermediate_size] + [c.hidden_size]
-        T.assert_within(merged(**batch).logits, logits, T.chain_tolerance(chain, logits.abs().max().item()),
+        T.assert_within(merged(**batch, use_cache=False).logits, logits, T.chain_tolerance(chain, logits.abs().max().item()),
                         what="merged vs base + adapter")
 
 
 def test_answer_perplexity_is_exp_of_the_answer_token_loss(base, features):
+    """answer_perplexity packs its batches; the reference runs each example alone (not the same packed path)."""
     model = AutoModelForCausalLM.from_pretrained(base[0]).eval()
-    batch = training.sample_batch(features, 4)
-    with torch.no_grad():
-        loss = model(**batch, use_cache=False).loss
+    loss = one_by_one_loss(model, features[:4])
     assert qa_eval.answer_perplexity(model, features[:4], batch_size=4) == pytest.approx(math.exp(loss), rel=1e-4)
 
 

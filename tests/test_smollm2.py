@@ -180,3 +180,17 @@ def test_ensure_trained_never_overwrites_an_adapter_of_other_settings(tmp_path):
         training.ensure_trained(config, tmp_path)
     run, reused = training.ensure_trained(config.replace(lora_rank=4), tmp_path)  # the same: reused, not retrained
     assert reused and run == {"steps": 1}
+
+
+def test_ensure_trained_continues_an_interrupted_run_of_the_same_settings(tmp_path, monkeypatch):
+    """An earlier call stopped after a checkpoint (notebook 05 interrupted): the next one resumes it, never starts
+    it again over its checkpoints. (train_qa stands in: what is checked is what ensure_trained asks of it.)"""
+    config = QAConfig.resolve("smoke")
+    calls = []
+    monkeypatch.setattr(training, "train_qa", lambda c, folder, **kw: calls.append(kw) or {"steps": 8})
+    save_params(tmp_path / training.CHECKPOINTS, config, {})  # what train_qa records before its first step
+    assert training.ensure_trained(config, tmp_path, quiet=True) == ({"steps": 8}, False)
+    (tmp_path / training.CHECKPOINTS / "checkpoint-4").mkdir()
+    (tmp_path / training.CHECKPOINTS / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    training.ensure_trained(config, tmp_path, quiet=True)
+    assert calls == [{"quiet": True, "resume": False}, {"quiet": True, "resume": True}]

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from utils.qa.config import QAConfig
+from utils.errors import input_error
+from utils.qa.config import ALL_LINEAR, QAConfig
 
 
 def param_storage_bytes(p: torch.Tensor) -> int:
@@ -171,6 +172,56 @@ def _linear_shapes(config: Any) -> tuple[dict[str, tuple[int, int]], int]:
 
 
 GELU_SAVED_TENSORS = {"gelu_new": 4, "gelu_pytorch_tanh": 1, "gelu": 1}  # tensors the MLP activation keeps
+QUANTIZATIONS = ("nf4", "fp4", None)  # bitsandbytes' 4-bit types, or None: 16-bit weights
+BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)  # bitsandbytes' 4-bit block sizes
+ATTENTIONS = ("sdpa", "eager")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_estimate_args(config: Any, tokens: Any, sequences: Any, logit_tokens: Any, qa: Any, quantization: Any,
+                         double_quant: Any, blocksize: Any, attention: Any) -> None:
+    """:func:`estimate`'s own arguments, checked before it builds anything (see its Raises)."""
+    model_type = getattr(config, "model_type", None)
+    if model_type != "phi":
+        raise input_error("estimate: config", f"estimate() counts the activations of Phi models (model_type 'phi'); "
+                          f"got {model_type!r} ({type(config).__name__})",
+                          "pass a Phi model's config (model.config, or utils.models.tiny_phi.phi2_shaped_config()); "
+                          "measure other models with utils.memory.track_peak()")
+    if getattr(config, "hidden_act", None) not in GELU_SAVED_TENSORS:
+        raise input_error("estimate: config.hidden_act", f"unknown activation {getattr(config, 'hidden_act', None)!r}; "
+                          f"known: {sorted(GELU_SAVED_TENSORS)}",
+                          "add how many tensors it keeps for backward to utils.memory.GELU_SAVED_TENSORS")
+    for name, value, what in (("tokens", tokens, "tokens in the largest micro-batch, padding included"),
+                              ("sequences", sequences, "rows of the micro-batch, 1 when packed")):
+        if not _is_count(value) or value <= 0:
+            raise input_error(f"estimate: {name}", f"{name} must be a positive integer ({what}), got {value!r}",
+                              f"pass e.g. {name}={4096 if name == 'tokens' else 1}; a training run's largest micro-batch "
+                              "is utils.qa.training.TokenCounter.largest()")
+    if sequences > tokens:
+        raise input_error("estimate: sequences", f"sequences={sequences} rows cannot hold only tokens={tokens} tokens "
+                          "(each row has at least one)", "pass tokens as the micro-batch's total (rows x padded length)")
+    if logit_tokens is not None and (not _is_count(logit_tokens) or not 0 < logit_tokens <= tokens):
+        raise input_error("estimate: logit_tokens", f"logit_tokens must be a positive integer no larger than "
+                          f"tokens={tokens} (the positions the LM head runs on), got {logit_tokens!r}",
+                          "pass the graded positions (TokenCounter.largest()['graded']), or None for every token")
+    if qa is not None and not isinstance(qa, QAConfig):
+        raise input_error("estimate: qa", f"qa must be a utils.qa.config.QAConfig, got {type(qa).__name__}",
+                          "pass QAConfig.resolve(profile, ...) or single settings as keywords (lora_rank=64)")
+    if quantization not in QUANTIZATIONS:
+        raise input_error("estimate: quantization", f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}",
+                          "pass 'nf4' (QLoRA's 4 bits), 'fp4', or None for 16-bit weights")
+    if not isinstance(double_quant, bool):
+        raise input_error("estimate: double_quant", f"double_quant must be True or False, got {double_quant!r}",
+                          "pass True (QLoRA's default) or False")
+    if not _is_count(blocksize) or blocksize not in BLOCKSIZES:
+        raise input_error("estimate: blocksize", f"blocksize must be one of bitsandbytes' 4-bit block sizes "
+                          f"{BLOCKSIZES}, got {blocksize!r}", "pass 64 (QLoRA's and bitsandbytes' default)")
+    if attention not in ATTENTIONS:
+        raise input_error("estimate: attention", f"attention must be 'sdpa' or 'eager', got {attention!r}",
+                          "pass 'sdpa' (fused, no score matrix kept) or 'eager'")
 
 
 def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int | None = None,
@@ -204,26 +255,33 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
         :class:`MemoryEstimate` whose ``parts`` are bytes of: ``weights`` (frozen base),
         ``lora`` (adapter weights + gradients), ``optimizer``, ``activations`` (kept for backward
         all step long) and ``transient`` (the larger of the logits phase and one layer's backward).
+
+    Raises:
+        InputError: checked before anything is built: ``config`` is not a Phi config (or lacks an activation this
+            counts); ``tokens``, ``sequences`` or ``logit_tokens`` is not a positive integer, ``sequences`` or
+            ``logit_tokens`` is larger than ``tokens``; ``qa`` is not a QAConfig; ``quantization``,
+            ``double_quant``, ``blocksize`` (bitsandbytes' powers of two, 32 to 4096) or ``attention`` is not one
+            of the values it can be; ``optimizer`` has no known state size; a target is not a linear layer of a
+            decoder layer. ``settings`` are checked like :meth:`QAConfig.replace` (:class:`ConfigError`, an
+            InputError: e.g. ``target_modules="q_proj"``, a string, not a list).
     """
-    if getattr(config, "model_type", None) != "phi":
-        raise ValueError(f"estimate() counts the activations of Phi models (model_type 'phi'); got "
-                         f"{getattr(config, 'model_type', None)!r}. Measure other models with track_peak().")
-    if tokens <= 0 or sequences <= 0:
-        raise ValueError(f"tokens and sequences must be positive, got {tokens} and {sequences}.")
+    _check_estimate_args(config, tokens, sequences, logit_tokens, qa, quantization, double_quant, blocksize,
+                         attention)
     qa = (qa or QAConfig()).replace(**settings)
     lora_rank, lora_targets, lora_dropout = qa.lora_rank, qa.target_modules, qa.lora_dropout
     gradient_checkpointing, optimizer = qa.gradient_checkpointing, qa.optimizer
     if optimizer not in OPTIMIZER_STATE_BYTES:
-        raise ValueError(f"unknown optimizer {optimizer!r}; known: {sorted(OPTIMIZER_STATE_BYTES)}.")
-    if attention not in ("sdpa", "eager"):
-        raise ValueError(f"attention must be 'sdpa' or 'eager', got {attention!r}.")
-    if config.hidden_act not in GELU_SAVED_TENSORS:
-        raise ValueError(f"unknown activation {config.hidden_act!r}; known: {sorted(GELU_SAVED_TENSORS)}.")
+        raise input_error("estimate: optimizer", f"unknown optimizer {optimizer!r}: its state size per parameter is "
+                          f"not known; known: {sorted(OPTIMIZER_STATE_BYTES)}",
+                          "pass one of those (optimizer='adamw_torch' for 32-bit AdamW, 'paged_adamw_8bit' for "
+                          "QLoRA's), or add its bytes per parameter to utils.memory.OPTIMIZER_STATE_BYTES")
     shapes, n_layers = _linear_shapes(config)
-    targets = list(lora_targets)
+    targets = sorted(shapes) if lora_targets == (ALL_LINEAR,) else list(lora_targets)
     unknown = sorted(set(targets) - set(shapes))
     if unknown:
-        raise ValueError(f"target_modules {unknown} are not linear layers of a decoder layer; choose from {sorted(shapes)}.")
+        raise input_error("estimate: target_modules", f"target_modules {unknown} are not linear layers of a decoder "
+                          f"layer; choose from {sorted(shapes)}",
+                          f"pass names from that list (or ({ALL_LINEAR!r},) for all of them)")
     h, inter, vocab = config.hidden_size, config.intermediate_size, config.vocab_size
     logit_tokens = tokens if logit_tokens is None else logit_tokens
     seq = tokens / sequences

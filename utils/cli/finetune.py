@@ -11,6 +11,13 @@ Under ``accelerate launch`` each process loads its own 4-bit copy on its own GPU
 of every batch, and gradients are averaged (DDP); ``--batch-size`` is per process. The main process
 saves the adapter and ``training_params.json`` (the settings, and the run's world size, steps, time and
 losses), which notebook 05 reads.
+
+Nothing is lost: an --output-dir that holds an earlier run's adapter or checkpoints is refused (a usage error)
+unless you pass --overwrite (start again there) or --resume (continue that run from its newest checkpoint,
+with the same settings but for --max-steps, --logging-steps and --save-steps):
+
+    python -m utils.cli.finetune --output-dir outputs/run1 --resume          # after an interruption
+    python -m utils.cli.finetune --output-dir outputs/run1 --resume --max-steps 200   # train it further
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ import typing
 from typing import Any
 
 from utils.cli import make_parser, parse_value
+from utils.errors import InputError
 from utils.profile import get_profile
-from utils.qa.config import PRESETS, ConfigError, QAConfig
+from utils.qa.config import PRESETS, QAConfig
 
 
 def _flag_type(hint: Any) -> dict[str, Any]:
@@ -47,28 +55,40 @@ def build_parser() -> argparse.ArgumentParser:
                            **_flag_type(hints[f.name]))
     parser.add_argument("--output-dir", required=True, help="where the adapter (and checkpoints/) go")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run's adapter and checkpoints there (refused without this)")
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, QAConfig]:
-    """The command line as ``(args, config)``; a setting the config rejects is a usage error naming it."""
+    """The command line as ``(args, config)``; a setting the config rejects, or an output folder that cannot be
+    used (an earlier run's results without --overwrite or --resume, a file, not writable:
+    :func:`utils.qa.training.check_output_dir`), is a usage error naming it (exit status 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     explicit = {name: getattr(args, name) for name in QAConfig.field_names()}
     try:
         config = QAConfig.resolve(get_profile(), args.preset, **explicit)
-    except ConfigError as err:
+        from utils.qa.training import check_output_dir
+
+        check_output_dir(args.output_dir, config, resume=args.resume, overwrite=args.overwrite)
+    except InputError as err:
         parser.error(str(err))
     return args, config
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Train (see the module's docstring); bad input exits with a usage error, without a traceback."""
     args, config = parse_args(argv)
     import torch
 
     from utils.qa import training
 
-    run = training.train_qa(config, args.output_dir, resume=args.resume, profile=get_profile(), preset=args.preset)
+    try:
+        run = training.train_qa(config, args.output_dir, resume=args.resume, overwrite=args.overwrite,
+                                profile=get_profile(), preset=args.preset)
+    except InputError as err:  # found once the tokenizer is there (max_length), or the folder changed meanwhile
+        build_parser().error(str(err))
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps({k: v for k, v in run.items() if k != "losses"}), flush=True)
     if torch.distributed.is_available() and torch.distributed.is_initialized():

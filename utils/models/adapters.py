@@ -1,14 +1,19 @@
 """Attaching peft LoRA adapters to a (4-bit or 16/32-bit) model, with the arguments checked first.
 
 Every notebook that fine-tunes goes through :func:`add_lora`, so a rank of 0 or a target module
-that does not exist fails the same clear way everywhere.
+that does not exist fails the same clear way everywhere: with :class:`utils.errors.InputError`, before peft is
+called (peft would fail later, or silently match nothing).
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
+from utils.errors import input_error
 from utils.models.architectures import architecture_of
 from utils.models.loading import set_activation_checkpointing
 
@@ -34,50 +39,112 @@ def matches_target(module_name: str, target: str) -> bool:
     return module_name == target or module_name.endswith("." + target)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_lora_args(rank: int, alpha: float, dropout: float = 0.0) -> None:
-    """Raise ValueError unless ``rank`` is a positive integer, ``alpha`` > 0 and 0 <= ``dropout`` < 1."""
+    """Check LoRA's hyper-parameters before any model is touched.
+
+    Raises:
+        InputError: ``rank`` is not a positive integer (0, negative, a float, a bool), ``alpha`` is not a finite
+            number > 0, or ``dropout`` is not a number in [0, 1).
+    """
     if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
-        raise ValueError(f"LoRA rank must be a positive integer (e.g. 8), got {rank!r}.")
-    if not alpha > 0:
-        raise ValueError(f"LoRA alpha must be > 0 (common choices: alpha = r or 2r), got {alpha!r}.")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout!r}.")
+        raise input_error("rank", f"LoRA rank must be a positive integer, got {rank!r}",
+                          "pass a whole number such as 8 or 16 (the number of columns of B and rows of A)")
+    if not _is_number(alpha) or not math.isfinite(alpha) or alpha <= 0:
+        raise input_error("alpha", f"LoRA alpha must be > 0 (a finite number), got {alpha!r}",
+                          "pass a positive number; common choices are alpha = r or 2r (updates are scaled by alpha / r)")
+    if not _is_number(dropout) or not 0 <= dropout < 1:
+        raise input_error("dropout", f"LoRA dropout must be a number in [0, 1), got {dropout!r}",
+                          "pass a probability such as 0.0 (off), 0.05 or 0.1")
 
 
-def check_target_names(target_modules: list[str] | str, available: list[str], model_name: str) -> list[str]:
-    """``target_modules`` as a list; ValueError naming the layer names if it is empty or one of its names matches
-    none of ``available`` (the model's linear layers: leaf or full dotted names, see :func:`matches_target`)."""
+def is_all_linear(target_modules: Any) -> bool:
+    """Whether ``target_modules`` means peft's ``"all-linear"``: the string itself, or a list holding only it (what
+    ``QAConfig.target_modules`` and ``--target-modules all-linear`` give)."""
     if isinstance(target_modules, str):
-        target_modules = [target_modules]
-    target_modules = list(target_modules)
-    if not target_modules:
-        raise ValueError("target_modules is empty: name at least one linear layer, or use 'all-linear'.")
+        return target_modules == ALL_LINEAR
+    return isinstance(target_modules, (list, tuple)) and list(target_modules) == [ALL_LINEAR]
+
+
+def target_list(target_modules: Any) -> list[str]:
+    """``target_modules`` as a list of layer names, its shape checked (not whether the names exist).
+
+    Raises:
+        InputError: a single string other than ``"all-linear"`` (peft would read it as a regular expression over
+            full module names, so ``"q_proj"`` would match nothing), not a list, an empty list, an entry that is
+            not a non-empty string, a repeated name, or ``"all-linear"`` inside a list of names.
+    """
+    if isinstance(target_modules, str):
+        raise input_error("target_modules", f"got the single string {target_modules!r}; a string other than "
+                          f"{ALL_LINEAR!r} is not a layer name to peft (it reads it as a regular expression over "
+                          "whole dotted module names, which a leaf name never matches)",
+                          f"pass a list of layer names: [{target_modules!r}], or the string {ALL_LINEAR!r}")
+    if not isinstance(target_modules, (list, tuple, set, frozenset)):
+        raise input_error("target_modules", f"must be a list of layer names, got {target_modules!r} "
+                          f"({type(target_modules).__name__})", f"pass e.g. ['q_proj', 'v_proj'] or {ALL_LINEAR!r}")
+    names = list(target_modules)
+    if not names:
+        raise input_error("target_modules", "target_modules is empty: no layer would get LoRA",
+                          f"name at least one linear layer, e.g. ['q_proj', 'v_proj'], or use {ALL_LINEAR!r}")
+    bad = [t for t in names if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise input_error("target_modules", f"entries {bad!r} are not layer names (each entry must be a non-empty "
+                          "string)", "write each layer's name as a string, e.g. ['q_proj', 'v_proj']")
+    repeated = sorted({t for t in names if names.count(t) > 1})
+    if repeated:
+        raise input_error("target_modules", f"{repeated} appear more than once in {names}",
+                          "name each layer once")
+    if ALL_LINEAR in names:
+        combined = ", and cannot be combined with names" if len(names) > 1 else ""
+        raise input_error("target_modules", f"{ALL_LINEAR!r} is peft's keyword for every linear layer, not a layer "
+                          f"name{combined}: {names}", f"pass {ALL_LINEAR!r} alone, as a string, or only layer names")
+    return names
+
+
+def check_target_names(target_modules: list[str] | str, available: list[str], model_name: str,
+                       suggestion: str = "") -> list[str]:
+    """``target_modules`` (see :func:`target_list`) as a list, each name checked against ``available`` (the model's
+    linear layers: leaf or full dotted names, see :func:`matches_target`).
+
+    Args:
+        suggestion: appended to the fix when a name matches nothing (e.g. the architecture table's targets).
+
+    Raises:
+        InputError: what :func:`target_list` rejects, or a name that matches none of ``available`` (the message
+            lists the linear layers that exist).
+    """
+    target_modules = target_list(target_modules)
     unknown = [t for t in target_modules if not any(matches_target(name, t) for name in available)]
     if unknown:
         leaves = sorted({name.rsplit(".", 1)[-1] for name in available})
-        raise ValueError(
-            f"target module(s) {unknown} match no linear layer of {model_name}. "
-            f"Linear layers in this model: {leaves} (or use 'all-linear'; a dotted suffix such as "
-            "'attention.output.dense' picks one of several layers with the same name)."
-        )
+        raise input_error(
+            "target_modules",
+            f"target module(s) {unknown} match no linear layer of {model_name}. Linear layers in this model: {leaves}",
+            f"choose from those (or use {ALL_LINEAR!r}; a dotted suffix such as 'attention.output.dense' picks one "
+            f"of several layers with the same name){suggestion}")
     return target_modules
 
 
 def check_target_modules(model: torch.nn.Module, target_modules: list[str] | str) -> None:
-    """Raise ValueError naming the linear layers that exist if a target matches none of them (and, for a
-    family in :data:`utils.models.architectures.ARCHITECTURES`, the targets its row gives)."""
-    if target_modules == ALL_LINEAR:
+    """Check ``target_modules`` against ``model``'s linear layers, before peft sees them.
+
+    Raises:
+        InputError: see :func:`check_target_names`; for a family in
+            :data:`utils.models.architectures.ARCHITECTURES` the fix also gives the targets its row lists.
+    """
+    if is_all_linear(target_modules):
         return
+    suggestion = ""
     try:
-        check_target_names(target_modules, linear_module_names(model, full=True), type(model).__name__)
-    except ValueError as err:
-        try:
-            row = architecture_of(model)
-        except KeyError:
-            raise err from None
-        raise ValueError(f"{err} For this model family (model_type {model.config.model_type!r}) the course's "
-                         f"architecture table gives {list(row.lora_targets)}: set TARGET_MODULES "
-                         "(--target-modules) to those.") from None
+        row = architecture_of(model)
+        suggestion = (f"; for this model family (model_type {model.config.model_type!r}) the course's architecture "
+                      f"table gives {list(row.lora_targets)}: set TARGET_MODULES (--target-modules) to those")
+    except (KeyError, AttributeError):
+        pass
+    check_target_names(target_modules, linear_module_names(model, full=True), type(model).__name__, suggestion)
 
 
 def add_lora(
@@ -98,12 +165,18 @@ def add_lora(
 
     Args:
         rank, alpha, dropout: LoRA hyper-parameters (checked by :func:`check_lora_args`).
-        target_modules: leaf names of linear layers, or ``"all-linear"``.
+        target_modules: a list of leaf names of linear layers (or dotted suffixes), or ``"all-linear"`` (also as
+            ``["all-linear"]``); checked by :func:`check_target_modules`.
         task_type: peft task type, e.g. ``"CAUSAL_LM"`` or ``"SEQ_CLS"``.
         modules_to_save: modules trained in full and saved with the adapter (e.g. ``["classifier"]``).
+
+    Raises:
+        InputError: a bad rank, alpha or dropout (:func:`check_lora_args`) or target list
+            (:func:`check_target_modules`), before the model is changed.
     """
     check_lora_args(rank, alpha, dropout)
     check_target_modules(model, target_modules)
+    target_modules = ALL_LINEAR if is_all_linear(target_modules) else list(target_modules)
     if getattr(model, "is_loaded_in_4bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     elif gradient_checkpointing:

@@ -14,14 +14,17 @@ so a preset fills only what you did not set: ``-p PRESET assignment -p LORA_RANK
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
+import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from utils.errors import InputError
+from utils.errors import InputError, input_error
 from utils.models.architectures import ARCHITECTURES
 from utils.models.loading import PHI2_ID, PRECISIONS
 from utils.models.smollm2 import SMOLLM2_ID
@@ -32,6 +35,8 @@ TEXT_FORMATS = ("squad", "guanaco")  # how a dataset's records are laid out (uti
 LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 PARAMS_FILE = "training_params.json"
 PARAMS_SCHEMA = 1  # version of training_params.json's layout; bump it when the layout changes
+ALL_LINEAR = "all-linear"  # peft's keyword for every linear layer (utils.models.adapters.ALL_LINEAR; tested equal)
+SEED_MAX = 2**32 - 1  # numpy's seeds (transformers.set_seed seeds numpy too)
 
 
 def setting(default: Any, help: str) -> Any:  # noqa: A002
@@ -94,10 +99,11 @@ class QAConfig:
         """The settings for ``profile`` and ``preset``, with every non-None ``explicit`` value winning.
 
         Raises:
-            ConfigError: unknown profile, preset or setting name, or a value :meth:`validate` rejects.
+            ConfigError: unknown profile, preset or setting name, a value :meth:`validate` rejects, or a local
+                dataset or model path that does not exist (:meth:`check_paths`).
         """
         values, _ = cls._layers(profile, preset, explicit)
-        return cls(**values).validate()
+        return cls(**values).validate().check_paths()
 
     @classmethod
     def from_namespace(cls, profile: str, preset: str, namespace: Mapping[str, Any]) -> tuple[QAConfig, dict]:
@@ -105,11 +111,12 @@ class QAConfig:
         None meaning "not set". Returns ``(config, sources)`` (see :meth:`sources`).
 
         Raises:
-            ConfigError: the namespace lacks a constant for some field (names it).
+            ConfigError: the namespace lacks a constant for some field (names it), or what :meth:`resolve` raises.
         """
         missing = [n.upper() for n in cls.field_names() if n.upper() not in namespace]
         if missing:
-            raise ConfigError(f"the parameters cell must define {missing} (None: the preset's or profile's value).")
+            raise setting_error("the parameters cell", f"the parameters cell must define {missing}",
+                                "add each as a constant set to None (None: the preset's or profile's value)")
         explicit = {n: namespace[n.upper()] for n in cls.field_names()}
         return cls.resolve(profile, preset, **explicit), cls.sources(profile, preset, **explicit)
 
@@ -121,9 +128,11 @@ class QAConfig:
     @classmethod
     def _layers(cls, profile: str, preset: str, explicit: Mapping[str, Any]) -> tuple[dict, dict]:
         if profile not in PROFILE_DEFAULTS:
-            raise ConfigError(f"profile must be one of {tuple(PROFILE_DEFAULTS)}, got {profile!r}.")
+            raise setting_error("PROFILE ($QLORA_PROFILE)", f"profile must be one of {tuple(PROFILE_DEFAULTS)}, got {profile!r}",
+                                "set QLORA_PROFILE=smoke (CPU, offline) or full (GPU + Hub)")
         if preset not in PRESETS:
-            raise ConfigError(f"PRESET must be one of {PRESETS}, got {preset!r}.")
+            raise setting_error("PRESET (--preset)", f"PRESET must be one of {PRESETS}, got {preset!r}",
+                                "use 'course' (SQuAD) or 'assignment' (the original course's guanaco run)")
         _check_names(explicit)
         values = {f.name: (f.default_factory() if f.default is dataclasses.MISSING else f.default)
                   for f in dataclasses.fields(cls)}
@@ -137,7 +146,8 @@ class QAConfig:
         return values, sources
 
     def replace(self, **settings: Any) -> QAConfig:
-        """A copy with single settings replaced (e.g. ``max_steps=3``), checked like :meth:`resolve`.
+        """A copy with single settings replaced (e.g. ``max_steps=3``), checked like :meth:`resolve` (but not its
+        paths: :meth:`check_paths`).
 
         Raises:
             ConfigError: an unknown setting name, or a value :meth:`validate` rejects.
@@ -147,38 +157,88 @@ class QAConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> QAConfig:
-        """Check every setting's type and range; returns ``self``. Raises :class:`ConfigError` naming it."""
+        """Check every setting's type and range, and the settings against each other; returns ``self``.
+
+        Raises:
+            ConfigError: naming the setting (as the notebook and the command line spell it), what was expected and
+                the fix: a wrong type (a bool for a number, a float for an integer, a string for a list); an integer
+                setting below 1 (``max_length``, ``lora_rank``, ``max_steps``, ``batch_size``, ``grad_accum``,
+                ``pack_multiple``, ``logging_steps``, ``save_steps``) or a negative ``train_size``; a NaN or
+                infinite number; ``lora_alpha``, ``learning_rate`` or ``max_grad_norm`` not > 0; ``lora_dropout`` or
+                ``warmup_ratio`` outside [0, 1); ``logging_steps`` above ``max_steps`` (no loss would be logged);
+                ``seed`` outside numpy's [0, 2**32 - 1]; an unknown ``text_format``, ``precision``,
+                ``lr_scheduler`` or ``optimizer``; ``target_modules`` empty, with a repeated or empty name, or
+                ``"all-linear"`` mixed with names; ``columns`` missing a field.
+        """
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), hints[f.name])
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise setting_error(f.name, f"{f.name} must be a finite number, got {value}", _example(f.name))
         positive = ("max_length", "lora_rank", "max_steps", "batch_size", "grad_accum", "pack_multiple",
                     "logging_steps", "save_steps")
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+                raise setting_error(name, f"{name} must be a positive integer, got {getattr(self, name)}", _example(name))
         if self.train_size < 0:
-            raise ConfigError(f"train_size must be a number of questions, or 0 for all, got {self.train_size}.")
-        if self.lora_alpha <= 0:
-            raise ConfigError(f"lora_alpha must be > 0, got {self.lora_alpha} (updates are scaled by alpha / r).")
-        if not 0 <= self.lora_dropout < 1:
-            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
-        if not self.max_grad_norm > 0:
-            raise ConfigError(f"max_grad_norm must be > 0, got {self.max_grad_norm}.")
+            raise setting_error("train_size", f"train_size must be a number of questions, or 0 for all, got {self.train_size}",
+                                "set it to how many questions to train on (e.g. 3200), or 0 for the whole split")
+        for name in ("lora_alpha", "learning_rate", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise setting_error(name, f"{name} must be > 0, got {getattr(self, name)}", _example(name))
+        for name in ("lora_dropout", "warmup_ratio"):
+            if not 0 <= getattr(self, name) < 1:
+                raise setting_error(name, f"{name} must be in [0, 1), got {getattr(self, name)}", _example(name))
+        if self.logging_steps > self.max_steps:
+            raise setting_error("logging_steps", f"logging_steps={self.logging_steps} is more than max_steps={self.max_steps}: "
+                                "no training loss would ever be logged", f"set logging_steps to at most {self.max_steps}")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise setting_error("seed", f"seed must be in [0, 2**32 - 1] (numpy's seeds), got {self.seed}",
+                                "use a non-negative whole number, e.g. 0")
         for name, allowed in (("text_format", TEXT_FORMATS), ("precision", PRECISIONS),
                               ("lr_scheduler", LR_SCHEDULERS)):
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
-        if not self.target_modules:
-            raise ConfigError("target_modules is empty: name the linear layers that get LoRA, e.g. "
-                              f"{list(PHI2_TARGETS)} for Phi-2.")
+                raise setting_error(name, f"{name} must be one of {allowed}, got {getattr(self, name)!r}",
+                                    f"use one of those (default {_default(name)!r})")
+        _check_optimizer(self.optimizer)
+        _check_targets(self.target_modules)
         missing = sorted({"question", "context", "answers"} - set(self.columns))
         if missing:
-            raise ConfigError(f"columns must map our fields question, context, answers to dataset columns; "
-                              f"missing {missing}.")
+            raise setting_error("columns", f"columns must map our fields question, context, answers to dataset columns; "
+                                f"missing {missing}", 'map all three, e.g. {"question": "q", "context": "passage", '
+                                '"answers": "a"}')
+        return self
+
+    def check_paths(self) -> QAConfig:
+        """Check that a ``dataset`` or ``model_id`` that is a local path exists; returns ``self``.
+
+        Local: a dataset ending in ``.json``/``.jsonl`` (what :func:`utils.qa.data.load_qa_split` reads as a file),
+        or either setting written as a path (absolute, ``./``, ``../``, ``~``, or more than one ``/``; a Hub id is
+        ``owner/name``). Not part of :meth:`validate`, so that a stored ``training_params.json`` stays readable after
+        its data moved; :meth:`resolve` and :func:`utils.qa.training.train_qa` call it.
+
+        Raises:
+            ConfigError: the dataset file or the model folder does not exist, or the model folder holds no
+                ``config.json``.
+        """
+        dataset = Path(self.dataset).expanduser()
+        if self.dataset.endswith((".json", ".jsonl")) or _looks_local(self.dataset):
+            if not dataset.is_file():
+                what = "is a folder, not a file" if dataset.is_dir() else "does not exist"
+                raise setting_error("dataset", f"the dataset file {self.dataset} {what}",
+                                    "point DATASET (--dataset) at a SQuAD JSON or JSON Lines file (e.g. data/qa/train.json), "
+                                    "or give a Hub dataset id such as rajpurkar/squad")
+        if _looks_local(self.model_id):
+            folder = Path(self.model_id).expanduser()
+            if not folder.is_dir():
+                raise setting_error("model_id", f"the model folder {self.model_id} does not exist",
+                                    "point MODEL_ID (--model-id) at a folder saved with save_pretrained, or give a Hub id "
+                                    f"such as {PHI2_ID}")
+            if not (folder / "config.json").is_file():
+                raise setting_error("model_id", f"the model folder {self.model_id} holds no config.json, so it is not a "
+                                    "saved model", "point MODEL_ID (--model-id) at the folder save_pretrained wrote")
         return self
 
     # ------------------------------------------------------------------ views
@@ -231,21 +291,88 @@ def _preset_values(preset: str) -> dict[str, Any]:
     return dict(ASSIGNMENT) if preset == "assignment" else {}
 
 
-# ---------------------------------------------------------------------- types
+# ---------------------------------------------------------------------- errors and types
+def _where(name: str) -> str:
+    """A setting as the notebook's parameters cell and the command line spell it: ``MAX_STEPS (--max-steps)``."""
+    return f"{name.upper()} (--{name.replace('_', '-')})" if name in QAConfig.field_names() else name
+
+
+def setting_error(name: str, problem: str, fix: str) -> ConfigError:
+    """:func:`utils.errors.input_error`'s message as a :class:`ConfigError`, where = the setting as the notebook and
+    the command line spell it (``MAX_STEPS (--max-steps)``); for any check of a setting, here or where it is used."""
+    return ConfigError(*input_error(_where(name), problem, fix).args)
+
+
+def _default(name: str) -> Any:
+    f = next(f for f in dataclasses.fields(QAConfig) if f.name == name)
+    value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _example(name: str) -> str:
+    """The fix for a number out of range: what the setting means, and the full profile's value."""
+    meaning = next(f for f in dataclasses.fields(QAConfig) if f.name == name).metadata["help"]
+    return f"set it to a value that fits ({meaning}); the full profile uses {_default(name)!r}"
+
+
 def _check_names(settings: Mapping[str, Any]) -> None:
     unknown = sorted(set(settings) - set(QAConfig.field_names()))
     if unknown:
-        raise ConfigError(f"unknown QA setting(s) {unknown}; the settings are: {', '.join(QAConfig.field_names())}.")
+        close = {u: difflib.get_close_matches(u, QAConfig.field_names(), n=1) for u in unknown}
+        hint = ", ".join(f"{u} -> {c[0]}" for u, c in close.items() if c)
+        raise setting_error("QA settings", f"unknown QA setting(s) {unknown}; the settings are: "
+                            f"{', '.join(QAConfig.field_names())}",
+                            f"correct the name{f' ({hint})' if hint else ''}, or drop it")
 
 
 def _as_names(value: Any, name: str) -> tuple[str, ...]:
     """A list of layer names as a tuple; a bare string is an error (it would be split into characters)."""
     if isinstance(value, str):
-        raise ConfigError(f"{name} must be a list of layer names, e.g. [{value!r}], not the string {value!r}.")
-    try:
-        return tuple(value)
-    except TypeError as err:
-        raise ConfigError(f"{name} must be a list of layer names, got {value!r}.") from err
+        raise setting_error(name, f"{name} must be a list of layer names, e.g. [{value!r}], not the string {value!r} "
+                            "(a string would be read one character at a time)",
+                            f"write it as a list, [{value!r}] (on the command line: --{name.replace('_', '-')} {value})")
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        raise setting_error(name, f"{name} must be a list of layer names, got {value!r} ({type(value).__name__})",
+                            f"write it as a list of names, e.g. {list(PHI2_TARGETS)} for Phi-2")
+    return tuple(value)
+
+
+def _check_targets(names: tuple[str, ...]) -> None:
+    """``target_modules``: not empty, no empty or repeated name, ``"all-linear"`` only alone (peft's keyword).
+    Whether each name exists in the model is checked when the model is there
+    (:func:`utils.models.adapters.check_target_modules`)."""
+    if not names:
+        raise setting_error("target_modules", "target_modules is empty: no layer would get LoRA",
+                            f"name the linear layers that get LoRA, e.g. {list(PHI2_TARGETS)} for Phi-2, or [{ALL_LINEAR!r}]")
+    if any(not n.strip() for n in names):
+        raise setting_error("target_modules", f"target_modules holds an empty name: {list(names)}", "remove it")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise setting_error("target_modules", f"target_modules names {repeated} more than once: {list(names)}",
+                            "name each layer once")
+    if ALL_LINEAR in names and len(names) > 1:
+        raise setting_error("target_modules", f"{ALL_LINEAR!r} (every linear layer) cannot be combined with layer names: "
+                            f"{list(names)}", f"use [{ALL_LINEAR!r}] alone, or only layer names")
+
+
+def _check_optimizer(name: str) -> None:
+    """``optimizer`` must be one of transformers' ``OptimizerNames`` (else ``TrainingArguments`` fails later)."""
+    from transformers.training_args import OptimizerNames
+
+    known = [o.value for o in OptimizerNames]
+    if name not in known:
+        close = [k for k in known if k.startswith(name)][:3] or difflib.get_close_matches(name, known, n=3)
+        raise setting_error("optimizer", f"unknown optimizer {name!r}; transformers' optim names include "
+                            f"{['adamw_torch', 'adamw_torch_fused', 'paged_adamw_8bit', 'paged_adamw_32bit', 'sgd']}"
+                            + (f" (close: {close})" if close else ""),
+                            "use 'paged_adamw_8bit' (QLoRA's) or 'adamw_torch' (32-bit AdamW); all names: "
+                            "transformers.training_args.OptimizerNames")
+
+
+def _looks_local(value: str) -> bool:
+    """Whether a model or dataset name is written as a local path rather than a Hub id (``owner/name``)."""
+    return (os.path.isabs(value) or value.startswith(("./", "../", "~", ".\\", "..\\")) or "\\" in value
+            or value.count("/") > 1)
 
 
 def _check_type(name: str, value: Any, hint: Any) -> None:
@@ -261,10 +388,15 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
     else:
         ok = isinstance(value, hint)
     if not ok:
-        raise ConfigError(f"{name} must be {_describe(hint)}, got {value!r} ({type(value).__name__}).")
+        raise setting_error(name, f"{name} must be {_describe(hint)}, got {value!r} ({type(value).__name__})",
+                            f"write it like the default, {_default(name)!r}")
 
 
 def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return "a list of strings"
+    if typing.get_origin(hint) is dict:
+        return "a mapping of strings to strings"
     return {int: "an integer", float: "a number", bool: "True or False", str: "a string"}.get(
         hint, str(hint).replace("typing.", ""))
 
@@ -296,17 +428,17 @@ def read_params(folder: str | Path) -> tuple[QAConfig, dict[str, Any]]:
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}); it was damaged or edited by "
-                          "hand. Retrain the adapter, or restore the file.") from None
+        raise setting_error(str(path), f"the file is not valid JSON ({err.msg}, line {err.lineno}); it was damaged or "
+                            "edited by hand", "retrain the adapter, or restore the file") from None
     schema = payload.get("schema") if isinstance(payload, dict) else None
     if schema != PARAMS_SCHEMA:
-        raise ConfigError(f"{path} has schema {schema!r}; "
-                          f"this course reads schema {PARAMS_SCHEMA}. Retrain the adapter with this version "
-                          "of notebook 04 or utils.cli.finetune.")
-    stored = payload.get("config", {})
+        raise setting_error(str(path), f"the file has schema {schema!r}; this course reads schema {PARAMS_SCHEMA}",
+                            "retrain the adapter with this version of notebook 04 or utils.cli.finetune")
+    stored = payload.get("config")
+    stored = stored if isinstance(stored, dict) else {}
     fields = set(QAConfig.field_names())
     missing, unknown = sorted(fields - set(stored)), sorted(set(stored) - fields)
     if missing or unknown:
-        raise ConfigError(f"{path}: settings missing {missing}, unknown {unknown}; it was not written by this "
-                          "version of the course. Retrain the adapter.")
+        raise setting_error(str(path), f"settings missing {missing}, unknown {unknown}; it was not written by this version "
+                            "of the course", "retrain the adapter")
     return QAConfig(**stored).validate(), dict(payload.get("run", {}))

@@ -11,6 +11,8 @@ the language-model head runs only at the positions whose next token is graded (t
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,8 +29,9 @@ from transformers import (
 
 from utils import progress
 from utils.bnb_cpu import keep_4bit_trainable
+from utils.errors import InputError, input_error
 from utils.models.loading import checkpointing_arguments, mixed_precision
-from utils.qa.config import PARAMS_FILE, QAConfig, read_params, save_params
+from utils.qa.config import PARAMS_FILE, QAConfig, read_params, save_params, setting_error
 from utils.qa.data import IGNORE_INDEX
 
 
@@ -98,16 +101,18 @@ class PaddedCollator:
     """
 
     def __init__(self, pad_token_id: int, max_length: int | None = None):
-        if max_length is not None and max_length <= 0:
-            raise ValueError(f"max_length must be positive or None, got {max_length}.")
+        """Raises InputError unless ``max_length`` is None or a positive integer."""
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0):
+            raise input_error("PaddedCollator max_length", f"must be a positive integer or None, got {max_length!r}",
+                              "pass the max_length the examples were encoded with, or None (pad to the longest)")
         self.pad_token_id, self.max_length = pad_token_id, max_length
 
     def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
         longest = max(len(f["input_ids"]) for f in features)
         width = self.max_length or longest
         if longest > width:
-            raise ValueError(f"an example has {longest} tokens, more than max_length={width}: encode with a "
-                             "max_length no larger than the collator's.")
+            raise input_error("PaddedCollator", f"an example has {longest} tokens, more than max_length={width}",
+                              "encode with a max_length no larger than the collator's")
         input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(features), width), dtype=torch.long)
@@ -128,8 +133,10 @@ class RoundUpPacked:
     """
 
     def __init__(self, collator: Any, multiple: int, pad_token_id: int):
-        if multiple <= 0:
-            raise ValueError(f"multiple must be positive, got {multiple}.")
+        """Raises InputError unless ``multiple`` is a positive integer."""
+        if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple <= 0:
+            raise input_error("pack_multiple", f"multiple must be a positive integer, got {multiple!r}",
+                              "pass e.g. 256 (QAConfig.pack_multiple), or 1 for no rounding")
         self.collator, self.multiple, self.pad_token_id = collator, multiple, pad_token_id
 
     def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
@@ -220,13 +227,21 @@ def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features
     the padding-free ``DataCollatorWithFlattening`` (or e.g. :class:`PaddedCollator`); with
     ``answer_logits_only`` the LM head runs on answer positions only (:class:`AnswerLogitsCollator`).
     Output: one progress bar over the steps (none if not ``progress_bar``), no table, no printed logs
-    (:func:`utils.progress.quiet`); the losses are in ``trainer.state.log_history``."""
+    (:func:`utils.progress.quiet`); the losses are in ``trainer.state.log_history``.
+
+    Raises:
+        InputError: ``train_features`` is empty.
+    """
+    train_features = list(train_features)
+    if not train_features:
+        raise input_error("train_features", "there are no examples to train on",
+                          "check the dataset and that max_length lets examples fit (utils.qa.data.encode_rows)")
     disable_kv_cache(model)
     keep_4bit_trainable(model)  # undo any CPU inference repacking an earlier eval pass did (utils.bnb_cpu)
     collator = collator if collator is not None else DataCollatorWithFlattening()
     if answer_logits_only:
         collator = AnswerLogitsCollator(collator)
-    trainer = Trainer(model=model, args=args, train_dataset=list(train_features), data_collator=collator,
+    trainer = Trainer(model=model, args=args, train_dataset=train_features, data_collator=collator,
                       compute_loss_func=answer_logits_loss if answer_logits_only else None,
                       callbacks=[NonFiniteGuard(), *callbacks])
     return progress.quiet(trainer, bar=progress_bar)
@@ -249,19 +264,163 @@ def save_adapter(model: torch.nn.Module, tokenizer: Any, folder: str | Path, con
     return folder
 
 
-def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, quiet: bool = False,
-             callbacks: Sequence[TrainerCallback] = (), **run_info: Any) -> dict[str, Any]:
+class OutputExistsError(InputError, FileExistsError):
+    """An output folder holds results that a run would overwrite (or checkpoints it cannot continue from). An
+    :class:`~utils.errors.InputError` and a ``FileExistsError``."""
+
+
+CHECKPOINTS = "checkpoints"  # train_qa's Trainer checkpoints, under its output folder
+RESULT_FILES = ("adapter_config.json", "adapter_model.safetensors", PARAMS_FILE)  # what save_adapter writes
+RESUMABLE_CHANGES = ("max_steps", "logging_steps", "save_steps")  # settings a resumed run may change
+
+
+def last_checkpoint(folder: str | Path) -> Path | None:
+    """The newest ``checkpoint-<step>`` folder (with its ``trainer_state.json``) in ``folder``, or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    steps = [(int(p.name.split("-", 1)[1]), p) for p in folder.glob("checkpoint-*")
+             if p.name.split("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()]
+    return max(steps)[1] if steps else None
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``out`` (and its parents) and write a probe file there, or raise InputError saying why not."""
+    if out.exists() and not out.is_dir():
+        raise input_error(f"--output-dir {out}", "it is a file, not a folder",
+                          "choose a folder (it is created if missing), e.g. outputs/phi2-qa-adapter")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise input_error(f"--output-dir {out}", f"it cannot be created or written to ({err.strerror or err})",
+                          "choose a folder you can write to (check that no part of the path is a file, and its "
+                          "permissions)") from None
+
+
+def check_output_dir(output_dir: str | Path, config: QAConfig, *, resume: bool = False, overwrite: bool = False,
+                     checkpoints: str | Path | None = None) -> Path | None:
+    """Check ``output_dir`` for a run of ``config`` before anything is loaded (and create it): nothing a run wrote
+    there before is overwritten unless asked, and a resumed run continues the same settings.
+
+    Args:
+        checkpoints: the Trainer's checkpoint folder (default ``output_dir/checkpoints``, :func:`train_qa`'s; notebook
+            04 keeps them apart, in ``CHECKPOINT_DIR``).
+
+    Returns:
+        the checkpoint to resume from (with ``resume``), else None.
+
+    Raises:
+        InputError: ``resume`` and ``overwrite`` both set; ``output_dir`` (or ``checkpoints``) is a file, or cannot
+            be created or written to; with ``resume``, no checkpoint in ``checkpoints`` or one written with other
+            settings (only max_steps, logging_steps and save_steps may change).
+        OutputExistsError: without ``resume`` or ``overwrite``, ``output_dir`` holds an adapter or a
+            training_params.json, or ``checkpoints`` a checkpoint, of an earlier run (an InputError and a
+            FileExistsError).
+    """
+    out = Path(output_dir).expanduser()
+    checkpoints = out / CHECKPOINTS if checkpoints is None else Path(checkpoints).expanduser()
+    if not isinstance(resume, bool) or not isinstance(overwrite, bool):
+        raise input_error("resume / overwrite", f"must be True or False, got {resume!r} and {overwrite!r}",
+                          "pass booleans (--resume, --overwrite on the command line)")
+    if resume and overwrite:
+        raise input_error("--resume and --overwrite", "both were given: --resume continues the run in "
+                          f"{out}, --overwrite starts it again", "pass one of them")
+    _check_writable(out)
+    _check_writable(checkpoints)
+    checkpoint = last_checkpoint(checkpoints)
+    if resume:
+        if checkpoint is None:
+            raise input_error("--resume", f"there is no checkpoint to resume from in {checkpoints}",
+                              f"drop --resume to start a new run there (checkpoints are written every save_steps="
+                              f"{config.save_steps} steps), or point --output-dir at the run to continue")
+        for folder in (checkpoints, out):  # the settings the checkpoints were written with, else the adapter's
+            if (folder / PARAMS_FILE).is_file():
+                stored, _ = read_params(folder)
+                differ = {k: [getattr(stored, k), getattr(config, k)] for k in QAConfig.field_names()
+                          if k not in RESUMABLE_CHANGES and getattr(stored, k) != getattr(config, k)}
+                if differ:
+                    raise input_error("--resume", f"the checkpoints in {checkpoints} were written with other "
+                                      f"settings (stored, given: {differ}); only {list(RESUMABLE_CHANGES)} may change "
+                                      "when a run is resumed", f"resume with the stored settings "
+                                      f"({folder / PARAMS_FILE}), or start a new run with --overwrite or another "
+                                      "--output-dir")
+                break
+        return checkpoint
+    earlier = [name for name in RESULT_FILES if (out / name).exists()]
+    if checkpoint is not None:
+        earlier.append(str(checkpoint.relative_to(out)) if checkpoint.is_relative_to(out) else str(checkpoint))
+    if earlier and not overwrite:
+        raise OutputExistsError(*input_error(
+            f"--output-dir {out}", f"it holds the results of an earlier run ({', '.join(earlier)}), which this run "
+            "would overwrite", "pass --overwrite (overwrite=True) to replace them, --resume (resume=True) to continue "
+            "that run from its last checkpoint, or choose another --output-dir").args)
+    return None
+
+
+def start_run(checkpoints: str | Path, config: QAConfig, *, overwrite: bool = False, **run_info: Any) -> None:
+    """What a run does once :func:`check_output_dir` let it start, in the main process only: with ``overwrite``
+    delete the earlier run's checkpoints (else the Trainer's rotation, which keeps the highest step numbers, could
+    keep the old run's and delete the new run's), then record ``config`` next to the checkpoints (the settings a
+    later ``resume`` is compared with)."""
+    checkpoints = Path(checkpoints)
+    if overwrite and checkpoints.is_dir():
+        shutil.rmtree(checkpoints)
+    save_params(checkpoints, config, {**run_info, "state": "checkpoints of this run"})
+
+
+def check_max_length(config: QAConfig, tokenizer: Any, fmt: Any) -> None:
+    """Check that ``config.max_length`` can hold an example at all: the prompt format's fixed text (a question and
+    context of one token each), one answer token and the end-of-sequence token.
+
+    Raises:
+        ConfigError: naming max_length, the tokens the format needs and the fix.
+    """
+    context = "x" if config.text_format == "squad" else ""
+    head, piece, tail = fmt.parts("x", context)
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    fixed = count(head) + count(tail) + (1 if piece else 0)
+    minimum = fixed + count(fmt.answer_prefix + "x") + 1
+    if config.max_length < minimum:
+        raise setting_error("max_length", f"max_length={config.max_length} tokens cannot hold any example: the "
+                            f"{fmt.style} prompt of {config.model_id} with a one-token question"
+                            f"{' and context' if piece else ''} takes {fixed} tokens, and an answer token and the end "
+                            f"token make {minimum}", "raise max_length well above that (the course uses 192 for "
+                            "SmolLM2 and 384 for Phi-2); a longer prompt loses context, never the answer")
+
+
+def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+             quiet: bool = False, callbacks: Sequence[TrainerCallback] = (), **run_info: Any) -> dict[str, Any]:
     """Notebook 04's recipe end to end, as ``python -m utils.cli.finetune`` runs it: load the data and the base
     model in 4-bit, add LoRA, train, and save the adapter with ``training_params.json`` in ``output_dir``.
 
+    Nothing is lost: a folder that holds an earlier run's adapter or checkpoints is refused unless ``overwrite``
+    (which deletes its old checkpoints first; the old adapter stays until the new one is saved) or ``resume``
+    (which continues from the newest checkpoint, written every ``save_steps`` with the optimizer, scheduler and
+    random states, so an interrupted run ends as it would have uninterrupted; tested).
+
     Args:
         config: the settings (:meth:`QAConfig.resolve`); its ``seed`` seeds everything.
-        output_dir: the adapter's folder; checkpoints go to ``output_dir/checkpoints``.
-        resume: continue from the newest checkpoint there.
+        output_dir: the adapter's folder; checkpoints go to ``output_dir/checkpoints``, with the settings
+            (``training_params.json``) they are written with.
+        resume: continue from the newest checkpoint there (same settings; max_steps, logging_steps and
+            save_steps may change).
+        overwrite: replace an earlier run's results in ``output_dir``.
         quiet: no progress bar and no printed logs (the losses are in the returned record).
+        callbacks: extra ``TrainerCallback``\\ s.
         run_info: recorded in the run's record (e.g. ``profile``, ``preset``).
     Returns:
         The run's record (``training_params.json``'s ``"run"``): steps, seconds, losses, example counts, ...
+
+    Raises:
+        InputError: all before the model is loaded: ``config`` is not a valid QAConfig
+            (:class:`~utils.qa.config.ConfigError`: :meth:`~QAConfig.validate`, :meth:`~QAConfig.check_paths`,
+            :func:`check_max_length`); ``output_dir`` cannot be used (:func:`check_output_dir`; an earlier run's
+            results there: :class:`OutputExistsError`).
     """
     from transformers import AutoModelForCausalLM, set_seed
 
@@ -269,23 +428,31 @@ def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, 
     from utils.models.adapters import add_lora
     from utils.qa import data
 
+    if not isinstance(config, QAConfig):
+        raise input_error("config", f"must be a utils.qa.config.QAConfig, got {type(config).__name__}",
+                          "build it with QAConfig.resolve(profile, preset, **settings)")
+    config.validate().check_paths()
+    out = Path(output_dir).expanduser()
+    checkpoint = check_output_dir(out, config, resume=resume, overwrite=overwrite)
     set_seed(config.seed)
     rows = data.load_qa_split(config.dataset, config.train_split,
                               config.columns if config.text_format == "squad" else None, config.text_format,
                               limit=config.train_size or None, seed=config.seed)
     tokenizer, architecture = load_tokenizer(config.model_id)
     fmt = data.PromptFormat(architecture.prompt_style, tokenizer)
+    check_max_length(config, tokenizer, fmt)
     features, counts = data.encode_rows(rows, tokenizer, config.max_length, source=config.dataset, fmt=fmt)
     model = load_model(config.model_id, AutoModelForCausalLM, bnb_4bit_config())
     model = add_lora(model, config.lora_rank, config.lora_alpha, list(config.target_modules),
                      dropout=config.lora_dropout, task_type="CAUSAL_LM",
                      gradient_checkpointing=config.gradient_checkpointing)
-    out = Path(output_dir)
-    targs = training_arguments(out / "checkpoints", config, disable_tqdm=quiet)
+    targs = training_arguments(out / CHECKPOINTS, config, disable_tqdm=quiet)
     trainer = make_trainer(model, targs, features, callbacks=callbacks,
                            collator=packing_collator(tokenizer.pad_token_id, config.pack_multiple),
                            answer_logits_only=config.answer_logits_only, progress_bar=not quiet)
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    if trainer.is_world_process_zero():  # every process has checked the folder by now (they start together)
+        start_run(out / CHECKPOINTS, config, overwrite=overwrite, **run_info)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     run = {**run_info, "world_size": trainer.args.world_size, "steps": trainer.state.global_step,
            "seconds": result.metrics["train_runtime"], "losses": loss_history(trainer)[1], "examples": counts,
            "device": str(next(model.parameters()).device)}
@@ -296,21 +463,29 @@ def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, 
 
 def ensure_trained(config: QAConfig, folder: str | Path, **train_kwargs: Any) -> tuple[dict[str, Any], bool]:
     """The adapter trained with exactly ``config`` in ``folder``: reused if it is there, else trained
-    (:func:`train_qa`). Returns ``(run, reused)``.
+    (:func:`train_qa`; continued from its checkpoints if an earlier call with the same settings was interrupted).
+    Returns ``(run, reused)``.
 
     Raises:
-        FileExistsError: ``folder`` holds an adapter trained with other settings; it is never overwritten
-            (the message names the settings that differ).
+        OutputExistsError: ``folder`` holds an adapter (or checkpoints) of other settings; it is never overwritten
+            (the message names the settings that differ). An InputError and a FileExistsError.
     """
     folder = Path(folder)
-    if (folder / PARAMS_FILE).is_file():
-        stored, run = read_training_params(folder)
-        if stored == config:
+    for where in (folder, folder / CHECKPOINTS):
+        if not (where / PARAMS_FILE).is_file():
+            continue
+        stored, run = read_params(where)
+        if stored == config and where == folder:
             return run, True
+        if stored == config:  # an interrupted run of these settings: continue it (if it got to a checkpoint)
+            train_kwargs.setdefault("resume", last_checkpoint(where) is not None)
+            break
         differ = {k: [getattr(stored, k), getattr(config, k)] for k in QAConfig.field_names()
                   if getattr(stored, k) != getattr(config, k)}
-        raise FileExistsError(f"{folder} holds an adapter trained with other settings (stored, wanted: {differ}); "
-                              "it is left as it is. Delete it, or choose another folder.")
+        what = "an adapter" if where == folder else "checkpoints of an unfinished run"
+        raise OutputExistsError(*input_error(
+            str(folder), f"it holds {what} trained with other settings (stored, wanted: {differ}); it is left as it "
+            "is", "delete it, or choose another folder").args)
     return train_qa(config, folder, **train_kwargs), False
 
 
