@@ -1,4 +1,4 @@
-"""utils.report.build_folder_once: readers never see a half-built folder, concurrent builders do not collide."""
+"""utils.report: build_folder_once (readers never see a half-built folder, concurrent builders do not collide), move_aside."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from utils import report
 from utils.report import build_folder_once
 
 
@@ -60,3 +61,15 @@ def test_when_another_process_finishes_first_its_copy_is_kept(tmp_path: Path) ->
     build_folder_once(folder, slow_build, _recipe_is("v1"))
     assert (folder / "weights.bin").read_text() == "other process"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_move_aside_keeps_the_earlier_run_under_a_new_name(tmp_path):
+    run = tmp_path / "adapter"
+    run.mkdir()
+    (run / "adapter_config.json").write_text("{}")
+    first = report.move_aside(run)
+    run.mkdir()
+    second = report.move_aside(run)  # the same second: a suffix, never an overwrite
+    assert not run.exists() and first != second
+    assert (first / "adapter_config.json").read_text() == "{}" and second.is_dir()
+    assert first.name.startswith("adapter.old-") and second.parent == tmp_path

@@ -66,6 +66,20 @@ def build_folder_once(folder: str | Path, build: Callable[[Path], None], is_curr
     return folder
 
 
+def move_aside(path: str | Path) -> Path:
+    """Keep an earlier run's file or folder by renaming it to ``<name>.old-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``...
+    if taken) next to it, so that a new run can use the name: nothing is deleted. Returns the new path."""
+    from datetime import datetime
+
+    path = Path(path)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target, n = path.with_name(f"{path.name}.old-{stamp}"), 2
+    while target.exists():
+        target, n = path.with_name(f"{path.name}.old-{stamp}-{n}"), n + 1
+    path.rename(target)
+    return target
+
+
 def _plain(value: Any) -> Any:
     """Turn tensors, numpy numbers and non-finite floats into JSON-safe Python values."""
     if hasattr(value, "tolist"):

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import input_error
+from utils.report import move_aside
 
 DEFAULT_METRICS = ("accuracy", "macro_f1")
 # columns that tell configurations apart (a row's "configuration" = these, minus the seed)
@@ -432,18 +433,6 @@ def scan_runs(output_dir: str | Path, results_name: str) -> dict[str, RunFolder]
     return found
 
 
-def _move_aside(run_dir: Path) -> Path:
-    """Rename a finished run's folder to ``<run-id>.old-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... if taken)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    target = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
-    n = 2
-    while target.exists():
-        target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
-        n += 1
-    run_dir.rename(target)
-    return target
-
-
 # ----------------------------------------------------------------------------------------------
 # running
 # ----------------------------------------------------------------------------------------------
@@ -575,7 +564,7 @@ def run_sweep(notebook: str | Path, points: list[dict[str, Any]], output_dir: st
                 sweep.skipped.append(rid)
                 say(f"[{i}/{total}] {rid}: finished earlier, skipped (--force re-runs it)")
                 continue
-            sweep.replaced[rid] = _move_aside(run_dir)
+            sweep.replaced[rid] = move_aside(run_dir)
             say(f"[{i}/{total}] {rid}: earlier results kept in {sweep.replaced[rid]}")
         else:  # a failed or interrupted run's leftovers must not pass for this run's results
             results_file.unlink(missing_ok=True)
