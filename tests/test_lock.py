@@ -35,6 +35,7 @@ def test_every_notebook_installs_the_locked_versions_on_colab(monkeypatch):
         cell = "".join(json.loads(path.read_text())["cells"][1]["source"])
         assert "from utils.colab import setup" in cell and "setup()" in cell and "pip" not in cell, path.name
     calls = []
+    monkeypatch.setattr(colab, "installed_version", lambda package: None)  # a runtime without any of them
     monkeypatch.setattr(colab.subprocess, "run", lambda cmd, check: calls.append((cmd, check)))
     nodeps = lock.colab_requirements(packages=lock.COLAB_NODEPS)
     assert colab.setup() == lock.colab_requirements() + nodeps

@@ -32,6 +32,7 @@ def test_opens_with_title_colab_versions_and_parameters(path):
     assert "What you will learn" in nb.cells[0].source
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert 'if "google.colab" in sys.modules:' in code[0].source, "first code cell must be the Colab set-up"
+    assert "check=True" in code[0].source, "the Colab cell must stop when the clone fails (tests/test_colab.py)"
     assert "environment_report()" in code[1].source, "second code cell prints versions and device"
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged `parameters` (papermill)"

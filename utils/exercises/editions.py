@@ -79,8 +79,10 @@ def has_exercises(path: Path) -> bool:
     return any("exercise" in _tags(c) for c in nb.cells)
 
 
-def build(out_dir: Path, notebooks: list[Path] | None = None) -> list[Path]:
-    """Write the student edition of each notebook (default: those with exercises) to ``out_dir``."""
+def build(out_dir: Path, notebooks: list[Path] | None = None, path_in_repo: str | None = None) -> list[Path]:
+    """Write the student edition of each notebook (default: those with exercises) to ``out_dir``; returns the
+    notebooks written. With ``path_in_repo`` (where ``out_dir`` is committed, relative to the repository root),
+    also ``out_dir/README.md``: one "Open in Colab" badge per student notebook, for publish.json's repository."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks or [p for p in course_notebooks() if has_exercises(p)]:
@@ -89,6 +91,12 @@ def build(out_dir: Path, notebooks: list[Path] | None = None) -> list[Path]:
         target = out_dir / path.name
         nbformat.write(student_edition(nb), str(target))
         written.append(target)
+    if path_in_repo is not None:
+        from utils import publish
+
+        where = publish.load()
+        (out_dir / "README.md").write_text(publish.student_readme(written, path_in_repo, where["repo"],
+                                                                  where["branch"]), encoding="utf-8")
     return written
 
 
