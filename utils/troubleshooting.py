@@ -54,6 +54,22 @@ def _sweep_unknown_parameter(folder: Path) -> None:
     check_sweep(NOTEBOOK_DIR / "03_lora_rank_ablation.ipynb", [{"LORA_RANK": [4]}], folder / "sweep")
 
 
+def _qa_setting(**setting: object) -> None:
+    from utils.qa.config import QAConfig
+
+    QAConfig.resolve("smoke", **setting)
+
+
+def _train_over_earlier_run(folder: Path) -> None:
+    from utils.qa import training
+    from utils.qa.config import QAConfig
+
+    run = folder / "phi2-qa-adapter"
+    run.mkdir()
+    _write(run, "adapter_config.json", "{}")
+    training.check_output_dir(run, QAConfig.resolve("smoke"))
+
+
 # (what the user did, a function that does it in a temporary folder and must raise InputError)
 CASES: list[tuple[str, Callable[[Path], None]]] = [
     ("an empty CSV", lambda d: _labelled(d, "tickets.csv", "")),
@@ -67,6 +83,9 @@ CASES: list[tuple[str, Callable[[Path], None]]] = [
     ("a SQuAD file without a field", _missing_field),
     ("a SQuAD answer that is not at its answer_start", _misplaced_answer),
     ("a sweep parameter the notebook does not have", _sweep_unknown_parameter),
+    ("LoRA target modules as one string", lambda d: _qa_setting(target_modules="q_proj")),
+    ("LoRA rank 0", lambda d: _qa_setting(lora_rank=0)),
+    ("training into the folder of an earlier run", _train_over_earlier_run),
 ]
 
 
