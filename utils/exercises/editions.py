@@ -31,7 +31,8 @@ from utils.notebooks import course_notebooks
 EXERCISES_HEADING = "## Exercises"
 
 
-def _tags(cell) -> list[str]:
+def cell_tags(cell) -> list[str]:
+    """A cell's tags (``exercise``, ``solution``, ``check``, ``parameters`` ...)."""
     return cell.get("metadata", {}).get("tags", [])
 
 
@@ -47,7 +48,7 @@ def check_layout(nb, name: str = "notebook") -> None:
     """Raise ValueError unless exercise/solution/check cells sit in the exercise section, each
     solution directly follows an exercise cell, and every exercise is followed by a check."""
     start = exercise_start(nb)
-    tagged = [(i, t) for i, c in enumerate(nb.cells) for t in _tags(c) if t in ("exercise", "solution", "check")]
+    tagged = [(i, t) for i, c in enumerate(nb.cells) for t in cell_tags(c) if t in ("exercise", "solution", "check")]
     if not tagged:
         raise ValueError(f"{name}: no cells tagged 'exercise', 'solution' and 'check' in its exercise section")
     early = [i for i, _ in tagged if i < start]
@@ -65,7 +66,7 @@ def student_edition(nb):
     """A copy of ``nb`` without its ``solution`` cells (outputs cleared)."""
     check_layout(nb)
     student = copy.deepcopy(nb)
-    student.cells = [c for c in student.cells if "solution" not in _tags(c)]
+    student.cells = [c for c in student.cells if "solution" not in cell_tags(c)]
     for cell in student.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -76,7 +77,7 @@ def student_edition(nb):
 def has_exercises(path: Path) -> bool:
     """Whether the notebook has cells tagged ``exercise``."""
     nb = nbformat.read(str(path), as_version=4)
-    return any("exercise" in _tags(c) for c in nb.cells)
+    return any("exercise" in cell_tags(c) for c in nb.cells)
 
 
 def build(out_dir: Path, notebooks: list[Path] | None = None, path_in_repo: str | None = None) -> list[Path]:
@@ -100,12 +101,17 @@ def build(out_dir: Path, notebooks: list[Path] | None = None, path_in_repo: str 
     return written
 
 
+def setup_end(nb) -> int:
+    """Index of the notebook's first ``## `` heading: the cells before it are its set-up (Colab cell, imports,
+    versions, parameters), which the exercise section needs."""
+    return next(i for i, c in enumerate(nb.cells) if i > 0 and c.cell_type == "markdown"
+                and c.source.lstrip().startswith("## "))
+
+
 def _setup_and_exercises(path: Path) -> list:
     """A notebook's code and markdown cells before its first ``## `` heading, then its whole exercise section."""
     nb = nbformat.read(str(path), as_version=4)
-    first_heading = next(i for i, c in enumerate(nb.cells) if i > 0 and c.cell_type == "markdown"
-                         and c.source.lstrip().startswith("## "))
-    return nb.cells[:first_heading] + nb.cells[exercise_start(nb):]
+    return nb.cells[:setup_end(nb)] + nb.cells[exercise_start(nb):]
 
 
 def verify(student_path: Path, instructor_path: Path | None = None, timeout: int = 600) -> dict[str, int]:
@@ -146,7 +152,7 @@ def verify_many(student_paths: list[Path], instructor_paths: list[Path] | None =
     for name, instructor_name, start, n_student, n_instructor in parts:
         checks = failed = passed = 0
         for cell, errors in [r for r in ran[start:start + n_student] if r[0].cell_type == "code"]:
-            if "check" in _tags(cell):
+            if "check" in cell_tags(cell):
                 checks += 1
                 if errors and errors[0].ename == "CheckFailed":
                     failed += 1
@@ -161,6 +167,6 @@ def verify_many(student_paths: list[Path], instructor_paths: list[Path] | None =
             if errors:
                 raise AssertionError(f"{instructor_name}: with the solutions, this cell failed:\n{cell.source}\n"
                                      f"{errors[0].ename}: {errors[0].evalue}")
-            passed += "check" in _tags(cell)
+            passed += "check" in cell_tags(cell)
         results[name] = {"checks": checks, "failed_as_expected": failed, "passed_with_solution": passed}
     return results
