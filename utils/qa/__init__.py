@@ -4,4 +4,5 @@
 ``data``       SQuAD-format (and guanaco) data, Phi-2 prompts, answer-only labels, context truncation
 ``precision``  the fp16 overflow guard (Colab's T4) and fp32 attention
 ``training``   Trainer arguments, packing collators, answer-only logits, saving the adapter
+``storage``    keeping the adapter between runtimes (Google Drive, the Hub) and finding it again (notebook 05)
 """
