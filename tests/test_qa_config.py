@@ -138,7 +138,7 @@ def test_an_adapter_trained_by_the_command_line_is_evaluated_by_notebook_05(tmp_
     adapter = tmp_path / "cli-adapter"
     finetune.main(["--output-dir", str(adapter), "--model-id", tiny_base, "--target-modules", *PHI_TARGETS,
                    "--max-length", "128", "--max-steps", "4"])
-    executed = notebooks.run_notebook(NB05, tmp_path, {"ADAPTER_DIR": str(adapter), "EVAL_SIZE": 8, "SEEDS": 2,
+    executed = notebooks.run_notebook(NB05, tmp_path, {"ADAPTER": str(adapter), "EVAL_SIZE": 8, "SEEDS": 2,
                                                        "TIMING_QUESTIONS": 2, "QUALITY_ASSERTS": False})
     results = json.loads((tmp_path / "05_qa_evaluation.json").read_text())
     assert results["adapter"] == str(adapter) and executed.is_file()

@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from utils import memory
+from utils.errors import InputError
 from utils.evaluation import qa as qa_eval
 from utils.models import bnb_4bit_config, load_model, mixed_precision, tiny_phi
 from utils.models.adapters import add_lora
@@ -357,3 +358,43 @@ def test_general_text_perplexity_compares_with_and_without_the_adapter(base):
     trained = qa_eval.general_text_perplexity(lora_model(base[0]).eval(), base[1], text, max_length=64)
     assert trained["base"] == fresh["base"]  # the same 4-bit base, the same computation
     assert trained["change"] == pytest.approx(trained["tuned"] / trained["base"] - 1) and trained["change"] != 0
+
+
+def test_rows_of_fixed_length_hold_every_example_once_and_give_the_one_by_one_loss(base, features):
+    """pack_rows: static (rows, row_length) batches; each example intact, in one row, attending only to itself (the
+    loss over the rows equals each example's alone); GradedHeadLoss (head at each row's graded positions only) equals
+    the model's own loss over the rows, gradients included."""
+    L = 2 * max(len(f["input_ids"]) for f in features) + 16  # two examples and some filler per row
+    rows = training.pack_rows(features, L, pad_token_id=0)
+    assert all(len(r[k]) == L for r in rows for k in ("input_ids", "labels", "position_ids"))
+    assert sum(r["real_tokens"] for r in rows) == sum(len(f["input_ids"]) for f in features)
+    lengths = sorted(len(f["input_ids"]) for f in features)
+    assert len(rows) < len(features) and len(rows) >= math.ceil(sum(lengths) / L)  # several examples per row
+    for r in rows:  # every example starts at position 0 and is one of ours, labels included
+        starts = [i for i, p in enumerate(r["position_ids"]) if p == 0] + [L]
+        pieces = [(r["input_ids"][a:b], r["labels"][a:b]) for a, b in zip(starts, starts[1:], strict=False)]
+        real = [p for p in pieces if any(t != -100 for t in p[1])]
+        assert all(any(p == (f["input_ids"], f["labels"]) for f in features) for p in real)
+    batch = training.RowsCollator()(rows)
+    assert batch["input_ids"].shape == (len(rows), L)
+    model = lora_model(base[0])
+    model(**batch, use_cache=False).loss.backward()
+    reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    loss_func = training.GradedHeadLoss(model)
+    slim = training.GradedHeadCollator(training.RowsCollator())(rows)
+    labels = slim.pop("labels")
+    out = model(**slim, use_cache=False)
+    assert out.logits.shape[:2] == (len(rows), 1)  # the model's own head ran on one position per row
+    loss = loss_func(out, labels)
+    loss.backward()
+    tokens = len(rows) * L
+    T.assert_within(loss, one_by_one_loss(model, features), T.loss_tolerance(model, loss, tokens),
+                    what="rows with the head at graded positions vs one by one")
+    for name, p in model.named_parameters():
+        if p.requires_grad:  # same rounding argument as in the answer-logits test above
+            tol = 2**0.5 * T.loss_tolerance(model, reference[name].abs().max(), tokens)
+            T.assert_within(p.grad, reference[name], tol, what=name)
+    loss_func.handle.remove()
+    with pytest.raises(InputError, match="more than row_length=10"):
+        training.pack_rows(features, 10, pad_token_id=0)

@@ -10,7 +10,8 @@ import pytest
 from utils import readme
 
 BLOCKS = ["course-times", "gpu-memory", "gpu-qa", "multi-gpu", "smoke-ablation", "smoke-classification",
-          "smoke-figures", "smoke-quantization", "suite-runs", "train-speed", "train-speed-findings", "train-speed-run4", "troubleshooting"]
+          "smoke-figures", "smoke-quantization", "suite-runs", "train-speed", "train-speed-findings", "train-speed-run4", "train-speed-squad",
+          "troubleshooting"]
 
 
 def test_the_readmes_generated_blocks_are_what_the_committed_records_render():

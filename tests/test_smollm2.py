@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from utils.errors import InputError
 from utils.evaluation import qa as qa_eval
 from utils.models import SMOLLM2_ID, load_tokenizer, resolve_model_path, smollm2
 from utils.models.architectures import ARCHITECTURES, Architecture, architecture_of, prepare_tokenizer
@@ -194,3 +196,23 @@ def test_ensure_trained_continues_an_interrupted_run_of_the_same_settings(tmp_pa
     (tmp_path / training.CHECKPOINTS / "checkpoint-4" / "trainer_state.json").write_text("{}")
     training.ensure_trained(config, tmp_path, quiet=True)
     assert calls == [{"quiet": True, "resume": False}, {"quiet": True, "resume": True}]
+
+
+def test_ensure_trained_sets_aside_another_training_when_asked(tmp_path, monkeypatch):
+    """Notebook 05's seed folders: a folder holding another training (other settings, or a settings file an older
+    course version wrote) is renamed <name>.old-<time>, with its files, and the training runs anew in the name.
+    (train_qa stands in: what is checked is what ensure_trained does around it.)"""
+    config = QAConfig.resolve("smoke")
+    monkeypatch.setattr(training, "train_qa", lambda c, folder, **kw: Path(folder).mkdir() or {"steps": 8})
+    for name, write in (("other", lambda f: save_params(f, config.replace(lora_rank=4), {"steps": 1})),
+                        ("older", lambda f: (f / "training_params.json").write_text('{"config": {"seed": 0}}'))):
+        folder = tmp_path / name
+        folder.mkdir()
+        write(folder)
+        (folder / "adapter_config.json").write_text("{}")
+        with pytest.raises(InputError):  # without set_aside: left as it is, with a clear error
+            training.ensure_trained(config, folder)
+        run, reused = training.ensure_trained(config, folder, set_aside=True)
+        kept = Path(run.pop("set_aside"))
+        assert (run, reused) == ({"steps": 8}, False) and kept.name.startswith(f"{name}.old-")
+        assert (kept / "adapter_config.json").read_text() == "{}" and folder.is_dir()

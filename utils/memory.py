@@ -269,6 +269,7 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
                          attention)
     qa = (qa or QAConfig()).replace(**settings)
     lora_rank, lora_targets, lora_dropout = qa.lora_rank, qa.target_modules, qa.lora_dropout
+    fused, res_bytes = qa.fused_kernels, 2 if qa.residual_16bit else 4  # utils.models.kernels' levers
     gradient_checkpointing, optimizer = qa.gradient_checkpointing, qa.optimizer
     if optimizer not in OPTIMIZER_STATE_BYTES:
         raise input_error("estimate: optimizer", f"unknown optimizer {optimizer!r}: its state size per parameter is "
@@ -297,24 +298,34 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
     n_other = (2 * vocab * h + vocab  # embeddings, LM head (+ bias)
                + n_layers * (2 * h + sum(o for _, o in shapes.values()))  # layer norm, linear biases
                + 2 * h)  # final norm
-    weights = linear_bytes + 4 * n_other
+    n_embed = 2 * vocab * h + vocab  # with residual_16bit stored in 16 bits again (utils.models.kernels)
+    weights = linear_bytes + 4 * (n_other - n_embed) + res_bytes * n_embed
     n_lora = n_layers * lora_rank * sum(shapes[t][0] + shapes[t][1] for t in targets)
 
-    # Per token, what autograd keeps for one decoder layer. The residual stream and the norms are
-    # fp32, and bitsandbytes returns its output in its input's dtype, so the linear layers' outputs
-    # (and the MLP activation computed on them) are fp32; matrix products run in 16 bits.
-    per_token = 4 * h  # the layer's input, kept by its layer norm
-    per_token += sum(2 * shapes[t][0] for t in targets)  # 16-bit copy of each adapter's input (A's gradient)
+    # Per token, what autograd keeps for one decoder layer.
+    per_token = res_bytes * h  # the layer's input (the residual stream), kept by its layer norm
+    if fused:
+        # 16-bit norm outputs: the layer's linear layers compute on 16-bit inputs and return 16-bit outputs; the
+        # adapters of q/k/v/fc1 share one saved 16-bit input (the norm's output), dense and fc2 get theirs from
+        # the attention and the MLP activation; the one-kernel GELU keeps its 16-bit input alone
+        per_token += 2 * (2 * h + inter)
+        act_bytes, grad_bytes = 2 * inter, 2
+    else:
+        # the norm returns float32 under autocast and bitsandbytes returns its output in its input's dtype, so the
+        # linear layers' outputs (and the MLP activation computed on them) are fp32; each adapter keeps its own
+        # 16-bit copy of its input (A's gradient)
+        per_token += sum(2 * shapes[t][0] for t in targets)
+        act_bytes, grad_bytes = GELU_SAVED_TENSORS[config.hidden_act] * 4 * inter, 4  # (gelu_new: 4 tensors)
     if lora_dropout > 0:
         per_token += sum(shapes[t][0] for t in targets)  # the adapters' dropout masks (1 byte per input)
     per_token += 4 * 2 * h  # attention kernel: q, k, v and output in 16 bits
     per_token += 2 * seq  # the attention mask, rebuilt per layer: seq x seq 16-bit values per sequence
-    per_token += GELU_SAVED_TENSORS[config.hidden_act] * 4 * inter  # MLP activation, fp32 (gelu_new: 4 tensors)
+    per_token += act_bytes  # the MLP activation's saved tensors
     per_token += 2 * h * (getattr(config, "resid_pdrop", 0) > 0)  # residual dropout masks
     scores = sequences * config.num_attention_heads * seq * seq * (4 + 2) if attention == "eager" else 0
-    grad_working = 3 * 4 * inter  # while a layer runs backward: ~3 fp32 gradients of MLP width per token
+    grad_working = 3 * grad_bytes * inter  # while a layer runs backward: ~3 gradients of MLP width per token
 
-    kept = n_layers * tokens * 4 * h if gradient_checkpointing else n_layers * (tokens * per_token + scores)
+    kept = n_layers * tokens * res_bytes * h if gradient_checkpointing else n_layers * (tokens * per_token + scores)
     # in backward: the gradient working set, eager attention's score gradients (as large as the scores), and
     # with checkpointing the layer's recomputed activations
     layer_backward = tokens * grad_working + scores + (tokens * per_token + scores if gradient_checkpointing else 0)

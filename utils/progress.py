@@ -22,9 +22,10 @@ from typing import Any
 from tqdm.std import tqdm
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from transformers.utils.notebook import NotebookProgressCallback
 
-_NOISY = (NotebookProgressCallback, ProgressCallback, PrinterCallback)
+# transformers' notebook table is NotebookProgressCallback (transformers.utils.notebook, which needs IPython: matched
+# by name, so a machine without IPython, such as the GPU benchmark's, can import this module)
+_NOISY = ("NotebookProgressCallback", ProgressCallback.__name__, PrinterCallback.__name__)
 
 
 def progress_bar(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
@@ -62,7 +63,7 @@ def quiet(trainer: Trainer, bar: bool = True, desc: str = "training") -> Trainer
     Use ``bar=False`` where a cell trains many runs and shows one bar over the runs itself.
     Returns the same trainer.
     """
-    for callback in _NOISY:
+    for callback in [c for c in trainer.callback_handler.callbacks if type(c).__name__ in _NOISY]:
         trainer.remove_callback(callback)
     if bar:
         trainer.add_callback(StepBar(desc))

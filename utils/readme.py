@@ -286,6 +286,9 @@ def load_records() -> dict[str, Any]:
             "phi2_notebooks": _dated("gpu_phi2_shaped_notebooks.json"),
             "notebooks_h100": markdown_table("gpu_notebooks_h100.md"),
             "speed": {run: _dated(f"train_speed{suffix}.jsonl") for run, suffix in (("2", "_run2"), ("3", ""), ("4", "_run4"))},
+            "squad": {run: _dated(f"train_speed_squad_run{run}.jsonl") for run in "ABCD"},
+            "squad_profiles": {name: _text(f"train_speed_squad_profile_{name}.txt")
+                               for name in ("before", "rows512x24", "course_fp16")},
             "profile": profile_table(),
             "scaling": scaling, "scaling_runs": {int(n): _json(f) for n, f in scaling["runs"].items()},
             "estimate": worst_case_estimate(phi2["data"]["answer_token_share"])}
@@ -471,6 +474,89 @@ def _speed_table(run: dict[str, Any], rows: list[tuple[str, str]], first: str, b
     return "\n".join(lines) + "\n"
 
 
+SQUAD_ROWS = {  # the README's rows of the SQuAD-length runs
+    "A": [("naive", "naive baseline: each example padded to 512, {batch} per pass × {accum}"),
+          ("pad_longest", "padded to the batch's longest example"),
+          ("trl_packed", "TRL `SFTTrainer`, `packing=True` (padding-free, {batch} × {row_length}-token rows)"),
+          ("before", "notebook 04 before: {batch} examples in one packed row, answer-only logits"),
+          ("before+gelu", "+ one-kernel tanh-GELU"),
+          ("before+gelu+cast", "+ 16-bit norm outputs (no fp32 layer internals)"),
+          ("before+gelu+cast+d0", "+ LoRA dropout 0"),
+          ("rows_1024x8", "+ rows of {row_length} tokens, {batch} per pass (fixed shape)"),
+          ("rows_1024x16", "same, {batch} rows per pass"),
+          ("rows_512x32", "rows of {row_length}, {batch} per pass")],
+    "D": [("naive", "naive baseline"),
+          ("rows_512x24_res16_emb16", "rows of {row_length}, {batch} per pass, + 16-bit residual stream"),
+          ("course", "**notebook 04's default: {batch} rows of {row_length} tokens per pass**"),
+          ("rows_512x32_res16_emb16", "same, {batch} rows per pass"),
+          ("course_fp16", "notebook 04's default in fp16 (the T4 path)"),
+          ("t4_fp16_15gib", "same under a {memory_cap_gib:.0f} GiB cap (T4-shaped check)"),
+          ("course_torchao_nf4", "same with torchao's NF4 tensor instead of bitsandbytes")],
+}
+
+
+def _squad_table(run: dict[str, Any], rows: list[tuple[str, str]]) -> str:
+    naive = run["runs"]["naive"]["effective_tokens_per_s"]
+    lines = ["| configuration | effective tokens/s | vs naive | step (s) | peak GiB | predicted GiB | MFU |",
+             "|---|---|---|---|---|---|---|"]
+    for config, label in rows:
+        r = run["runs"][config]
+        predicted = f"{r['estimate_gib']:.2f}" if r.get("trainer", "hf") == "hf" else "(not ours)"
+        lines.append("| " + " | ".join([label.format(**r), f"{r['effective_tokens_per_s']:,.0f}",
+                                         f"{r['effective_tokens_per_s'] / naive:.2f}×", f"{r['median_step_s']:.2f}",
+                                         f"{r['peak_gib']:.2f}", predicted, f"{r['mfu']:.0%}"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _kernel_shares(profile_text: str) -> dict[str, float]:
+    """The per-kernel-class shares of GPU time in a profile written by benchmarks/train_speed.py."""
+    shares = {m.group(1): float(m.group(2)) / 100
+              for m in re.finditer(r"^\| ([^|]+?) \| [\d.]+ \| (\d+)% \|$", profile_text, flags=re.M)}
+    if not shares:
+        raise MissingFigure("a train_speed_squad_profile_*.txt has no kernel-class table")
+    return shares
+
+
+def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[str, str]) -> str:
+    """The realistic-length runs: the levers one at a time (run A) and notebook 04's default (run D)."""
+    a, d = squad["A"], squad["D"]
+    meta = d["environment"]
+    course, naive = d["runs"]["course"], d["runs"]["naive"]
+    unsloth = d["runs"]["unsloth"]
+    pad_longest = a["runs"]["pad_longest"]
+    shares = _kernel_shares(profiles["rows512x24"])
+    before_shares = _kernel_shares(profiles["before"])
+    return (f"**At SQuAD's lengths** ({meta['gpu']}, {d['measured']}, random weights; torch {meta['torch']}, "
+            f"transformers {meta['transformers']}, peft {meta['peft']}, bitsandbytes {meta['bitsandbytes']}, "
+            f"trl {meta['trl']}, torchao {meta['torchao']}; data: {meta['lengths']}, the course's examples lengthened "
+            f"with its own paragraphs to a log-normal of mean {meta['distribution']['mean']:.0f} tokens, "
+            f"`utils/qa/lengths.py` says where that comes from; {meta['steps']} timed steps after {meta['warmup']} "
+            f"warm-up; N = {meta['matmul_params'] / 1e9:.2f} B, peak {meta['peak_tflops']:.0f} TFLOP/s). "
+            f"Run A ([`results/train_speed_squad_runA.md`](results/train_speed_squad_runA.md)), the levers one at a "
+            "time, each against the baselines of the same run:\n\n"
+            + _squad_table(a, SQUAD_ROWS["A"])
+            + "\nRun D ([`results/train_speed_squad_runD.md`](results/train_speed_squad_runD.md)), notebook 04's "
+            "default against the naive baseline of the same run:\n\n"
+            + _squad_table(d, SQUAD_ROWS["D"])
+            + f"\nNotebook 04's full configuration reaches **{course['mfu']:.0%} MFU, "
+            f"{course['effective_tokens_per_s'] / naive['effective_tokens_per_s']:.1f}× the naive baseline at "
+            f"{course['peak_gib']:.2f} vs {naive['peak_gib']:.2f} GiB** (run D). pad_longest ran slower than naive in "
+            f"run A ({pad_longest['effective_tokens_per_s'] / a['runs']['naive']['effective_tokens_per_s']:.2f}×) and "
+            "was not repeated in run D (the lease's device time ran out); against run A's pad_longest the default is "
+            f"{course['effective_tokens_per_s'] / pad_longest['effective_tokens_per_s']:.1f}× (two runs, same machine "
+            f"type and data). Unsloth ({unsloth['versions']['unsloth']}, with transformers "
+            f"{unsloth['versions']['transformers']}, which it pins) ran the same rows at "
+            f"{unsloth['effective_tokens_per_s']:,.0f} tokens/s ({unsloth['mfu']:.0%} MFU, {unsloth['peak_gib']:.2f} GiB): "
+            f"{unsloth['effective_tokens_per_s'] / course['effective_tokens_per_s']:.2f}× the course's default.\n\n"
+            f"Where the GPU time goes (`results/train_speed_squad_profile_rows512x24.txt`, the default before its "
+            f"16-bit embeddings, under torch.profiler): matrix products {shares['matrix products (GEMM)']:.0%}, "
+            f"elementwise kernels {shares['elementwise']:.0%}, copies and dtype casts "
+            f"{shares['copies and dtype casts']:.0%}, attention {shares['attention']:.0%}, optimizer "
+            f"{shares['optimizer']:.0%}, 4-bit dequantization {shares['4-bit dequantize (bitsandbytes)']:.0%}; before "
+            f"the levers (`..._profile_before.txt`) attention took {before_shares['attention']:.0%} and matrix products "
+            f"{before_shares['matrix products (GEMM)']:.0%}.\n")
+
+
 def render_train_speed(speed: dict[str, dict[str, Any]]) -> str:
     """Run 3's table, with the machine and the benchmark's settings."""
     run = speed["3"]
@@ -626,6 +712,7 @@ def render_blocks(records: dict[str, Any]) -> dict[str, str]:
         "smoke-figures": render_smoke_figures(course),
         "gpu-qa": render_gpu_qa(records["phi2"], records["phi2_notebooks"], records["notebooks_h100"]),
         "multi-gpu": render_multi_gpu(records["scaling"], records["scaling_runs"]),
+        "train-speed-squad": render_train_speed_squad(records["squad"], records["squad_profiles"]),
         "train-speed": render_train_speed(speed),
         "train-speed-run4": render_train_speed_run4(speed, profile),
         "train-speed-findings": render_train_speed_findings(speed, profile, records["phi2"], records["notebooks_h100"]),

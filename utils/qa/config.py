@@ -66,16 +66,23 @@ class QAConfig:
     max_length: int = setting(384, "tokens per example; longer prompts lose context, never the answer")
     lora_rank: int = setting(16, "LoRA rank r")
     lora_alpha: float = setting(32, "LoRA scaling numerator: updates are scaled by alpha / r")
-    lora_dropout: float = setting(0.05, "dropout on the LoRA input")
+    lora_dropout: float = setting(0.0, "dropout on the LoRA input (QLoRA's paper: 0.05-0.1; 0 skips its kernel)")
     target_modules: tuple[str, ...] = setting(PHI2_TARGETS, "linear layers that get LoRA")
     learning_rate: float = setting(2e-4, "peak learning rate")
     lr_scheduler: str = setting("cosine", "learning-rate schedule after warm-up")
     warmup_ratio: float = setting(0.03, "share of steps with a linear warm-up")
     max_steps: int = setting(100, "optimizer steps")
-    batch_size: int = setting(32, "examples per forward pass, packed into one row")
+    batch_size: int = setting(28, "per forward pass: rows of row_length tokens; with row_length 0, examples "
+                                  "packed into one row")
     grad_accum: int = setting(1, "forward passes per optimizer step")
     answer_logits_only: bool = setting(True, "run the LM head only where the next token is graded")
-    pack_multiple: int = setting(256, "pad each packed row to a multiple of this many tokens")
+    row_length: int = setting(512, "tokens per row: examples are packed in advance into rows of this length "
+                                    "(every pass the same shape); 0: each pass's examples laid end to end in one row")
+    pack_multiple: int = setting(256, "with row_length 0: pad the row to a multiple of this many tokens")
+    fused_kernels: bool = setting(True, "the same function in fewer GPU kernels: one-kernel tanh-GELU, 16-bit norm "
+                                        "outputs (utils.models.kernels)")
+    residual_16bit: bool = setting(True, "keep the residual stream, embeddings and head in the 16-bit compute dtype "
+                                         "(peft upcasts them to float32): half the checkpointed activations")
     max_grad_norm: float = setting(0.3, "gradient clipping (QLoRA paper's value)")
     optimizer: str = setting("paged_adamw_8bit", 'transformers optim name; "adamw_torch" for 32-bit AdamW')
     gradient_checkpointing: bool = setting(True, "recompute activations in the backward pass")
@@ -182,6 +189,13 @@ class QAConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise setting_error(name, f"{name} must be a positive integer, got {getattr(self, name)}", _example(name))
+        if self.row_length < 0:
+            raise setting_error("row_length", f"row_length must be 0 (one row per pass) or a number of tokens, got "
+                                f"{self.row_length}", "use e.g. 1024, or 0")
+        if 0 < self.row_length < self.max_length:
+            raise setting_error("row_length", f"row_length={self.row_length} is shorter than max_length={self.max_length}: "
+                                "a long example would not fit in a row", f"set row_length to at least {self.max_length} "
+                                "(or 0 to lay each pass's examples end to end in one row)")
         if self.train_size < 0:
             raise setting_error("train_size", f"train_size must be a number of questions, or 0 for all, got {self.train_size}",
                                 "set it to how many questions to train on (e.g. 3200), or 0 for the whole split")
@@ -273,13 +287,15 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
               "gradient_checkpointing": False,
               # drawing LoRA's dropout masks took 14% of a smoke training step on one CPU core (cProfile, 8 steps of
               # SmolLM2), and 8 steps have nothing to regularise; the unit tests train with dropout 0.1
-              "lora_dropout": 0.0},
+              "lora_dropout": 0.0,
+              # 4 examples laid end to end per pass, as tuned (8 steps of 4); rows of a fixed length pay off on a GPU
+              "row_length": 0},
 }
 # the original course assignment: Phi-2 on OpenAssistant's guanaco, r=64, alpha=16, 500 steps of 2 x 8. Its
 # dataset is on the Hub: offline (smoke), set DATASET to a local guanaco-format JSON Lines file
 ASSIGNMENT = {"dataset": "timdettmers/openassistant-guanaco", "text_format": "guanaco", "train_split": "train",
               "train_size": 0, "lora_rank": 64, "lora_alpha": 16, "lora_dropout": 0.1, "max_length": 256,
-              "max_steps": 500, "batch_size": 2, "grad_accum": 8, "learning_rate": 2e-4,
+              "max_steps": 500, "batch_size": 2, "grad_accum": 8, "row_length": 0, "learning_rate": 2e-4,
               "lr_scheduler": "constant", "warmup_ratio": 0.03, "max_grad_norm": 0.3}
 
 

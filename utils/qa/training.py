@@ -157,6 +157,88 @@ def packing_collator(pad_token_id: int, multiple: int) -> RoundUpPacked:
     return RoundUpPacked(DataCollatorWithFlattening(), multiple, pad_token_id)
 
 
+def pack_rows(features: Sequence[Mapping[str, list[int]]], row_length: int,
+              pad_token_id: int) -> list[dict[str, list[int]]]:
+    """Pack examples in advance into rows of exactly ``row_length`` tokens (best-fit decreasing), for a fixed
+    token budget per pass: ``batch_size`` rows of ``row_length`` tokens, so every pass has the same shape
+    (``(batch_size, row_length)``) and no example attends to another (``position_ids`` restart at 0 for each).
+
+    Each row is ``{"input_ids", "labels", "position_ids", "real_tokens"}`` (lists of ``row_length``; the end
+    of a row is filled with ``pad_token_id``, labels -100 and positions from 0: a separate "example" that attends
+    only to itself and carries no loss). Rows come out in a deterministic order (the longest examples'
+    rows first); the Trainer shuffles them.
+
+    Raises:
+        InputError: ``row_length`` is not a positive integer, or an example is longer than it.
+    """
+    if isinstance(row_length, bool) or not isinstance(row_length, int) or row_length <= 0:
+        raise input_error("row_length", f"must be a positive integer, got {row_length!r}",
+                          "pass e.g. 1024 (tokens per packed row)")
+    longest = max((len(f["input_ids"]) for f in features), default=0)
+    if longest > row_length:
+        raise input_error("row_length", f"an example has {longest} tokens, more than row_length={row_length}",
+                          "use a row_length at least the max_length the examples were encoded with")
+    rows: list[list[Mapping[str, list[int]]]] = []
+    free: list[int] = []
+    for f in sorted(features, key=lambda f: -len(f["input_ids"])):
+        n = len(f["input_ids"])
+        fits = [i for i, space in enumerate(free) if space >= n]
+        if fits:
+            best = min(fits, key=free.__getitem__)  # the fullest row it fits in
+            rows[best].append(f)
+            free[best] -= n
+        else:
+            rows.append([f])
+            free.append(row_length - n)
+    packed = []
+    for members, space in zip(rows, free, strict=True):
+        ids = [t for f in members for t in f["input_ids"]] + [pad_token_id] * space
+        labels = [t for f in members for t in f["labels"]] + [IGNORE_INDEX] * space
+        positions = [p for f in members for p in range(len(f["input_ids"]))] + list(range(space))
+        packed.append({"input_ids": ids, "labels": labels, "position_ids": positions,
+                       "real_tokens": row_length - space})
+    return packed
+
+
+class RowsCollator:
+    """Stacks rows made by :func:`pack_rows` into ``input_ids``, ``labels`` and ``position_ids`` (int64,
+    shape ``(rows, row_length)``); no attention mask: the restarting ``position_ids`` keep examples apart."""
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
+        return {key: torch.tensor([f[key] for f in features], dtype=torch.long)
+                for key in ("input_ids", "labels", "position_ids")}
+
+
+def batching(config: QAConfig, features: Sequence[Mapping[str, list[int]]],
+             pad_token_id: int) -> tuple[list[dict[str, list[int]]], Any, bool]:
+    """How ``config`` batches: ``(train items, collator, graded_head)`` for :func:`make_trainer`.
+
+    ``row_length > 0``: the examples packed in advance into rows of that many tokens (:func:`pack_rows`),
+    ``batch_size`` rows per pass (:class:`RowsCollator`), the LM head at each row's graded positions
+    (``graded_head``, if ``answer_logits_only``). ``row_length == 0``: each pass's ``batch_size`` examples laid
+    end to end in one row, rounded up to ``pack_multiple`` tokens (:func:`packing_collator`).
+    """
+    if config.row_length:
+        return pack_rows(features, config.row_length, pad_token_id), RowsCollator(), config.answer_logits_only
+    return list(features), packing_collator(pad_token_id, config.pack_multiple), False
+
+
+def apply_fused_kernels(model: torch.nn.Module, config: QAConfig) -> None:
+    """The speed settings of :mod:`utils.models.kernels`: with ``config.fused_kernels`` the one-kernel tanh-GELU
+    and, under 16-bit autocast, 16-bit norm outputs (the same function either way); with ``config.residual_16bit``
+    a 16-bit residual stream, embeddings and head. Under float32 (the CPU) only the GELU swap acts."""
+    from utils.models.kernels import embeddings_and_head_in, norm_outputs_in, residual_in, use_fused_gelu
+
+    flags = mixed_precision(config.precision)
+    dtype = torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else torch.float32
+    if config.fused_kernels:
+        use_fused_gelu(model)
+        norm_outputs_in(model, dtype)
+    if config.residual_16bit:
+        residual_in(model, dtype)
+        embeddings_and_head_in(model, dtype)
+
+
 def graded_positions(labels: torch.Tensor) -> torch.Tensor:
     """Positions ``p`` (int64, shape ``(k,)``) whose next token ``p + 1`` is graded in any row of
     ``labels`` (int64, ``(batch, seq)``, ``-100`` where not graded): where the LM head must run."""
@@ -194,6 +276,50 @@ def answer_logits_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: A
     return total / torch.as_tensor(count, device=total.device).clamp(min=1)
 
 
+class GradedHeadLoss:
+    """The LM head at graded positions only, for batches of several rows (:func:`pack_rows`).
+
+    ``logits_to_keep`` (:class:`AnswerLogitsCollator`) selects the same positions in every row, so with many
+    rows it would keep the union of their answer positions. Instead, a forward hook keeps the decoder's last
+    hidden state (``(rows, row_length, hidden)``), the model's own head runs on one position per row
+    (:class:`GradedHeadCollator` asks for ``logits_to_keep=1``), and this loss runs the head on exactly the
+    graded positions of every row (``(k, hidden)`` -> ``(k, vocab)``). Summed cross-entropy over those
+    positions divided by ``num_items_in_batch`` (or this batch's count): the model's own loss (tested).
+    A ``compute_loss_func`` for ``Trainer``; the forward still goes through the (possibly wrapped) model.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.head = inner.get_output_embeddings()
+        self.hidden: torch.Tensor | None = None
+        self.handle = inner.get_decoder().register_forward_hook(self._keep)
+
+    def _keep(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        self.hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+
+    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        hidden, self.hidden = self.hidden, None
+        if hidden is None:
+            raise RuntimeError("GradedHeadLoss: no hidden state was kept; was the model's decoder run?")
+        graded = labels[:, 1:] != IGNORE_INDEX
+        # the Trainer calls the loss outside the forward's autocast: run the head in its weights' dtype
+        logits = self.head(hidden[:, :-1][graded].to(self.head.weight.dtype))
+        total = F.cross_entropy(logits.float(), labels[:, 1:][graded], reduction="sum")
+        count = num_items_in_batch if num_items_in_batch is not None else graded.sum()
+        return total / torch.as_tensor(count, device=total.device).clamp(min=1)
+
+
+class GradedHeadCollator:
+    """Wraps a collator and asks the model for the logits of one position per row (``logits_to_keep=1``): the
+    loss is :class:`GradedHeadLoss`'s, from the hidden states."""
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, Any]:
+        return {**self.collator(features), "logits_to_keep": 1}
+
+
 class TokenCounter:
     """Wraps a collator and records, per micro-batch, the real tokens, the tokens processed
     (padding included) and the graded positions (:func:`graded_positions`): the sizes that set a
@@ -207,7 +333,7 @@ class TokenCounter:
 
     def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
         batch = self.collator(features)
-        self.real.append(sum(len(f["input_ids"]) for f in features))
+        self.real.append(sum(f.get("real_tokens", len(f["input_ids"])) for f in features))
         self.processed.append(int(batch["input_ids"].numel()))
         self.graded.append(int(graded_positions(batch["labels"]).numel()))
         return batch
@@ -222,7 +348,7 @@ class TokenCounter:
 
 def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features: Sequence[Mapping],
                  callbacks: Sequence[TrainerCallback] = (), collator: Any = None,
-                 answer_logits_only: bool = False, progress_bar: bool = True) -> Trainer:
+                 answer_logits_only: bool = False, progress_bar: bool = True, graded_head: bool = False) -> Trainer:
     """A ``Trainer`` with the guard, 4-bit layers kept trainable on every CPU, KV cache off (:func:`disable_kv_cache`) and a collator: by default
     the padding-free ``DataCollatorWithFlattening`` (or e.g. :class:`PaddedCollator`); with
     ``answer_logits_only`` the LM head runs on answer positions only (:class:`AnswerLogitsCollator`).
@@ -239,10 +365,13 @@ def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features
     disable_kv_cache(model)
     keep_4bit_trainable(model)  # undo any CPU inference repacking an earlier eval pass did (utils.bnb_cpu)
     collator = collator if collator is not None else DataCollatorWithFlattening()
-    if answer_logits_only:
-        collator = AnswerLogitsCollator(collator)
+    loss_func = None
+    if graded_head:  # several rows per pass (pack_rows): the head at each row's graded positions
+        collator, loss_func = GradedHeadCollator(collator), GradedHeadLoss(model)
+    elif answer_logits_only:
+        collator, loss_func = AnswerLogitsCollator(collator), answer_logits_loss
     trainer = Trainer(model=model, args=args, train_dataset=train_features, data_collator=collator,
-                      compute_loss_func=answer_logits_loss if answer_logits_only else None,
+                      compute_loss_func=loss_func,
                       callbacks=[NonFiniteGuard(), *callbacks])
     return progress.quiet(trainer, bar=progress_bar)
 
@@ -446,10 +575,12 @@ def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, 
     model = add_lora(model, config.lora_rank, config.lora_alpha, list(config.target_modules),
                      dropout=config.lora_dropout, task_type="CAUSAL_LM",
                      gradient_checkpointing=config.gradient_checkpointing)
+    apply_fused_kernels(model, config)
     targs = training_arguments(out / CHECKPOINTS, config, disable_tqdm=quiet)
-    trainer = make_trainer(model, targs, features, callbacks=callbacks,
-                           collator=packing_collator(tokenizer.pad_token_id, config.pack_multiple),
-                           answer_logits_only=config.answer_logits_only, progress_bar=not quiet)
+    items, collator, graded_head = batching(config, features, tokenizer.pad_token_id)
+    trainer = make_trainer(model, targs, items, callbacks=callbacks, collator=collator,
+                           answer_logits_only=config.answer_logits_only, progress_bar=not quiet,
+                           graded_head=graded_head)
     if trainer.is_world_process_zero():  # every process has checked the folder by now (they start together)
         start_run(out / CHECKPOINTS, config, overwrite=overwrite, **run_info)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
@@ -461,25 +592,43 @@ def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, 
     return run
 
 
-def ensure_trained(config: QAConfig, folder: str | Path, **train_kwargs: Any) -> tuple[dict[str, Any], bool]:
+def ensure_trained(config: QAConfig, folder: str | Path, *, set_aside: bool = False,
+                   **train_kwargs: Any) -> tuple[dict[str, Any], bool]:
     """The adapter trained with exactly ``config`` in ``folder``: reused if it is there, else trained
     (:func:`train_qa`; continued from its checkpoints if an earlier call with the same settings was interrupted).
     Returns ``(run, reused)``.
 
+    Args:
+        set_aside: when ``folder`` holds another training (other settings, or written by an older version of the
+            course), rename it to ``<name>.old-<time>`` (:func:`utils.report.move_aside`; recorded in the run as
+            ``"set_aside"``) and train anew, instead of raising.
+
     Raises:
-        OutputExistsError: ``folder`` holds an adapter (or checkpoints) of other settings; it is never overwritten
-            (the message names the settings that differ). An InputError and a FileExistsError.
+        OutputExistsError: ``folder`` holds an adapter (or checkpoints) of other settings and not ``set_aside``; it
+            is never overwritten (the message names the settings that differ). An InputError and a FileExistsError.
+        ConfigError: its settings file was written by an older version of the course, and not ``set_aside``.
     """
     folder = Path(folder)
     for where in (folder, folder / CHECKPOINTS):
         if not (where / PARAMS_FILE).is_file():
             continue
-        stored, run = read_params(where)
-        if stored == config and where == folder:
+        try:
+            stored, run = read_params(where)
+        except InputError:  # written by an older version of the course: another training
+            if not set_aside:
+                raise
+            stored, run = None, {}
+        if stored is not None and stored == config and where == folder:
             return run, True
-        if stored == config:  # an interrupted run of these settings: continue it (if it got to a checkpoint)
+        if stored is not None and stored == config:  # an interrupted run of these settings: continue it
             train_kwargs.setdefault("resume", last_checkpoint(where) is not None)
             break
+        if set_aside:
+            from utils.report import move_aside
+
+            kept = move_aside(folder)
+            run = train_qa(config, folder, **train_kwargs)
+            return run | {"set_aside": str(kept)}, False
         differ = {k: [getattr(stored, k), getattr(config, k)] for k in QAConfig.field_names()
                   if getattr(stored, k) != getattr(config, k)}
         what = "an adapter" if where == folder else "checkpoints of an unfinished run"

@@ -1,0 +1,86 @@
+"""Fewer, larger GPU kernels in QLoRA training, without changing what is computed.
+
+Measured on a Phi-2-shaped model (``benchmarks/train_speed.py``, ``results/train_speed_squad.md``): at SQuAD
+lengths a training step of the plain stack spends more GPU time in elementwise kernels and dtype copies than
+in matrix products. Two causes are fixed here, each the same function computed with fewer kernels:
+
+* Phi-2's activation ``gelu_new`` is written in Python (``0.5 * x * (1 + tanh(...(x + 0.044715 * x**3)))``):
+  eight elementwise kernels forward and more backward, each a pass over a ``(tokens, 10240)`` tensor.
+  PyTorch's ``gelu(approximate="tanh")`` is the same formula in one kernel (:func:`use_fused_gelu`).
+* Under 16-bit autocast, LayerNorm runs (and returns) float32; every 4-bit layer after it then casts its input
+  to 16 bits and its output back to float32, and the LoRA path and residual additions run in float32.
+  :func:`norm_outputs_in` casts each decoder layer's input norm output to the compute dtype once: what
+  bitsandbytes' ``Linear4bit`` and the LoRA matrices compute on is unchanged (they cast to it anyway).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class FusedTanhGELU(torch.nn.Module):
+    """``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` as PyTorch's single kernel (``approximate="tanh"``);
+    input and output: any shape, same dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.gelu(x, approximate="tanh")
+
+
+def use_fused_gelu(model: torch.nn.Module) -> int:
+    """Replace transformers' Python tanh-GELU modules (``NewGELUActivation``, Phi-2's ``gelu_new``) with
+    :class:`FusedTanhGELU`; returns how many were replaced (0 for models with another activation)."""
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child).__name__ == "NewGELUActivation":
+                setattr(module, name, FusedTanhGELU())
+                replaced += 1
+    return replaced
+
+
+def norm_outputs_in(model: torch.nn.Module, dtype: torch.dtype) -> list[torch.utils.hooks.RemovableHandle]:
+    """Cast the output of every decoder layer's ``input_layernorm`` to ``dtype`` (the autocast dtype), so the
+    4-bit layers and LoRA matrices after it receive 16-bit inputs instead of casting float32 ones one by one.
+    A no-op for float32. Returns the hooks' handles (``handle.remove()`` undoes it)."""
+    if dtype == torch.float32:
+        return []
+
+    def cast(module: torch.nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+        return output.to(dtype)
+
+    return [m.register_forward_hook(cast) for n, m in model.named_modules() if n.endswith("input_layernorm")]
+
+
+def residual_in(model: torch.nn.Module, dtype: torch.dtype) -> list[torch.utils.hooks.RemovableHandle]:
+    """Cast the input embeddings' output to ``dtype``, so the residual stream between decoder layers is 16-bit.
+
+    Not the same function: peft's ``prepare_model_for_kbit_training`` keeps the embeddings (and so the residual
+    stream) in float32; in 16 bits each residual addition rounds to bf16's 8 significant bits, as it does in any
+    model trained or run in bf16 without that upcast. What it buys: the hidden states that activation
+    checkpointing keeps between layers take half the memory (``(tokens, hidden)`` per layer in 2 bytes instead of 4),
+    and the residual additions move half the bytes. A no-op for float32. Returns the hook's handle."""
+    if dtype == torch.float32:
+        return []
+
+    def cast(module: torch.nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+        return output.to(dtype)
+
+    return [model.get_input_embeddings().register_forward_hook(cast)]
+
+
+def embeddings_and_head_in(model: torch.nn.Module, dtype: torch.dtype) -> int:
+    """Store the frozen input embeddings and output head in ``dtype`` again (peft's
+    ``prepare_model_for_kbit_training`` upcasts them to float32). Their values came from a 16-bit checkpoint, so
+    nothing is rounded; under 16-bit autocast the head's matrix product casts the float32 copy to 16 bits on every
+    call anyway, and with :func:`residual_in` the embeddings' output is cast too: the same function, 2 bytes per
+    weight less (about 0.5 GiB for Phi-2) and no per-call cast of the head. A no-op for float32 (the CPU).
+    Returns the number of tensors cast."""
+    if dtype == torch.float32:
+        return 0
+    cast = 0
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        for p in module.parameters():
+            if not p.requires_grad and p.dtype == torch.float32:
+                p.data = p.data.to(dtype)
+                cast += 1
+    return cast
