@@ -398,3 +398,21 @@ def test_rows_of_fixed_length_hold_every_example_once_and_give_the_one_by_one_lo
     loss_func.handle.remove()
     with pytest.raises(InputError, match="more than row_length=10"):
         training.pack_rows(features, 10, pad_token_id=0)
+
+
+def test_trainer_on_rows_with_the_head_at_graded_positions_logs_the_models_own_losses(base, features, tmp_path):
+    """The full profile's batching through the Trainer (rows of a fixed length, GradedHeadLoss, gradient
+    accumulation): the same logged losses as the model's own loss on the same rows."""
+    rows = training.pack_rows(features, 2 * max(len(f["input_ids"]) for f in features), pad_token_id=0)
+    curves = []
+    for graded_head in (False, True):
+        model = lora_model(base[0])
+        args = training.training_arguments(tmp_path / str(graded_head), max_steps=2, batch_size=1, grad_accum=2,
+                                           learning_rate=5e-3, logging_steps=1, save_steps=100, disable_tqdm=True,
+                                           optimizer="adamw_torch")
+        trainer = training.make_trainer(model, args, rows, collator=training.RowsCollator(), graded_head=graded_head)
+        trainer.train()
+        curves.append(training.loss_history(trainer)[1])
+    # as in the answer-only test above: float32 rounding differences, moved through 1-2 AdamW updates
+    torch.testing.assert_close(curves[0], curves[1], rtol=1e-3, atol=1e-4)
+    assert len(curves[0]) == 2
