@@ -184,7 +184,7 @@ class Levers:
         if cfg["norm_cast"]:
             self.handles += norm_outputs_in(model, dtype)
         self.upcast = []
-        if cfg["residual16"]:
+        if cfg["residual16"] and dtype == torch.bfloat16:  # as the course does: bf16 only (training.residual_16bit)
             self.handles += residual_in(model, dtype)
             if cfg["embed16"]:
                 inner = model.get_base_model()

@@ -271,9 +271,10 @@ def worst_case_estimate(answer_share: float) -> dict[str, Any]:
     from utils.qa.config import QAConfig
 
     qa = QAConfig.resolve("full")
-    tokens = qa.batch_size * qa.max_length
-    gib = estimate(phi2_shaped_config(), tokens=tokens, logit_tokens=round(answer_share * tokens), qa=qa).gib
-    return {"batch": qa.batch_size, "max_length": qa.max_length, "gib": gib}
+    tokens = qa.batch_size * (qa.row_length or qa.max_length)  # rows: every pass has exactly this shape
+    gib = estimate(phi2_shaped_config(), tokens=tokens, sequences=qa.batch_size if qa.row_length else 1,
+                   logit_tokens=round(answer_share * tokens), qa=qa).gib
+    return {"batch": qa.batch_size, "max_length": qa.max_length, "row_length": qa.row_length, "gib": gib}
 
 
 def load_records() -> dict[str, Any]:
@@ -330,9 +331,9 @@ def render_gpu_memory(phi2: dict[str, Any], notebooks: dict[str, Any], worst: di
             ("02", f"Phi-2 in 16 bit ({w16:.1f} GiB) plus perplexity batches (not measured)", bench),
             ("03", f"not measured; one 4-bit Phi-2 classifier at a time ({w4:.1f} GiB of 4-bit weights, plus training)",
              bench),
-            ("04", f"{peak:.2f} GiB, notebook 04's measured peak; `utils.memory.estimate` predicts {worst['gib']:.1f} GiB "
-                   f"if all {worst['batch']} examples of a pass reach {worst['max_length']} tokens", nb + "; the estimate "
-             "is computed when the README is rendered"),
+            ("04", f"{peak:.2f} GiB, notebook 04's measured peak (before rows of a fixed length); `utils.memory.estimate` "
+                   f"predicts {worst['gib']:.1f} GiB for today's default pass of {worst['batch']} rows of "
+                   f"{worst['row_length']} tokens in bf16", nb + "; the estimate is computed when the README is rendered"),
             ("05", f"{generate:.1f} GiB for 4-bit + adapter generation, {merged:.1f} GiB with the merged 16-bit copy", bench),
             ("06", f"not measured; LoRA on the 16-bit base holds {w16:.1f} GiB of weights", bench)]
     device = phi2["environment"]["device"].removeprefix("cuda: ").split(",")[0]
@@ -524,6 +525,12 @@ def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[st
     course, naive = d["runs"]["course"], d["runs"]["naive"]
     unsloth = d["runs"]["unsloth"]
     pad_longest = a["runs"]["pad_longest"]
+    from utils.memory import estimate
+    from utils.models.tiny_phi import phi2_shaped_config
+
+    t4 = d["runs"]["t4_fp16_15gib"]
+    t4_fp32_residual = estimate(phi2_shaped_config(), tokens=t4["max_micro_tokens"], sequences=t4["batch"],
+                                logit_tokens=t4["logit_tokens"], fused_kernels=True, residual_16bit=False).gib
     shares = _kernel_shares(profiles["rows512x24"])
     before_shares = _kernel_shares(profiles["before"])
     return (f"**At SQuAD's lengths** ({meta['gpu']}, {d['measured']}, random weights; torch {meta['torch']}, "
@@ -547,7 +554,11 @@ def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[st
             f"type and data). Unsloth ({unsloth['versions']['unsloth']}, with transformers "
             f"{unsloth['versions']['transformers']}, which it pins) ran the same rows at "
             f"{unsloth['effective_tokens_per_s']:,.0f} tokens/s ({unsloth['mfu']:.0%} MFU, {unsloth['peak_gib']:.2f} GiB): "
-            f"{unsloth['effective_tokens_per_s'] / course['effective_tokens_per_s']:.2f}× the course's default.\n\n"
+            f"{unsloth['effective_tokens_per_s'] / course['effective_tokens_per_s']:.2f}× the course's default. "
+            "Run D's fp16 rows ran with a 16-bit residual stream; the course now keeps it for bf16 only (fp16's range "
+            "is too small for Phi-2's residual stream), so on a T4 the default holds the residual stream in fp32: "
+            f"`utils.memory.estimate` puts its peak at {t4_fp32_residual:.1f} GiB, under the "
+            f"{t4['memory_cap_gib']:.0f} GiB cap (estimated, not measured).\n\n"
             f"Where the GPU time goes (`results/train_speed_squad_profile_rows512x24.txt`, the default before its "
             f"16-bit embeddings, under torch.profiler): matrix products {shares['matrix products (GEMM)']:.0%}, "
             f"elementwise kernels {shares['elementwise']:.0%}, copies and dtype casts "

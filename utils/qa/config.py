@@ -81,8 +81,9 @@ class QAConfig:
     pack_multiple: int = setting(256, "with row_length 0: pad the row to a multiple of this many tokens")
     fused_kernels: bool = setting(True, "the same function in fewer GPU kernels: one-kernel tanh-GELU, 16-bit norm "
                                         "outputs (utils.models.kernels)")
-    residual_16bit: bool = setting(True, "keep the residual stream, embeddings and head in the 16-bit compute dtype "
-                                         "(peft upcasts them to float32): half the checkpointed activations")
+    residual_16bit: bool = setting(True, "under bf16, keep the residual stream, embeddings and head in bf16 (peft "
+                                         "upcasts them to float32): half the checkpointed activations; fp16 keeps "
+                                         "float32 (its range is too small)")
     max_grad_norm: float = setting(0.3, "gradient clipping (QLoRA paper's value)")
     optimizer: str = setting("paged_adamw_8bit", 'transformers optim name; "adamw_torch" for 32-bit AdamW')
     gradient_checkpointing: bool = setting(True, "recompute activations in the backward pass")

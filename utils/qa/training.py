@@ -226,7 +226,7 @@ def batching(config: QAConfig, features: Sequence[Mapping[str, list[int]]],
 def apply_fused_kernels(model: torch.nn.Module, config: QAConfig) -> None:
     """The speed settings of :mod:`utils.models.kernels`: with ``config.fused_kernels`` the one-kernel tanh-GELU
     and, under 16-bit autocast, 16-bit norm outputs (the same function either way); with ``config.residual_16bit``
-    a 16-bit residual stream, embeddings and head. Under float32 (the CPU) only the GELU swap acts."""
+    and bf16 (:func:`residual_16bit`) a 16-bit residual stream, embeddings and head. Under float32 (the CPU) only the GELU swap acts."""
     from utils.models.kernels import embeddings_and_head_in, norm_outputs_in, residual_in, use_fused_gelu
 
     flags = mixed_precision(config.precision)
@@ -234,9 +234,16 @@ def apply_fused_kernels(model: torch.nn.Module, config: QAConfig) -> None:
     if config.fused_kernels:
         use_fused_gelu(model)
         norm_outputs_in(model, dtype)
-    if config.residual_16bit:
+    if residual_16bit(config):
         residual_in(model, dtype)
         embeddings_and_head_in(model, dtype)
+
+
+def residual_16bit(config: QAConfig) -> bool:
+    """Whether ``config.residual_16bit`` acts here: under bf16 only. bf16 has float32's range; fp16 (a T4) tops out
+    at 65504, which Phi-2's residual stream can exceed (its attention already overflows in fp16: the fp16 guard),
+    so on a T4 the residual stream stays float32 and only the norm outputs are 16-bit."""
+    return config.residual_16bit and mixed_precision(config.precision)["bf16"]
 
 
 def graded_positions(labels: torch.Tensor) -> torch.Tensor:
