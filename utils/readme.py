@@ -318,7 +318,7 @@ def render_course_times(course: dict[str, Any]) -> str:
     t = course["notebook_seconds"]
     return ("CPU times (smoke, measured): " + ", ".join(f"{n} {s:.0f} s" for n, s in sorted(t.items()))
             + f"; {sum(t.values()) / 60:.1f} min in all, from `./run.sh course` on {course['date']} "
-            f"(commit {course['commit']}, {_cpu(course)}).\n")
+            f"(commit {course['commit']}, {_cpu(course)}{'; ' + course['note'] if course.get('note') else ''}).\n")
 
 
 def render_gpu_memory(phi2: dict[str, Any], notebooks: dict[str, Any], worst: dict[str, Any]) -> str:
