@@ -171,17 +171,20 @@ def test_answer_only_logits_give_the_models_own_loss_and_gradients(base, feature
             T.assert_within(p.grad, reference[name], tol, what=name)
 
 
+def logged_losses(base, folder, items, steps, batch_size, **trainer_kwargs):
+    """The losses a Trainer logs at every step of a short run (gradient accumulation 2, 32-bit AdamW) of a fresh
+    seeded LoRA model on ``items``; ``trainer_kwargs`` go to :func:`training.make_trainer`."""
+    args = training.training_arguments(folder, max_steps=steps, batch_size=batch_size, grad_accum=2,
+                                       learning_rate=5e-3, logging_steps=1, save_steps=100, disable_tqdm=True,
+                                       optimizer="adamw_torch")
+    trainer = training.make_trainer(lora_model(base[0]), args, items, **trainer_kwargs)
+    trainer.train()
+    return training.loss_history(trainer)[1]
+
+
 def test_trainer_with_answer_only_logits_logs_the_same_losses(base, features, tmp_path):
     """Same first losses with and without answer-only logits, with gradient accumulation (loss scaling)."""
-    curves = []
-    for slim in (False, True):
-        model = lora_model(base[0])
-        args = training.training_arguments(tmp_path / str(slim), max_steps=3, batch_size=2, grad_accum=2,
-                                           learning_rate=5e-3, logging_steps=1, save_steps=100, disable_tqdm=True,
-                                           optimizer="adamw_torch")
-        trainer = training.make_trainer(model, args, features, answer_logits_only=slim)
-        trainer.train()
-        curves.append(training.loss_history(trainer)[1])
+    curves = [logged_losses(base, tmp_path / str(slim), features, 3, 2, answer_logits_only=slim) for slim in (False, True)]
     # each logged loss follows 1-3 AdamW updates computed from gradients that differ by float32 rounding
     # (answer-only vs full logits): Adam divides by sqrt(v), so a relative gradient difference d moves each
     # step by about d, and the loss by a few d; 1e-3 is far above that (~1e-6) and far below what a wrong
@@ -404,15 +407,8 @@ def test_trainer_on_rows_with_the_head_at_graded_positions_logs_the_models_own_l
     """The full profile's batching through the Trainer (rows of a fixed length, GradedHeadLoss, gradient
     accumulation): the same logged losses as the model's own loss on the same rows."""
     rows = training.pack_rows(features, 2 * max(len(f["input_ids"]) for f in features), pad_token_id=0)
-    curves = []
-    for graded_head in (False, True):
-        model = lora_model(base[0])
-        args = training.training_arguments(tmp_path / str(graded_head), max_steps=2, batch_size=1, grad_accum=2,
-                                           learning_rate=5e-3, logging_steps=1, save_steps=100, disable_tqdm=True,
-                                           optimizer="adamw_torch")
-        trainer = training.make_trainer(model, args, rows, collator=training.RowsCollator(), graded_head=graded_head)
-        trainer.train()
-        curves.append(training.loss_history(trainer)[1])
+    curves = [logged_losses(base, tmp_path / str(graded), rows, 2, 1, collator=training.RowsCollator(),
+                            graded_head=graded) for graded in (False, True)]
     # as in the answer-only test above: float32 rounding differences, moved through 1-2 AdamW updates
     torch.testing.assert_close(curves[0], curves[1], rtol=1e-3, atol=1e-4)
     assert len(curves[0]) == 2
