@@ -444,7 +444,7 @@ def read_params(folder: str | Path) -> tuple[QAConfig, dict[str, Any]]:
         raise FileNotFoundError(
             f"No trained adapter in {Path(folder)} ({PARAMS_FILE} is missing): run notebook 04 "
             "(04_phi2_qlora_training.ipynb) or `python -m utils.cli.finetune --output-dir ...` first, "
-            "or set ADAPTER_DIR to the folder they wrote.")
+            "or set notebook 05's ADAPTER (the demo's --adapter) to the folder they wrote.")
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

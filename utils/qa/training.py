@@ -653,7 +653,7 @@ def read_training_params(folder: str | Path) -> tuple[QAConfig, dict[str, Any]]:
         raise FileNotFoundError(
             f"No trained adapter in {folder}: run notebook 04 (04_phi2_qlora_training.ipynb) or "
             "`python -m utils.cli.finetune --output-dir ...` first, with the same QLORA_OUTPUT_DIR, or set "
-            "ADAPTER_DIR to the folder they wrote.")
+            "notebook 05's ADAPTER (the demo's --adapter) to the folder they wrote.")
     return read_params(folder)
 
 
