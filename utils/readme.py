@@ -467,8 +467,10 @@ def _speed_table(run: dict[str, Any], rows: list[tuple[str, str]], first: str, b
              "|---|---|---|---|---|---|---|"]
     for config, label in rows:
         r = run["runs"][config]
+        # the estimator predicts the course's recipe; TRL's own trainer and loss are not it
+        predicted = f"{r['estimate_gib']:.2f}" if r.get("trainer", "hf") == "hf" else "(not ours)"
         cells = [label.format(**r), f"{r['effective_tokens_per_s']:,.0f}", f"{r['effective_tokens_per_s'] / naive:.2f}×",
-                 f"{r['median_step_s']:.2f}", f"{r['peak_gib']:.2f}", f"{r['estimate_gib']:.2f}", f"{r['mfu']:.0%}"]
+                 f"{r['median_step_s']:.2f}", f"{r['peak_gib']:.2f}", predicted, f"{r['mfu']:.0%}"]
         if config == bold:
             cells = [f"**{c}**" if i in (0, 1, 2, 4) else c for i, c in enumerate(cells)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -488,25 +490,12 @@ SQUAD_ROWS = {  # the README's rows of the SQuAD-length runs
           ("rows_512x32", "rows of {row_length}, {batch} per pass")],
     "D": [("naive", "naive baseline"),
           ("rows_512x24_res16_emb16", "rows of {row_length}, {batch} per pass, + 16-bit residual stream"),
-          ("course", "**notebook 04's default: {batch} rows of {row_length} tokens per pass**"),
+          ("course", "notebook 04's default: {batch} rows of {row_length} tokens per pass"),
           ("rows_512x32_res16_emb16", "same, {batch} rows per pass"),
           ("course_fp16", "notebook 04's default in fp16 (the T4 path)"),
           ("t4_fp16_15gib", "same under a {memory_cap_gib:.0f} GiB cap (T4-shaped check)"),
           ("course_torchao_nf4", "same with torchao's NF4 tensor instead of bitsandbytes")],
 }
-
-
-def _squad_table(run: dict[str, Any], rows: list[tuple[str, str]]) -> str:
-    naive = run["runs"]["naive"]["effective_tokens_per_s"]
-    lines = ["| configuration | effective tokens/s | vs naive | step (s) | peak GiB | predicted GiB | MFU |",
-             "|---|---|---|---|---|---|---|"]
-    for config, label in rows:
-        r = run["runs"][config]
-        predicted = f"{r['estimate_gib']:.2f}" if r.get("trainer", "hf") == "hf" else "(not ours)"
-        lines.append("| " + " | ".join([label.format(**r), f"{r['effective_tokens_per_s']:,.0f}",
-                                         f"{r['effective_tokens_per_s'] / naive:.2f}×", f"{r['median_step_s']:.2f}",
-                                         f"{r['peak_gib']:.2f}", predicted, f"{r['mfu']:.0%}"]) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _kernel_shares(profile_text: str) -> dict[str, float]:
@@ -541,10 +530,10 @@ def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[st
             f"warm-up; N = {meta['matmul_params'] / 1e9:.2f} B, peak {meta['peak_tflops']:.0f} TFLOP/s). "
             f"Run A ([`results/train_speed_squad_runA.md`](results/train_speed_squad_runA.md)), the levers one at a "
             "time, each against the baselines of the same run:\n\n"
-            + _squad_table(a, SQUAD_ROWS["A"])
+            + _speed_table(a, SQUAD_ROWS["A"], "configuration")
             + "\nRun D ([`results/train_speed_squad_runD.md`](results/train_speed_squad_runD.md)), notebook 04's "
             "default against the naive baseline of the same run:\n\n"
-            + _squad_table(d, SQUAD_ROWS["D"])
+            + _speed_table(d, SQUAD_ROWS["D"], "configuration", bold="course")
             + f"\nNotebook 04's full configuration reaches **{course['mfu']:.0%} MFU, "
             f"{course['effective_tokens_per_s'] / naive['effective_tokens_per_s']:.1f}× the naive baseline at "
             f"{course['peak_gib']:.2f} vs {naive['peak_gib']:.2f} GiB** (run D). pad_longest ran slower than naive in "
