@@ -159,28 +159,28 @@ class Levers:
 
     def __init__(self, model, cfg: dict, dtype):
         import torch
-        from transformers.activations import NewGELUActivation
 
-        from utils.models.kernels import FusedTanhGELU, embeddings_and_head_in, norm_outputs_in, residual_in
+        from utils.models.kernels import (
+            embeddings_and_head_in,
+            norm_outputs_in,
+            residual_in,
+            swap_modules,
+            use_fused_gelu,
+        )
 
         self.model, self.handles, self.swapped = model, [], []
         set_lora_dropout(model, cfg["dropout"])
         if cfg["gelu"]:
-            for module in list(model.modules()):
-                for name, child in list(module.named_children()):
-                    if isinstance(child, NewGELUActivation):
-                        setattr(module, name, FusedTanhGELU())
-                        self.swapped.append((module, name, child))
+            self.swapped += use_fused_gelu(model)
         if cfg["liger_ln"]:
             from liger_kernel.transformers import LigerLayerNorm
 
-            for module in list(model.modules()):
-                for name, child in list(module.named_children()):
-                    if type(child).__name__ == "LayerNorm":
-                        new = LigerLayerNorm(child.normalized_shape[0], eps=child.eps).to(child.weight.device)
-                        new.weight, new.bias = child.weight, child.bias
-                        setattr(module, name, new)
-                        self.swapped.append((module, name, child))
+            def liger(norm):
+                new = LigerLayerNorm(norm.normalized_shape[0], eps=norm.eps).to(norm.weight.device)
+                new.weight, new.bias = norm.weight, norm.bias
+                return new
+
+            self.swapped += swap_modules(model, lambda m: type(m).__name__ == "LayerNorm", liger)
         if cfg["norm_cast"]:
             self.handles += norm_outputs_in(model, dtype)
         self.upcast = []
@@ -193,8 +193,9 @@ class Levers:
                 embeddings_and_head_in(inner, dtype)
 
     def undo(self) -> None:
-        for module, name, child in self.swapped:
-            setattr(module, name, child)
+        from utils.models.kernels import restore
+
+        restore(self.swapped)
         for h in self.handles:
             h.remove()
         for p in self.upcast:  # back to peft's float32, for the next configuration

@@ -37,7 +37,8 @@ def test_each_lever_keeps_the_models_logits(folder):
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     ids = torch.randint(0, 512, (2, 48), generator=torch.Generator().manual_seed(1))
     plain = logits(model, ids)
-    assert kernels.use_fused_gelu(model) == model.config.num_hidden_layers
+    swaps = kernels.use_fused_gelu(model)
+    assert len(swaps) == model.config.num_hidden_layers
     # bf16 autocast runs the MLP activation on 16-bit values either way: one kernel or eight, within bf16 rounding
     # of the activation (2^-8 relative), carried through the rest of the tiny model
     torch.testing.assert_close(logits(model, ids), plain, rtol=0, atol=0.05 * plain.abs().max().item())
@@ -58,6 +59,8 @@ def test_each_lever_keeps_the_models_logits(folder):
     assert torch.equal(logits(model, ids), reference)  # storing them in bf16 is exact
     for h in handles:
         h.remove()
+    kernels.restore(swaps)
+    assert all(type(m.mlp.activation_fn).__name__ == "NewGELUActivation" for m in model.model.layers)
     assert kernels.norm_outputs_in(model, torch.float32) == [] and kernels.residual_in(model, torch.float32) == []
 
 

@@ -15,6 +15,8 @@ in matrix products. Two causes are fixed here, each the same function computed w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -26,16 +28,33 @@ class FusedTanhGELU(torch.nn.Module):
         return torch.nn.functional.gelu(x, approximate="tanh")
 
 
-def use_fused_gelu(model: torch.nn.Module) -> int:
+Swap = tuple[torch.nn.Module, str, torch.nn.Module]  # (parent, attribute name, the module it held before)
+
+
+def swap_modules(model: torch.nn.Module, match: Callable[[torch.nn.Module], bool],
+                 make: Callable[[torch.nn.Module], torch.nn.Module]) -> list[Swap]:
+    """Replace every submodule for which ``match`` is true with ``make(it)``; returns what was replaced, for
+    :func:`restore`."""
+    swaps = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if match(child):
+                setattr(parent, name, make(child))
+                swaps.append((parent, name, child))
+    return swaps
+
+
+def restore(swaps: list[Swap]) -> None:
+    """Put back the modules :func:`swap_modules` replaced."""
+    for parent, name, child in swaps:
+        setattr(parent, name, child)
+
+
+def use_fused_gelu(model: torch.nn.Module) -> list[Swap]:
     """Replace transformers' Python tanh-GELU modules (``NewGELUActivation``, Phi-2's ``gelu_new``) with
-    :class:`FusedTanhGELU`; returns how many were replaced (0 for models with another activation)."""
-    replaced = 0
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if type(child).__name__ == "NewGELUActivation":
-                setattr(module, name, FusedTanhGELU())
-                replaced += 1
-    return replaced
+    :class:`FusedTanhGELU`; returns the replacements (none for models with another activation; :func:`restore`
+    undoes them)."""
+    return swap_modules(model, lambda m: type(m).__name__ == "NewGELUActivation", lambda m: FusedTanhGELU())
 
 
 def norm_outputs_in(model: torch.nn.Module, dtype: torch.dtype) -> list[torch.utils.hooks.RemovableHandle]:
