@@ -187,10 +187,7 @@ class Levers:
         if cfg["residual16"] and dtype == torch.bfloat16:  # as the course does: bf16 only (training.residual_16bit)
             self.handles += residual_in(model, dtype)
             if cfg["embed16"]:
-                inner = model.get_base_model()
-                self.upcast = [p for m in (inner.get_input_embeddings(), inner.get_output_embeddings())
-                               for p in m.parameters() if p.dtype == torch.float32]
-                embeddings_and_head_in(inner, dtype)
+                self.upcast = embeddings_and_head_in(model.get_base_model(), dtype)
 
     def undo(self) -> None:
         from utils.models.kernels import restore

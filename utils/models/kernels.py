@@ -87,19 +87,17 @@ def residual_in(model: torch.nn.Module, dtype: torch.dtype) -> list[torch.utils.
     return [model.get_input_embeddings().register_forward_hook(cast)]
 
 
-def embeddings_and_head_in(model: torch.nn.Module, dtype: torch.dtype) -> int:
+def embeddings_and_head_in(model: torch.nn.Module, dtype: torch.dtype) -> list[torch.nn.Parameter]:
     """Store the frozen input embeddings and output head in ``dtype`` again (peft's
     ``prepare_model_for_kbit_training`` upcasts them to float32). Their values came from a 16-bit checkpoint, so
     nothing is rounded; under 16-bit autocast the head's matrix product casts the float32 copy to 16 bits on every
     call anyway, and with :func:`residual_in` the embeddings' output is cast too: the same function, 2 bytes per
     weight less (about 0.5 GiB for Phi-2) and no per-call cast of the head. A no-op for float32 (the CPU).
-    Returns the number of tensors cast."""
+    Returns the parameters cast (``p.data = p.data.float()`` undoes it)."""
     if dtype == torch.float32:
-        return 0
-    cast = 0
-    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
-        for p in module.parameters():
-            if not p.requires_grad and p.dtype == torch.float32:
-                p.data = p.data.to(dtype)
-                cast += 1
+        return []
+    cast = [p for module in (model.get_input_embeddings(), model.get_output_embeddings())
+            for p in module.parameters() if not p.requires_grad and p.dtype == torch.float32]
+    for p in cast:
+        p.data = p.data.to(dtype)
     return cast
