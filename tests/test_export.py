@@ -118,6 +118,7 @@ def test_q4_0_whole_smollm2_with_a_merged_lora_adapter(smol, tmp_path):
     row = export.summary_row(files, check)  # notebook 05's table
     assert (row["file"], row["max |Δlogit|"], row["tolerance"]) == ("smol-qa.q4_0.gguf", check["max_abs_diff"],
                                                                     check["tolerance"])
+    assert row["same weights max |Δlogit|"] == check["same_weights_max_abs_diff"] <= row["floor"] == check["floor"]
     assert check["same_weights_max_abs_diff"] <= check["floor"] < 1e-3 * check["max_abs_logit"]
     # 4-bit noise moves a 135M model's logits a lot (the coarse bound), but the same-weights comparison is sharp: the
     # exporter's likeliest bug, q/k rows not reordered, changes the logits ~1000x its floor (what such a file reloads

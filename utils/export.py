@@ -787,7 +787,10 @@ def summary_row(export: Mapping[str, Any], check: Mapping[str, Any] | None = Non
     row = {"file": Path(export["gguf"]).name, "size MB": export["size_bytes"] / 1e6,
            "bits/weight": export["bits_per_weight"], "quantized bits/weight": export["quantized_bits_per_weight"]}
     if check is not None:
-        row |= {"max |Δlogit|": check.get("max_abs_diff"), "tolerance": check.get("tolerance"),
+        # the sharp check first: the reloaded file vs the merged model carrying the file's rounded weights (within the
+        # float32 floor), then the coarse one: vs the merged model itself, bounded by same-size rounding noise
+        row |= {"same weights max |Δlogit|": check.get("same_weights_max_abs_diff"), "floor": check.get("floor"),
+                "max |Δlogit|": check.get("max_abs_diff"), "tolerance": check.get("tolerance"),
                 "mean |Δlogit|": check.get("mean_abs_diff"), "mean tolerance": check.get("mean_tolerance"),
                 "ok": check["ok"]}
     return row
