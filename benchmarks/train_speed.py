@@ -114,6 +114,22 @@ CONFIGS: dict[str, tuple[str, dict, str]] = {
     "course_compile": ("'course' + torch.compile (static shapes)", dict(COURSE, compile=True, warmup=4), "compile"),
     "course_torchao_nf4": ("'course' with torchao's NF4 tensor instead of bitsandbytes (block 64, scales per 256)",
                            dict(COURSE, backend="torchao"), "torchao"),
+    # The fp16 slowdown of runs 2-3 (toy data): the fp16 row ran first in a fresh process on packed rows whose length
+    # changes every step. Each of these runs first in a process of its own on such rows (no rounding), so a kernel
+    # that plans per shape (cuDNN attention) meets a new shape at every step, as it did then.
+    "cold_bf16": ("'before' unrounded (a new row length every step), first in a fresh process, bf16",
+                  dict(BEFORE, round_to=None), "cold_bf16"),
+    "cold_fp16": ("the same in fp16", dict(BEFORE, round_to=None, precision="fp16"), "cold_fp16"),
+    "cold_fp16_no_cudnn": ("the same in fp16 with PyTorch's attention kernels instead of cuDNN's",
+                           dict(BEFORE, round_to=None, precision="fp16", cudnn_attention=False), "cold_fp16_no_cudnn"),
+    "cold_fp16_profiled": ("'cold_fp16' under torch.profiler (where its slow steps' time goes)",
+                           dict(BEFORE, round_to=None, precision="fp16", profile=True), "cold_fp16_profiled"),
+    # Liger's LayerNorm against PyTorch's, alternating in one process (a lever is kept only if it wins beyond the
+    # drift between configurations of one process)
+    "ab_course_1": ("'course' (A/B with Liger's LayerNorm, 1st)", COURSE, "ab"),
+    "ab_liger_ln_1": ("'course_liger_ln' (A/B, 1st)", dict(COURSE, liger_ln=True), "ab"),
+    "ab_course_2": ("'course' (A/B, 2nd)", COURSE, "ab"),
+    "ab_liger_ln_2": ("'course_liger_ln' (A/B, 2nd)", dict(COURSE, liger_ln=True), "ab"),
 }
 GROUP_TIMEOUT = {"compile": 170}  # seconds; a compile that takes longer is reported as failed
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L4": 121.0, "T4": 65.0}  # dense bf16/fp16 tensor peak
@@ -245,6 +261,9 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
         torch.backends.cuda.enable_cudnn_sdp(cfg["cudnn_attention"])
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg["precision"], torch.float32)
     levers = Levers(model, cfg, dtype)
+    # record what acted: the 16-bit residual stream (and embeddings/head) under bf16 only, as in the course
+    cfg["residual16"] = bool(cfg["residual16"] and dtype == torch.bfloat16)
+    cfg["embed16"] = bool(cfg["embed16"] and cfg["residual16"])
     warmup = cfg["warmup"] or warmup
     rng = random.Random(0)
     graded_head = False
@@ -317,6 +336,9 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
         "mfu": tokens_per_s * 6 * matmul_params / peak_flops if peak_flops else None,
         "wall_s": wall, "losses": training.loss_history(trainer)[1],
         "max_micro_tokens": max(counter.processed), "kernel_classes": kernel_classes,
+        "step_s": timer.seconds,  # every step, warm-up included: outliers show here, not in the median
+        "alloc_retries": (torch.cuda.memory_stats().get("num_alloc_retries", 0) if torch.cuda.is_available()
+                          else None),  # the allocator freed its cache to satisfy a request (a cap being hit)
     }
     # The estimator's prediction for this configuration (validated in the report)
     largest = counter.largest()
@@ -373,6 +395,8 @@ def write_profile(prof, path: Path, name: str, steps: int, wall: float) -> dict:
              "time)", "", "| kernel class | GPU seconds | share of GPU time |", "|---|---|---|"]
     lines += [f"| {c} | {t:.3f} | {t / max(busy, 1e-9):.0%} |" for c, t in sorted(totals.items(), key=lambda x: -x[1])]
     lines += ["", prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=30)]
+    lines += ["", "By CPU time (work on the host: planning, launches, synchronisation):", "",
+              prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)]
     path.write_text("\n".join(lines) + "\n")
     return {"busy_s": busy, "wall_s": wall, "classes": totals}
 

@@ -51,6 +51,9 @@ REGENERATE = {  # results/ file -> the command that writes it again
     "train_speed_run2.jsonl": "python benchmarks/train_speed.py --out results/train_speed_run2" + ON_GPU,
     "train_speed_run4.jsonl": "python benchmarks/train_speed.py --out results/train_speed_run4" + ON_GPU,
     "train_speed_profile.txt": "python benchmarks/train_speed.py --only course_profiled" + ON_GPU,
+    "train_speed_squad_runA.jsonl": "python benchmarks/train_speed.py --out results/train_speed_squad_runA" + ON_GPU,
+    "train_speed_squad_runE.jsonl": "python benchmarks/train_speed.py --out results/train_speed_squad_runE" + ON_GPU,
+    "train_speed_squad_profile_cold_fp16.txt": "python benchmarks/train_speed.py --only cold_fp16_profiled" + ON_GPU,
     "train_qa_scaling.json": "the command in its 'regenerate' field",
     "train_qa_1gpu.json": "the command in train_qa_scaling.json's 'regenerate' field",
     "train_qa_2gpu.json": "the command in train_qa_scaling.json's 'regenerate' field",
@@ -258,7 +261,8 @@ def op(profile: dict[str, Any], prefix: str, name: str) -> float:
     """Column ``name`` of the profiled operation whose name starts with ``prefix``: seconds, or a share for a %."""
     row = next((r for n, r in profile["ops"].items() if n.startswith(prefix)), None)
     if row is None or name not in row:
-        raise MissingFigure(f"results/train_speed_profile.txt has no {name!r} for an operation {prefix!r}...")
+        raise MissingFigure(f"results/{getattr(profile, 'source', 'train_speed_profile.txt')} has no {name!r} for an "
+                            f"operation {prefix!r}...")
     value = row[name]
     return float(value.rstrip("%")) / 100 if value.endswith("%") else _seconds(value)
 
@@ -287,9 +291,9 @@ def load_records() -> dict[str, Any]:
             "phi2_notebooks": _dated("gpu_phi2_shaped_notebooks.json"),
             "notebooks_h100": markdown_table("gpu_notebooks_h100.md"),
             "speed": {run: _dated(f"train_speed{suffix}.jsonl") for run, suffix in (("2", "_run2"), ("3", ""), ("4", "_run4"))},
-            "squad": {run: _dated(f"train_speed_squad_run{run}.jsonl") for run in "ABCD"},
+            "squad": {run: _dated(f"train_speed_squad_run{run}.jsonl") for run in "AE"},
             "squad_profiles": {name: _text(f"train_speed_squad_profile_{name}.txt")
-                               for name in ("before", "rows512x24", "course_fp16")},
+                               for name in ("before", "rows512x24", "cold_fp16")},
             "profile": profile_table(),
             "scaling": scaling, "scaling_runs": {int(n): _json(f) for n, f in scaling["runs"].items()},
             "estimate": worst_case_estimate(phi2["data"]["answer_token_share"])}
@@ -488,13 +492,15 @@ SQUAD_ROWS = {  # the README's rows of the SQuAD-length runs
           ("rows_1024x8", "+ rows of {row_length} tokens, {batch} per pass (fixed shape)"),
           ("rows_1024x16", "same, {batch} rows per pass"),
           ("rows_512x32", "rows of {row_length}, {batch} per pass")],
-    "D": [("naive", "naive baseline"),
-          ("rows_512x24_res16_emb16", "rows of {row_length}, {batch} per pass, + 16-bit residual stream"),
-          ("course", "notebook 04's default: {batch} rows of {row_length} tokens per pass"),
-          ("rows_512x32_res16_emb16", "same, {batch} rows per pass"),
-          ("course_fp16", "notebook 04's default in fp16 (the T4 path)"),
-          ("t4_fp16_15gib", "same under a {memory_cap_gib:.0f} GiB cap (T4-shaped check)"),
-          ("course_torchao_nf4", "same with torchao's NF4 tensor instead of bitsandbytes")],
+    "E": [("naive", "naive baseline: each example padded to 512, {batch} per pass × {accum}"),
+          ("pad_longest", "padded to the batch's longest example"),
+          ("trl_packed", "TRL `SFTTrainer`, `packing=True` (padding-free, {batch} × {row_length}-token rows)"),
+          ("course", "notebook 04's default: {batch} rows of {row_length} tokens per pass, fused kernels, 16-bit residual"),
+          ("course_liger_ln", "same with Liger's LayerNorm kernel"),
+          ("course_compile", "same + `torch.compile` (own process)"),
+          ("course_fp16", "notebook 04's default in fp16, the T4 path (second call)"),
+          ("t4_fp16_15gib", "same under a {memory_cap_gib:.0f} GiB cap, the T4-shaped check (second call)"),
+          ("course_torchao_nf4", "the default with torchao's NF4 tensor instead of bitsandbytes (second call)")],
 }
 
 
@@ -507,48 +513,88 @@ def _kernel_shares(profile_text: str) -> dict[str, float]:
     return shares
 
 
-def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[str, str]) -> str:
-    """The realistic-length runs: the levers one at a time (run A) and notebook 04's default (run D)."""
-    a, d = squad["A"], squad["D"]
-    meta = d["environment"]
-    course, naive = d["runs"]["course"], d["runs"]["naive"]
-    unsloth = d["runs"]["unsloth"]
-    pad_longest = a["runs"]["pad_longest"]
-    from utils.memory import estimate
-    from utils.models.tiny_phi import phi2_shaped_config
+def _slow_steps(row: dict[str, Any]) -> int:
+    """Timed steps of a result row that took over 1.5x its median (``step_s`` lists warm-up steps first)."""
+    timed = row["step_s"][row["warmup_steps"]:]
+    return sum(t > 1.5 * statistics.median(timed) for t in timed)
 
-    t4 = d["runs"]["t4_fp16_15gib"]
-    t4_fp32_residual = estimate(phi2_shaped_config(), tokens=t4["max_micro_tokens"], sequences=t4["batch"],
-                                logit_tokens=t4["logit_tokens"], fused_kernels=True, residual_16bit=False).gib
+
+def _steps(row: dict[str, Any]) -> str:
+    """A row's warm-up step times, e.g. '3.2 and 3.1'."""
+    return " and ".join(f"{t:.1f}" for t in row["step_s"][:row["warmup_steps"]])
+
+
+def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[str, str]) -> str:
+    """The realistic-length runs: notebook 04's default against the baselines a user would pick (run E), the levers
+    one at a time (run A), and what else was tried. Each finding stated here is checked on the records first."""
+    a, e = squad["A"], squad["E"]
+    meta, runs = e["environment"], e["runs"]
+    tps = {name: r["effective_tokens_per_s"] for name, r in runs.items() if "effective_tokens_per_s" in r}
+    course, naive = runs["course"], runs["naive"]
+    # Liger's LayerNorm against the default, pair by pair, each pair timed back to back in one process
+    pairs = [("course", "course_liger_ln"), ("ab_course_1", "ab_liger_ln_1"), ("ab_course_2", "ab_liger_ln_2")]
+    liger = [tps[b] / tps[x] - 1 for x, b in pairs]
+    second_call = statistics.mean(tps[x] for x, _ in pairs[1:])  # the default's speed in Unsloth's call
+    unsloth = runs["unsloth"]
+    cold = {name: runs[name] for name in ("cold_bf16", "cold_fp16", "cold_fp16_no_cudnn")}
+    slow = {name: _slow_steps(r) for name, r in cold.items()}
+    if not (slow["cold_fp16"] > 0 and slow["cold_bf16"] == 0 and slow["cold_fp16_no_cudnn"] == 0):
+        raise MissingFigure(f"results/train_speed_squad_runE.jsonl: the fp16 finding no longer holds ({slow})")
+    cold_profile = profile_table("train_speed_squad_profile_cold_fp16.txt")
+    wall = float(re.match(r"\S+: \d+ steps in ([\d.]+) s wall", profiles["cold_fp16"]).group(1))
+    fwd, bwd = "aten::_cudnn_attention_forward", "aten::_cudnn_attention_backward"
+    cudnn_host = op(cold_profile, fwd, "Self CPU") + op(cold_profile, bwd, "Self CPU")
     shares = _kernel_shares(profiles["rows512x24"])
     before_shares = _kernel_shares(profiles["before"])
-    return (f"**At SQuAD's lengths** ({meta['gpu']}, {d['measured']}, random weights; torch {meta['torch']}, "
+    t4 = runs["t4_fp16_15gib"]
+    verdict = {"liger": all(x > 0 for x in liger), "compile": tps["course_compile"] < tps["course"]}
+    if not verdict["liger"] or not verdict["compile"]:
+        raise MissingFigure(f"results/train_speed_squad_runE.jsonl: the Liger/compile findings no longer hold ({verdict})")
+    return (f"**At SQuAD's lengths** ({meta['gpu']}, {e['measured']}, random weights; torch {meta['torch']}, "
             f"transformers {meta['transformers']}, peft {meta['peft']}, bitsandbytes {meta['bitsandbytes']}, "
-            f"trl {meta['trl']}, torchao {meta['torchao']}; data: {meta['lengths']}, the course's examples lengthened "
-            f"with its own paragraphs to a log-normal of mean {meta['distribution']['mean']:.0f} tokens, "
-            f"`utils/qa/lengths.py` says where that comes from; {meta['steps']} timed steps after {meta['warmup']} "
-            f"warm-up; N = {meta['matmul_params'] / 1e9:.2f} B, peak {meta['peak_tflops']:.0f} TFLOP/s). "
-            f"Run A ([`results/train_speed_squad_runA.md`](results/train_speed_squad_runA.md)), the levers one at a "
-            "time, each against the baselines of the same run:\n\n"
-            + _speed_table(a, SQUAD_ROWS["A"], "configuration")
-            + "\nRun D ([`results/train_speed_squad_runD.md`](results/train_speed_squad_runD.md)), notebook 04's "
-            "default against the naive baseline of the same run:\n\n"
-            + _speed_table(d, SQUAD_ROWS["D"], "configuration", bold="course")
+            f"trl {meta['trl']}, liger-kernel {meta['liger_kernel']}, torchao {meta['torchao']}; data: {meta['lengths']}, "
+            f"the course's examples lengthened with its own paragraphs to a log-normal of mean "
+            f"{meta['distribution']['mean']:.0f} tokens, `utils/qa/lengths.py` says where that comes from; "
+            f"{meta['steps']} timed steps after {meta['warmup']} warm-up; N = {meta['matmul_params'] / 1e9:.2f} B, peak "
+            f"{meta['peak_tflops']:.0f} TFLOP/s). Run E ([`results/train_speed_squad_runE.md`](results/"
+            "train_speed_squad_runE.md)): the first five rows ran one after another in one process, compile in its own "
+            "process of the same call; the rows marked *second call* ran on the machine lent again (device calls have "
+            "a time limit), their ratios are against the first call's naive baseline:\n\n"
+            + _speed_table(e, SQUAD_ROWS["E"], "configuration", bold="course")
             + f"\nNotebook 04's full configuration reaches **{course['mfu']:.0%} MFU, "
-            f"{course['effective_tokens_per_s'] / naive['effective_tokens_per_s']:.1f}× the naive baseline at "
-            f"{course['peak_gib']:.2f} vs {naive['peak_gib']:.2f} GiB** (run D). pad_longest ran slower than naive in "
-            f"run A ({pad_longest['effective_tokens_per_s'] / a['runs']['naive']['effective_tokens_per_s']:.2f}×) and "
-            "was not repeated in run D (the lease's device time ran out); against run A's pad_longest the default is "
-            f"{course['effective_tokens_per_s'] / pad_longest['effective_tokens_per_s']:.1f}× (two runs, same machine "
-            f"type and data). Unsloth ({unsloth['versions']['unsloth']}, with transformers "
-            f"{unsloth['versions']['transformers']}, which it pins) ran the same rows at "
-            f"{unsloth['effective_tokens_per_s']:,.0f} tokens/s ({unsloth['mfu']:.0%} MFU, {unsloth['peak_gib']:.2f} GiB): "
-            f"{unsloth['effective_tokens_per_s'] / course['effective_tokens_per_s']:.2f}× the course's default. "
-            "Run D's fp16 rows ran with a 16-bit residual stream; the course now keeps it for bf16 only (fp16's range "
-            "is too small for Phi-2's residual stream), so on a T4 the default holds the residual stream in fp32: "
-            f"`utils.memory.estimate` puts its peak at {t4_fp32_residual:.1f} GiB, under the "
-            f"{t4['memory_cap_gib']:.0f} GiB cap (estimated, not measured).\n\n"
-            f"Where the GPU time goes (`results/train_speed_squad_profile_rows512x24.txt`, the default before its "
+            f"{tps['course'] / tps['naive']:.1f}× the naive baseline and {tps['course'] / tps['pad_longest']:.1f}× "
+            f"pad_longest, at {course['peak_gib']:.2f} vs {naive['peak_gib']:.2f} GiB**, measured in one process "
+            f"(the naive baseline run again at its end: {tps['naive_last'] / tps['naive']:.2f}× its first speed). "
+            f"Unsloth ({unsloth['versions']['unsloth']}, with transformers {unsloth['versions']['transformers']}, which "
+            f"it pins; second call) ran the same rows at {unsloth['effective_tokens_per_s']:,.0f} tokens/s "
+            f"({unsloth['mfu']:.0%} MFU, {unsloth['peak_gib']:.2f} GiB): "
+            f"{unsloth['effective_tokens_per_s'] / second_call:.2f}× the course's default in the same call. In fp16 the "
+            f"course keeps the residual stream in float32 (fp16's range is too small for Phi-2's): "
+            f"{t4['peak_gib']:.2f} GiB under the {t4['memory_cap_gib']:.0f} GiB cap, predicted {t4['estimate_gib']:.2f}.\n\n"
+            f"What was tried and not kept: **Liger's LayerNorm** won in each of {len(pairs)} back-to-back pairs "
+            f"({min(liger):+.1%} to {max(liger):+.1%}, mean {statistics.mean(liger):+.1%}) but needs Triton on a GPU, so "
+            "the CPU profile that CI runs could not run the same code, and it would add a dependency pinned against "
+            "Colab's own torch; it stays a benchmark row (`course_liger_ln`). **`torch.compile`** on the fixed-shape "
+            f"rows: {tps['course_compile'] / tps['course']:.2f}× the default. **torchao's NF4** in place of bitsandbytes: "
+            f"{tps['course_torchao_nf4'] / second_call:.2f}× (against the default in its call).\n\n"
+            "**The fp16 slowdown of the toy-data runs** (their T4-shaped rows, below) came from cuDNN's attention "
+            "planning for shapes it had not seen. Those rows ran first in a fresh process on packed rows whose length "
+            "changed every step; repeated here (`cold_*`, each first in its own process), fp16's warm-up steps took "
+            f"{_steps(cold['cold_fp16'])} s against bf16's {_steps(cold['cold_bf16'])} s, and of the timed steps: bf16 "
+            f"{tps['cold_bf16']:,.0f} tokens/s with {slow['cold_bf16']} slow steps (over 1.5× the median), fp16 "
+            f"{tps['cold_fp16']:,.0f} with {slow['cold_fp16']} of {len(cold['cold_fp16']['step_s']) - cold['cold_fp16']['warmup_steps']}, "
+            f"fp16 without cuDNN's attention {tps['cold_fp16_no_cudnn']:,.0f} with {slow['cold_fp16_no_cudnn']} (no slow "
+            f"steps, but each step {cold['cold_fp16_no_cudnn']['median_step_s'] / cold['cold_fp16']['median_step_s']:.2f}× "
+            f"as long). Profiled (`results/train_speed_squad_profile_cold_fp16.txt`), cuDNN's attention took "
+            f"{cudnn_host:.1f} s of host time in {wall:.1f} s ({cudnn_host / wall:.0%}), "
+            f"{op(cold_profile, fwd, 'CPU time avg') * 1e3:.1f} ms per forward call and "
+            f"{op(cold_profile, bwd, 'CPU time avg') * 1e3:.1f} ms per backward. Why fp16's plans cost more than bf16's "
+            "happens inside cuDNN and was not pinned down. The course's rows have one shape, planned once: in fp16 the "
+            f"default runs at {tps['course_fp16'] / second_call:.2f}× its bf16 speed in the same call.\n\n"
+            f"Run A ([`results/train_speed_squad_runA.md`](results/train_speed_squad_runA.md), {a['measured']}, same "
+            "machine type, data and versions), the levers one at a time, each against the baselines of the same run:\n\n"
+            + _speed_table(a, SQUAD_ROWS["A"], "configuration")
+            + f"\nWhere the GPU time goes (`results/train_speed_squad_profile_rows512x24.txt`, the default before its "
             f"16-bit embeddings, under torch.profiler): matrix products {shares['matrix products (GEMM)']:.0%}, "
             f"elementwise kernels {shares['elementwise']:.0%}, copies and dtype casts "
             f"{shares['copies and dtype casts']:.0%}, attention {shares['attention']:.0%}, optimizer "

@@ -1,6 +1,6 @@
 """Fewer, larger GPU kernels in QLoRA training, without changing what is computed.
 
-Measured on a Phi-2-shaped model (``benchmarks/train_speed.py``, ``results/train_speed_squad.md``): at SQuAD
+Measured on a Phi-2-shaped model (``benchmarks/train_speed.py``, ``results/train_speed_squad_runA.md``, ``..._runE.md``): at SQuAD
 lengths a training step of the plain stack spends more GPU time in elementwise kernels and dtype copies than
 in matrix products. Two causes are fixed here, each the same function computed with fewer kernels:
 
