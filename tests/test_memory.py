@@ -52,6 +52,7 @@ def _rows(name):
 
 SQUAD_RUNS = ["train_speed_squad_runA.jsonl", "train_speed_squad_runB.jsonl", "train_speed_squad_runD.jsonl",
               "train_speed_squad_runE.jsonl"]
+TOY_RUNS = ["train_speed.jsonl", "train_speed_run2.jsonl", "train_speed_run4.jsonl", "train_speed_toy_runE.jsonl"]
 
 
 def _course_recipe(r):
@@ -60,12 +61,12 @@ def _course_recipe(r):
     return r.get("trainer", "hf") == "hf" and bool(r.get("gelu")) == bool(r.get("norm_cast"))
 
 
-@pytest.mark.parametrize("name", ["train_speed.jsonl", "train_speed_run2.jsonl", "train_speed_run4.jsonl", *SQUAD_RUNS])
+@pytest.mark.parametrize("name", [*TOY_RUNS, *SQUAD_RUNS])
 def test_within_15_percent_of_every_gpu_measurement(name):
     """Peaks measured on an H100 and an H200 (benchmarks/train_speed.py), predicted again with today's estimator from
     each row's settings (rows from before a lever existed lack its key: it was off)."""
     rows = [r for r in _rows(name) if _course_recipe(r)]
-    assert len(rows) >= 6
+    assert len(rows) >= 4  # the toy run of issue 18 has four: naive (twice), pad_longest, the default
     for r in rows:
         logit_tokens = r.get("logit_tokens", round(0.105 * r["max_micro_tokens"]) if r["answer_logits"] else None)
         e = estimate(PHI2, tokens=r["max_micro_tokens"], sequences=r["batch"] if r["padding"] != "packed" else 1,

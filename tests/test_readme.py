@@ -11,6 +11,7 @@ from utils import readme
 
 BLOCKS = ["course-times", "gpu-memory", "gpu-qa", "multi-gpu", "smoke-ablation", "smoke-classification",
           "smoke-figures", "smoke-quantization", "suite-runs", "train-speed", "train-speed-findings", "train-speed-run4", "train-speed-squad",
+          "train-speed-toy",
           "troubleshooting"]
 
 

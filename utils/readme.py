@@ -53,6 +53,7 @@ REGENERATE = {  # results/ file -> the command that writes it again
     "train_speed_profile.txt": "python benchmarks/train_speed.py --only course_profiled" + ON_GPU,
     "train_speed_squad_runA.jsonl": "python benchmarks/train_speed.py --out results/train_speed_squad_runA" + ON_GPU,
     "train_speed_squad_runE.jsonl": "python benchmarks/train_speed.py --out results/train_speed_squad_runE" + ON_GPU,
+    "train_speed_toy_runE.jsonl": "python benchmarks/train_speed.py --data toy --out results/train_speed_toy_runE" + ON_GPU,
     "train_speed_squad_profile_cold_fp16.txt": "python benchmarks/train_speed.py --only cold_fp16_profiled" + ON_GPU,
     "train_qa_scaling.json": "the command in its 'regenerate' field",
     "train_qa_1gpu.json": "the command in train_qa_scaling.json's 'regenerate' field",
@@ -292,6 +293,7 @@ def load_records() -> dict[str, Any]:
             "notebooks_h100": markdown_table("gpu_notebooks_h100.md"),
             "speed": {run: _dated(f"train_speed{suffix}.jsonl") for run, suffix in (("2", "_run2"), ("3", ""), ("4", "_run4"))},
             "squad": {run: _dated(f"train_speed_squad_run{run}.jsonl") for run in "AE"},
+            "toy": _dated("train_speed_toy_runE.jsonl"),
             "squad_profiles": {name: _text(f"train_speed_squad_profile_{name}.txt")
                                for name in ("before", "rows512x24", "cold_fp16")},
             "profile": profile_table(),
@@ -511,6 +513,27 @@ def _kernel_shares(profile_text: str) -> dict[str, float]:
     if not shares:
         raise MissingFigure("a train_speed_squad_profile_*.txt has no kernel-class table")
     return shares
+
+
+TOY_ROWS = [("naive", "naive baseline: each example padded to 512, {batch} per pass × {accum}"),
+            ("pad_longest", "padded to the batch's longest example"),
+            ("trl_packed", "TRL `SFTTrainer`, `packing=True` (padding-free, {batch} × {row_length}-token rows)"),
+            ("course", "notebook 04's default: {batch} rows of {row_length} tokens per pass")]
+
+
+def render_train_speed_toy(toy: dict[str, Any]) -> str:
+    """Today's default on the course's short toy examples, with the same run's baselines."""
+    meta, runs = toy["environment"], toy["runs"]
+    tps = {name: r["effective_tokens_per_s"] for name, r in runs.items()}
+    return (f"**On the course's short toy examples**, today's default against the same baselines, one process "
+            f"([`results/train_speed_toy_runE.md`](results/train_speed_toy_runE.md); {meta['gpu']}, {toy['measured']}, "
+            f"random weights, the versions above; data: {meta['lengths']}):\n\n"
+            + _speed_table(toy, TOY_ROWS, "configuration", bold="course")
+            + f"\nWith examples this short, padding to 512 wastes {runs['naive']['padding_share']:.0%} of the naive "
+            f"baseline's work; the default runs at {tps['course'] / tps['naive']:.1f}× naive and "
+            f"{tps['course'] / tps['pad_longest']:.1f}× pad_longest ({runs['course']['mfu']:.0%} MFU; "
+            f"{runs['course']['padding_share']:.0%} of its rows is filler; the naive baseline again at the process's end: "
+            f"{tps['naive_last'] / tps['naive']:.2f}×).\n")
 
 
 def _slow_steps(row: dict[str, Any]) -> int:
@@ -759,6 +782,7 @@ def render_blocks(records: dict[str, Any]) -> dict[str, str]:
         "gpu-qa": render_gpu_qa(records["phi2"], records["phi2_notebooks"], records["notebooks_h100"]),
         "multi-gpu": render_multi_gpu(records["scaling"], records["scaling_runs"]),
         "train-speed-squad": render_train_speed_squad(records["squad"], records["squad_profiles"]),
+        "train-speed-toy": render_train_speed_toy(records["toy"]),
         "train-speed": render_train_speed(speed),
         "train-speed-run4": render_train_speed_run4(speed, profile),
         "train-speed-findings": render_train_speed_findings(speed, profile, records["phi2"], records["notebooks_h100"]),
