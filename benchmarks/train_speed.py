@@ -52,9 +52,11 @@ COURSE = dict(padding="rows" if QA.row_length else "packed", batch=QA.batch_size
               rank=QA.lora_rank, alpha=QA.lora_alpha, dropout=QA.lora_dropout, targets=list(QA.target_modules),
               compile=False, memory_cap_gib=None, profile=False, warmup=None, cudnn_attention=True,
               round_to=QA.pack_multiple, row_length=QA.row_length or None, gelu=QA.fused_kernels,
-              norm_cast=QA.fused_kernels, residual16=QA.residual_16bit, embed16=QA.residual_16bit, trainer="hf", backend="bnb", liger_ln=False)
+              norm_cast=QA.fused_kernels, residual16=QA.residual_16bit, embed16=QA.residual_16bit, trainer="hf", backend="bnb", liger_ln=False,
+              lean_lora=QA.fused_kernels)
 NAIVE = dict(COURSE, padding="max_length", batch=8, accum=2, answer_logits=False, round_to=None, row_length=None,
-             optimizer="paged_adamw_8bit", gelu=False, norm_cast=False, residual16=False, embed16=False, dropout=0.05)  # padded to 512, full logits
+             optimizer="paged_adamw_8bit", gelu=False, norm_cast=False, residual16=False, embed16=False, dropout=0.05,
+             lean_lora=False)  # padded to 512, full logits
 # notebook 04's previous default (before issue 18): 32 examples packed in one row rounded to 256 tokens
 BEFORE = dict(NAIVE, padding="packed", batch=32, accum=1, answer_logits=True, round_to=256)
 # the levers of issue 18, all on: rows of a fixed length, fused GELU, 16-bit norm outputs, no LoRA dropout
@@ -99,6 +101,10 @@ CONFIGS: dict[str, tuple[str, dict, str]] = {
     "rows_512x32_res16_emb16": ("rows of 512, 32 per pass (16k), 16-bit residual, embeddings and head",
                                 dict(ROWS, row_length=512, batch=32, residual16=True, embed16=True), "bf16"),
     "course": ("notebook 04's full default now (QAConfig)", COURSE, "bf16"),
+    "course_peft_lora": ("'course' with peft's own LoRA forward (output copied, then scaled and added: 3 passes)",
+                         dict(COURSE, lean_lora=False), "bf16"),
+    "course_again": ("'course' again, after 'course_peft_lora' (A/B in one process)", COURSE, "bf16"),
+    "course_peft_lora_again": ("'course_peft_lora' again (A/B)", dict(COURSE, lean_lora=False), "bf16"),
     "course_liger_ln": ("'course' with Liger's LayerNorm kernel instead of PyTorch's (+ its output cast)",
                         dict(COURSE, liger_ln=True), "bf16"),
     "naive_last": ("the naive baseline again, last in its process (drift check)", NAIVE, "bf16"),
@@ -178,6 +184,7 @@ class Levers:
 
         from utils.models.kernels import (
             embeddings_and_head_in,
+            lean_lora_4bit,
             norm_outputs_in,
             residual_in,
             swap_modules,
@@ -186,6 +193,7 @@ class Levers:
 
         self.model, self.handles, self.swapped = model, [], []
         set_lora_dropout(model, cfg["dropout"])
+        self.lean = lean_lora_4bit(model) if cfg.get("lean_lora") else []
         if cfg["gelu"]:
             self.swapped += use_fused_gelu(model)
         if cfg["liger_ln"]:
@@ -206,9 +214,10 @@ class Levers:
                 self.upcast = embeddings_and_head_in(model.get_base_model(), dtype)
 
     def undo(self) -> None:
-        from utils.models.kernels import restore
+        from utils.models.kernels import restore, undo_lean_lora_4bit
 
         restore(self.swapped)
+        undo_lean_lora_4bit(self.lean)
         for h in self.handles:
             h.remove()
         for p in self.upcast:  # back to peft's float32, for the next configuration

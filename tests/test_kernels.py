@@ -70,3 +70,45 @@ def test_the_16bit_residual_acts_under_bf16_only():
     assert not training.residual_16bit(qa.replace(precision="fp16"))  # fp16's range: a T4 keeps float32
     assert not training.residual_16bit(qa.replace(precision="fp32"))
     assert not training.residual_16bit(qa.replace(precision="bf16", residual_16bit=False))
+
+
+def test_lean_lora_4bit_is_pefts_forward_in_one_addition(folder):
+    """The LoRA layers over 4-bit bitsandbytes layers, peft's forward against lean_lora_4bit's: logits and LoRA
+    gradients agree to rounding, in float32 (the smoke profile) and under bf16 autocast (the GPU's path)."""
+    from utils.models import bnb_4bit_config, load_model
+    from utils.models.adapters import add_lora
+
+    targets = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
+    model = add_lora(load_model(folder, AutoModelForCausalLM, bnb_4bit_config(dtype=torch.float32), dtype=torch.float32),
+                     4, 8, targets, task_type="CAUSAL_LM")
+    generator = torch.Generator().manual_seed(2)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero; give the adapter path something to add
+            p.data = torch.randn(p.shape, generator=generator) * 0.05
+    ids = torch.randint(0, 512, (2, 32), generator=generator)
+
+    def run(dtype):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            out = model(input_ids=ids, labels=ids, use_cache=False)
+        out.loss.backward()
+        return out.logits.detach().float(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    peft_runs = {dtype: run(dtype) for dtype in (torch.float32, torch.bfloat16)}
+    layers = kernels.lean_lora_4bit(model)
+    assert len(layers) == len(targets) * model.config.num_hidden_layers
+    # float32: the sum rounds once instead of twice (<= 1 ulp per layer output), carried through the tiny model:
+    # 1e-5 of the largest value is ~100 float32 ulps. bf16 autocast: the same, with bf16's 2^-8 instead of 2^-24
+    # (the bound the logits test above uses for a bf16 rounding carried through the model).
+    for dtype, rel in ((torch.float32, 1e-5), (torch.bfloat16, 0.05)):
+        (ref_logits, ref_grads), (logits_, grads) = peft_runs[dtype], run(dtype)
+        torch.testing.assert_close(logits_, ref_logits, rtol=0, atol=rel * ref_logits.abs().max().item())
+        assert grads.keys() == ref_grads.keys() and len(grads) == 2 * len(layers)
+        for name, g in grads.items():
+            torch.testing.assert_close(g, ref_grads[name], rtol=0, atol=rel * ref_grads[name].abs().max().item())
+    with model.disable_adapter():  # disabled adapters go to peft's own forward: the base model exactly
+        lean_base = model(input_ids=ids, use_cache=False).logits
+    kernels.undo_lean_lora_4bit(layers)
+    assert torch.equal(run(torch.float32)[0], peft_runs[torch.float32][0])  # peft's forward is back, bit for bit
+    with model.disable_adapter():
+        assert torch.equal(model(input_ids=ids, use_cache=False).logits, lean_base)

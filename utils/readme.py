@@ -53,6 +53,7 @@ REGENERATE = {  # results/ file -> the command that writes it again
     "train_speed_profile.txt": "python benchmarks/train_speed.py --only course_profiled" + ON_GPU,
     "train_speed_squad_runA.jsonl": "python benchmarks/train_speed.py --out results/train_speed_squad_runA" + ON_GPU,
     "train_speed_squad_runE.jsonl": "python benchmarks/train_speed.py --out results/train_speed_squad_runE" + ON_GPU,
+    "train_speed_squad_runF.jsonl": "python benchmarks/train_speed.py --out results/train_speed_squad_runF" + ON_GPU,
     "train_speed_toy_runE.jsonl": "python benchmarks/train_speed.py --data toy --out results/train_speed_toy_runE" + ON_GPU,
     "train_speed_squad_profile_cold_fp16.txt": "python benchmarks/train_speed.py --only cold_fp16_profiled" + ON_GPU,
     "train_qa_scaling.json": "the command in its 'regenerate' field",
@@ -292,10 +293,10 @@ def load_records() -> dict[str, Any]:
             "phi2_notebooks": _dated("gpu_phi2_shaped_notebooks.json"),
             "notebooks_h100": markdown_table("gpu_notebooks_h100.md"),
             "speed": {run: _dated(f"train_speed{suffix}.jsonl") for run, suffix in (("2", "_run2"), ("3", ""), ("4", "_run4"))},
-            "squad": {run: _dated(f"train_speed_squad_run{run}.jsonl") for run in "AE"},
+            "squad": {run: _dated(f"train_speed_squad_run{run}.jsonl") for run in "AEF"},
             "toy": _dated("train_speed_toy_runE.jsonl"),
             "squad_profiles": {name: _text(f"train_speed_squad_profile_{name}.txt")
-                               for name in ("before", "rows512x24", "cold_fp16")},
+                               for name in ("before", "course", "cold_fp16")},
             "profile": profile_table(),
             "scaling": scaling, "scaling_runs": {int(n): _json(f) for n, f in scaling["runs"].items()},
             "estimate": worst_case_estimate(phi2["data"]["answer_token_share"])}
@@ -494,15 +495,18 @@ SQUAD_ROWS = {  # the README's rows of the SQuAD-length runs
           ("rows_1024x8", "+ rows of {row_length} tokens, {batch} per pass (fixed shape)"),
           ("rows_1024x16", "same, {batch} rows per pass"),
           ("rows_512x32", "rows of {row_length}, {batch} per pass")],
-    "E": [("naive", "naive baseline: each example padded to 512, {batch} per pass × {accum}"),
+    "F": [("naive", "naive baseline: each example padded to 512, {batch} per pass × {accum}"),
           ("pad_longest", "padded to the batch's longest example"),
           ("trl_packed", "TRL `SFTTrainer`, `packing=True` (padding-free, {batch} × {row_length}-token rows)"),
           ("course", "notebook 04's default: {batch} rows of {row_length} tokens per pass, fused kernels, 16-bit residual"),
+          ("course_peft_lora", "same with peft's own LoRA forward (the default before run F)"),
+          ("course_fp16", "notebook 04's default in fp16, the T4 path (own process)"),
+          ("t4_fp16_15gib", "same under a {memory_cap_gib:.0f} GiB cap, the T4-shaped check (own process)")],
+    "E": [("naive", "naive baseline"),
+          ("course", "notebook 04's default then (peft's LoRA forward)"),
           ("course_liger_ln", "same with Liger's LayerNorm kernel"),
           ("course_compile", "same + `torch.compile` (own process)"),
-          ("course_fp16", "notebook 04's default in fp16, the T4 path (second call)"),
-          ("t4_fp16_15gib", "same under a {memory_cap_gib:.0f} GiB cap, the T4-shaped check (second call)"),
-          ("course_torchao_nf4", "the default with torchao's NF4 tensor instead of bitsandbytes (second call)")],
+          ("course_torchao_nf4", "same with torchao's NF4 tensor instead of bitsandbytes (second call)")],
 }
 
 
@@ -547,83 +551,95 @@ def _steps(row: dict[str, Any]) -> str:
     return " and ".join(f"{t:.1f}" for t in row["step_s"][:row["warmup_steps"]])
 
 
+def _pairs(tps: dict[str, float], pairs: list[tuple[str, str]]) -> list[float]:
+    """Relative gain of the second configuration of each pair over the first (pairs timed back to back)."""
+    return [tps[b] / tps[a] - 1 for a, b in pairs]
+
+
 def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[str, str]) -> str:
-    """The realistic-length runs: notebook 04's default against the baselines a user would pick (run E), the levers
-    one at a time (run A), and what else was tried. Each finding stated here is checked on the records first."""
-    a, e = squad["A"], squad["E"]
-    meta, runs = e["environment"], e["runs"]
-    tps = {name: r["effective_tokens_per_s"] for name, r in runs.items() if "effective_tokens_per_s" in r}
-    course, naive = runs["course"], runs["naive"]
-    # Liger's LayerNorm against the default, pair by pair, each pair timed back to back in one process
-    pairs = [("course", "course_liger_ln"), ("ab_course_1", "ab_liger_ln_1"), ("ab_course_2", "ab_liger_ln_2")]
-    liger = [tps[b] / tps[x] - 1 for x, b in pairs]
-    second_call = statistics.mean(tps[x] for x, _ in pairs[1:])  # the default's speed in Unsloth's call
-    unsloth = runs["unsloth"]
-    cold = {name: runs[name] for name in ("cold_bf16", "cold_fp16", "cold_fp16_no_cudnn")}
+    """The realistic-length runs: notebook 04's final default against the baselines a user would pick (run F), what
+    was tried and not kept and the fp16 slowdown (run E), the levers one at a time (run A). Each finding stated
+    here is checked on the records first (:class:`MissingFigure` if a record no longer shows it)."""
+    a, e, f = squad["A"], squad["E"], squad["F"]
+    meta = f["environment"]
+    tps_e = {name: r["effective_tokens_per_s"] for name, r in e["runs"].items() if "effective_tokens_per_s" in r}
+    tps = {name: r["effective_tokens_per_s"] for name, r in f["runs"].items()}
+    course, naive = f["runs"]["course"], f["runs"]["naive"]
+    lean = _pairs(tps, [("course_peft_lora", "course"), ("course_peft_lora_again", "course_again")])
+    liger = _pairs(tps_e, [("course", "course_liger_ln"), ("ab_course_1", "ab_liger_ln_1"), ("ab_course_2", "ab_liger_ln_2")])
+    second_call = statistics.mean(tps_e[x] for x in ("ab_course_1", "ab_course_2"))  # the default in Unsloth's call
+    unsloth = e["runs"]["unsloth"]
+    cold = {name: e["runs"][name] for name in ("cold_bf16", "cold_fp16", "cold_fp16_no_cudnn")}
     slow = {name: _slow_steps(r) for name, r in cold.items()}
-    if not (slow["cold_fp16"] > 0 and slow["cold_bf16"] == 0 and slow["cold_fp16_no_cudnn"] == 0):
-        raise MissingFigure(f"results/train_speed_squad_runE.jsonl: the fp16 finding no longer holds ({slow})")
+    findings = {"LoRA in one pass wins": min(lean) > 0, "Liger wins each pair": min(liger) > 0,
+                "compile does not win": tps_e["course_compile"] < tps_e["course"],
+                "only cold fp16 has slow steps": slow["cold_fp16"] > 0 and slow["cold_bf16"] == slow["cold_fp16_no_cudnn"] == 0}
+    if not all(findings.values()):
+        raise MissingFigure(f"results/train_speed_squad_run{{E,F}}.jsonl no longer show what the README says: {findings}")
     cold_profile = profile_table("train_speed_squad_profile_cold_fp16.txt")
     wall = float(re.match(r"\S+: \d+ steps in ([\d.]+) s wall", profiles["cold_fp16"]).group(1))
     fwd, bwd = "aten::_cudnn_attention_forward", "aten::_cudnn_attention_backward"
     cudnn_host = op(cold_profile, fwd, "Self CPU") + op(cold_profile, bwd, "Self CPU")
-    shares = _kernel_shares(profiles["rows512x24"])
+    shares = _kernel_shares(profiles["course"])
     before_shares = _kernel_shares(profiles["before"])
-    t4 = runs["t4_fp16_15gib"]
-    verdict = {"liger": all(x > 0 for x in liger), "compile": tps["course_compile"] < tps["course"]}
-    if not verdict["liger"] or not verdict["compile"]:
-        raise MissingFigure(f"results/train_speed_squad_runE.jsonl: the Liger/compile findings no longer hold ({verdict})")
-    return (f"**At SQuAD's lengths** ({meta['gpu']}, {e['measured']}, random weights; torch {meta['torch']}, "
+    t4 = f["runs"]["t4_fp16_15gib"]
+    return (f"**At SQuAD's lengths** ({meta['gpu']}, {f['measured']}, random weights; torch {meta['torch']}, "
             f"transformers {meta['transformers']}, peft {meta['peft']}, bitsandbytes {meta['bitsandbytes']}, "
             f"trl {meta['trl']}, liger-kernel {meta['liger_kernel']}, torchao {meta['torchao']}; data: {meta['lengths']}, "
             f"the course's examples lengthened with its own paragraphs to a log-normal of mean "
             f"{meta['distribution']['mean']:.0f} tokens, `utils/qa/lengths.py` says where that comes from; "
             f"{meta['steps']} timed steps after {meta['warmup']} warm-up; N = {meta['matmul_params'] / 1e9:.2f} B, peak "
-            f"{meta['peak_tflops']:.0f} TFLOP/s). Run E ([`results/train_speed_squad_runE.md`](results/"
-            "train_speed_squad_runE.md)): the first five rows ran one after another in one process, compile in its own "
-            "process of the same call; the rows marked *second call* ran on the machine lent again (device calls have "
-            "a time limit), their ratios are against the first call's naive baseline:\n\n"
-            + _speed_table(e, SQUAD_ROWS["E"], "configuration", bold="course")
+            f"{meta['peak_tflops']:.0f} TFLOP/s). Run F ([`results/train_speed_squad_runF.md`](results/"
+            "train_speed_squad_runF.md)), notebook 04's default and the baselines a user would pick instead, one after "
+            "another in one process:\n\n"
+            + _speed_table(f, SQUAD_ROWS["F"], "configuration", bold="course")
             + f"\nNotebook 04's full configuration reaches **{course['mfu']:.0%} MFU, "
             f"{tps['course'] / tps['naive']:.1f}× the naive baseline and {tps['course'] / tps['pad_longest']:.1f}× "
-            f"pad_longest, at {course['peak_gib']:.2f} vs {naive['peak_gib']:.2f} GiB**, measured in one process "
-            f"(the naive baseline run again at its end: {tps['naive_last'] / tps['naive']:.2f}× its first speed). "
-            f"Unsloth ({unsloth['versions']['unsloth']}, with transformers {unsloth['versions']['transformers']}, which "
-            f"it pins; second call) ran the same rows at {unsloth['effective_tokens_per_s']:,.0f} tokens/s "
-            f"({unsloth['mfu']:.0%} MFU, {unsloth['peak_gib']:.2f} GiB): "
-            f"{unsloth['effective_tokens_per_s'] / second_call:.2f}× the course's default in the same call. In fp16 the "
-            f"course keeps the residual stream in float32 (fp16's range is too small for Phi-2's): "
-            f"{t4['peak_gib']:.2f} GiB under the {t4['memory_cap_gib']:.0f} GiB cap, predicted {t4['estimate_gib']:.2f}.\n\n"
-            f"What was tried and not kept: **Liger's LayerNorm** won in each of {len(pairs)} back-to-back pairs "
-            f"({min(liger):+.1%} to {max(liger):+.1%}, mean {statistics.mean(liger):+.1%}) but needs Triton on a GPU, so "
-            "the CPU profile that CI runs could not run the same code, and it would add a dependency pinned against "
-            "Colab's own torch; it stays a benchmark row (`course_liger_ln`). **`torch.compile`** on the fixed-shape "
-            f"rows: {tps['course_compile'] / tps['course']:.2f}× the default. **torchao's NF4** in place of bitsandbytes: "
-            f"{tps['course_torchao_nf4'] / second_call:.2f}× (against the default in its call).\n\n"
+            f"pad_longest, at {course['peak_gib']:.2f} vs {naive['peak_gib']:.2f} GiB**, measured in one process. The "
+            f"naive baseline drifts: run again at the process's end it ran {tps['naive_last'] / tps['naive']:.2f}× its "
+            f"first speed ({tps['course'] / tps['naive_last']:.1f}× against that), and in run E the default was "
+            f"{tps_e['course'] / tps_e['naive']:.1f}× naive and {tps_e['course'] / tps_e['pad_longest']:.1f}× "
+            "pad_longest. Adding LoRA's output in one pass (`kernels.lean_lora_4bit`, part of `FUSED_KERNELS`) beat "
+            f"peft's own forward in both back-to-back pairs ({min(lean):+.1%} and {max(lean):+.1%}). In fp16 the course "
+            f"keeps the residual stream in float32 (fp16's range is too small for Phi-2's): {t4['peak_gib']:.2f} GiB "
+            f"under the {t4['memory_cap_gib']:.0f} GiB cap, predicted {t4['estimate_gib']:.2f}.\n\n"
+            f"Tried and not kept (run E, [`results/train_speed_squad_runE.md`](results/train_speed_squad_runE.md), "
+            f"{e['measured']}, before the LoRA lever; rows marked *second call* ran on the machine lent again, their "
+            "ratios against the first call's naive baseline):\n\n"
+            + _speed_table(e, SQUAD_ROWS["E"], "configuration")
+            + f"\n**Liger's LayerNorm** won in each of {len(liger)} back-to-back pairs ({min(liger):+.1%} to "
+            f"{max(liger):+.1%}, mean {statistics.mean(liger):+.1%}) but needs Triton on a GPU, so the CPU profile that "
+            "CI runs could not run the same code, and it would add a dependency pinned against Colab's own torch; it "
+            f"stays a benchmark row (`course_liger_ln`). **`torch.compile`** on the fixed-shape rows: "
+            f"{tps_e['course_compile'] / tps_e['course']:.2f}× the default. **torchao's NF4** in place of bitsandbytes: "
+            f"{tps_e['course_torchao_nf4'] / second_call:.2f}× (against the default in its call). **Unsloth** "
+            f"({unsloth['versions']['unsloth']}, with transformers {unsloth['versions']['transformers']}, which it pins; "
+            f"second call) ran the same rows at {unsloth['effective_tokens_per_s']:,.0f} tokens/s ({unsloth['mfu']:.0%} "
+            f"MFU, {unsloth['peak_gib']:.2f} GiB): {unsloth['effective_tokens_per_s'] / second_call:.2f}× that call's "
+            "default, which did not yet add LoRA in one pass.\n\n"
             "**The fp16 slowdown of the toy-data runs** (their T4-shaped rows, below) came from cuDNN's attention "
             "planning for shapes it had not seen. Those rows ran first in a fresh process on packed rows whose length "
-            "changed every step; repeated here (`cold_*`, each first in its own process), fp16's warm-up steps took "
+            "changed every step; repeated in run E (`cold_*`, each first in its own process), fp16's warm-up steps took "
             f"{_steps(cold['cold_fp16'])} s against bf16's {_steps(cold['cold_bf16'])} s, and of the timed steps: bf16 "
-            f"{tps['cold_bf16']:,.0f} tokens/s with {slow['cold_bf16']} slow steps (over 1.5× the median), fp16 "
-            f"{tps['cold_fp16']:,.0f} with {slow['cold_fp16']} of {len(cold['cold_fp16']['step_s']) - cold['cold_fp16']['warmup_steps']}, "
-            f"fp16 without cuDNN's attention {tps['cold_fp16_no_cudnn']:,.0f} with {slow['cold_fp16_no_cudnn']} (no slow "
+            f"{tps_e['cold_bf16']:,.0f} tokens/s with {slow['cold_bf16']} slow steps (over 1.5× the median), fp16 "
+            f"{tps_e['cold_fp16']:,.0f} with {slow['cold_fp16']} of {len(cold['cold_fp16']['step_s']) - cold['cold_fp16']['warmup_steps']}, "
+            f"fp16 without cuDNN's attention {tps_e['cold_fp16_no_cudnn']:,.0f} with {slow['cold_fp16_no_cudnn']} (no slow "
             f"steps, but each step {cold['cold_fp16_no_cudnn']['median_step_s'] / cold['cold_fp16']['median_step_s']:.2f}× "
             f"as long). Profiled (`results/train_speed_squad_profile_cold_fp16.txt`), cuDNN's attention took "
             f"{cudnn_host:.1f} s of host time in {wall:.1f} s ({cudnn_host / wall:.0%}), "
             f"{op(cold_profile, fwd, 'CPU time avg') * 1e3:.1f} ms per forward call and "
             f"{op(cold_profile, bwd, 'CPU time avg') * 1e3:.1f} ms per backward. Why fp16's plans cost more than bf16's "
             "happens inside cuDNN and was not pinned down. The course's rows have one shape, planned once: in fp16 the "
-            f"default runs at {tps['course_fp16'] / second_call:.2f}× its bf16 speed in the same call.\n\n"
+            f"default runs at {tps['course_fp16'] / tps['course']:.2f}× its bf16 speed (run F).\n\n"
             f"Run A ([`results/train_speed_squad_runA.md`](results/train_speed_squad_runA.md), {a['measured']}, same "
             "machine type, data and versions), the levers one at a time, each against the baselines of the same run:\n\n"
             + _speed_table(a, SQUAD_ROWS["A"], "configuration")
-            + f"\nWhere the GPU time goes (`results/train_speed_squad_profile_rows512x24.txt`, the default before its "
-            f"16-bit embeddings, under torch.profiler): matrix products {shares['matrix products (GEMM)']:.0%}, "
-            f"elementwise kernels {shares['elementwise']:.0%}, copies and dtype casts "
-            f"{shares['copies and dtype casts']:.0%}, attention {shares['attention']:.0%}, optimizer "
-            f"{shares['optimizer']:.0%}, 4-bit dequantization {shares['4-bit dequantize (bitsandbytes)']:.0%}; before "
-            f"the levers (`..._profile_before.txt`) attention took {before_shares['attention']:.0%} and matrix products "
-            f"{before_shares['matrix products (GEMM)']:.0%}.\n")
+            + f"\nWhere the GPU time goes in the default (`results/train_speed_squad_profile_course.txt`, run F, under "
+            f"torch.profiler): matrix products {shares['matrix products (GEMM)']:.0%}, elementwise kernels "
+            f"{shares['elementwise']:.0%}, copies and dtype casts {shares['copies and dtype casts']:.0%}, attention "
+            f"{shares['attention']:.0%}, optimizer {shares['optimizer']:.0%}, 4-bit dequantization "
+            f"{shares['4-bit dequantize (bitsandbytes)']:.0%}; before the levers (`..._profile_before.txt`) attention "
+            f"took {before_shares['attention']:.0%} and matrix products {before_shares['matrix products (GEMM)']:.0%}.\n")
 
 
 def render_train_speed(speed: dict[str, dict[str, Any]]) -> str:

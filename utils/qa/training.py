@@ -224,15 +224,23 @@ def batching(config: QAConfig, features: Sequence[Mapping[str, list[int]]],
 
 
 def apply_fused_kernels(model: torch.nn.Module, config: QAConfig) -> None:
-    """The speed settings of :mod:`utils.models.kernels`: with ``config.fused_kernels`` the one-kernel tanh-GELU
-    and, under 16-bit autocast, 16-bit norm outputs (the same function either way); with ``config.residual_16bit``
-    and bf16 (:func:`residual_16bit`) a 16-bit residual stream, embeddings and head. Under float32 (the CPU) only the GELU swap acts."""
-    from utils.models.kernels import embeddings_and_head_in, norm_outputs_in, residual_in, use_fused_gelu
+    """The speed settings of :mod:`utils.models.kernels`: with ``config.fused_kernels`` the one-kernel tanh-GELU,
+    LoRA's addition in one pass over the 4-bit layers' output and, under 16-bit autocast, 16-bit norm outputs (the
+    same function each, to rounding); with ``config.residual_16bit`` and bf16 (:func:`residual_16bit`) a 16-bit
+    residual stream, embeddings and head. Under float32 (the CPU) the GELU swap and the LoRA addition act."""
+    from utils.models.kernels import (
+        embeddings_and_head_in,
+        lean_lora_4bit,
+        norm_outputs_in,
+        residual_in,
+        use_fused_gelu,
+    )
 
     flags = mixed_precision(config.precision)
     dtype = torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else torch.float32
     if config.fused_kernels:
         use_fused_gelu(model)
+        lean_lora_4bit(model)
         norm_outputs_in(model, dtype)
     if residual_16bit(config):
         residual_in(model, dtype)
