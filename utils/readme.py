@@ -529,7 +529,8 @@ def render_train_speed_toy(toy: dict[str, Any]) -> str:
     """Today's default on the course's short toy examples, with the same run's baselines."""
     meta, runs = toy["environment"], toy["runs"]
     tps = {name: r["effective_tokens_per_s"] for name, r in runs.items()}
-    return (f"**On the course's short toy examples**, today's default against the same baselines, one process "
+    return (f"**On the course's short toy examples**, the default of run E (before LoRA was added in one pass) "
+            f"against the same baselines, one process "
             f"([`results/train_speed_toy_runE.md`](results/train_speed_toy_runE.md); {meta['gpu']}, {toy['measured']}, "
             f"random weights, the versions above; data: {meta['lengths']}):\n\n"
             + _speed_table(toy, TOY_ROWS, "configuration", bold="course")
