@@ -113,7 +113,9 @@ def _lean_lora_4bit_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Ten
     ``x``: ``(..., in_features)``; returns ``(..., out_features)`` in the base layer's output dtype. Anything else
     (extra arguments, disabled or merged adapters, DoRA and other variants) goes to peft's own forward."""
     active = [a for a in self.active_adapters if a in self.lora_A]
-    if args or kwargs or self.disable_adapters or self.merged or any(a in getattr(self, "lora_variant", {}) for a in active):
+    variant = getattr(self, "lora_variant", {})  # DoRA and other variants; older peft releases flag DoRA in use_dora
+    if (args or kwargs or self.disable_adapters or self.merged
+            or any(a in variant or getattr(self, "use_dora", {}).get(a) for a in active)):
         return type(self).forward(self, x, *args, **kwargs)
     result = self.base_layer(x)
     autocast = torch.is_autocast_enabled(x.device.type)  # autocast picks the matmul dtype; without it, cast
