@@ -112,3 +112,22 @@ def test_lean_lora_4bit_is_pefts_forward_in_one_addition(folder):
     assert torch.equal(run(torch.float32)[0], peft_runs[torch.float32][0])  # peft's forward is back, bit for bit
     with model.disable_adapter():
         assert torch.equal(model(input_ids=ids, use_cache=False).logits, lean_base)
+
+
+def test_lean_lora_4bit_leaves_dora_to_peft(folder):
+    """DoRA (a LoRA variant) is not a plain addition: lean_lora_4bit hands it to peft's forward, bit for bit."""
+    from peft import LoraConfig, get_peft_model
+
+    from utils.models import bnb_4bit_config, load_model
+
+    base = load_model(folder, AutoModelForCausalLM, bnb_4bit_config(dtype=torch.float32), dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["fc1"], use_dora=True))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data = torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.05
+    ids = torch.randint(0, 512, (1, 16), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        reference = model(input_ids=ids, use_cache=False).logits
+        layers = kernels.lean_lora_4bit(model)
+        assert len(layers) == model.config.num_hidden_layers
+        assert torch.equal(model(input_ids=ids, use_cache=False).logits, reference)
