@@ -180,7 +180,6 @@ class Levers:
     whole worker group)."""
 
     def __init__(self, model, cfg: dict, dtype):
-        import torch
 
         from utils.models.kernels import (
             embeddings_and_head_in,
@@ -208,7 +207,7 @@ class Levers:
         if cfg["norm_cast"]:
             self.handles += norm_outputs_in(model, dtype)
         self.upcast = []
-        if cfg["residual16"] and dtype == torch.bfloat16:  # as the course does: bf16 only (training.residual_16bit)
+        if cfg["residual16"]:  # run_config applied the course's rule (training.residual_16bit): bf16 only
             self.handles += residual_in(model, dtype)
             if cfg["embed16"]:
                 self.upcast = embeddings_and_head_in(model.get_base_model(), dtype)
@@ -269,10 +268,10 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
     if torch.cuda.is_available():  # cuDNN's attention plans per shape; the alternative is PyTorch's own kernel
         torch.backends.cuda.enable_cudnn_sdp(cfg["cudnn_attention"])
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg["precision"], torch.float32)
+    # what acts, and is recorded: the course's rule for the 16-bit residual stream (and embeddings/head)
+    cfg["residual16"] = training.residual_16bit(QA.replace(precision=cfg["precision"], residual_16bit=cfg["residual16"]))
+    cfg["embed16"] = cfg["embed16"] and cfg["residual16"]
     levers = Levers(model, cfg, dtype)
-    # record what acted: the 16-bit residual stream (and embeddings/head) under bf16 only, as in the course
-    cfg["residual16"] = bool(cfg["residual16"] and dtype == torch.bfloat16)
-    cfg["embed16"] = bool(cfg["embed16"] and cfg["residual16"])
     warmup = cfg["warmup"] or warmup
     rng = random.Random(0)
     graded_head = False
