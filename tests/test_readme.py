@@ -99,6 +99,10 @@ def test_the_gpu_tables_in_markdown_and_profiler_text_are_read_with_their_dates(
         "     0.000us     2.44%\n-----  -----\nSelf CPU time total: 6.827s\nSelf CUDA time total: 2.719ms\n")
     profile = readme.profile_table()
     assert (profile["config"], profile["steps"], profile["cpu_total_s"]) == ("course_profiled", 7, 6.827)
+    assert profile["wall_s"] is None  # an older profile: no wall time in its first line
+    (tmp_path / "p.txt").write_text((tmp_path / "train_speed_profile.txt").read_text().replace(
+        "7 steps; GPU", "7 steps in 20.43 s wall; GPU"))
+    assert readme.profile_table("p.txt")["wall_s"] == 20.43
     assert profile["cuda_total_s"] == pytest.approx(2.719e-3)
     assert readme.op(profile, "aten::copy_", "CPU time avg") == pytest.approx(22.306e-6)
     assert readme.op(profile, "void kDequantizeBlockwise", "Self CUDA %") == pytest.approx(0.0244)

@@ -239,10 +239,11 @@ def _seconds(value: str) -> float:
 
 
 def profile_table(name: str = "train_speed_profile.txt") -> Record:
-    """torch.profiler's tables in results/<name>: the configuration, its steps, the self CPU and CUDA totals (s),
-    and per operation (its name, as printed, possibly cut) its columns as printed."""
+    """torch.profiler's tables in results/<name>: the configuration, its steps, the wall seconds (``None`` in
+    profiles written before the script recorded them), the self CPU and CUDA totals (s), and per operation (its
+    name, as printed, possibly cut) its columns as printed."""
     text = _text(name)
-    head = re.match(r"(\S+): (\d+) steps", text)
+    head = re.match(r"(\S+): (\d+) steps(?: in ([\d.]+) s wall)?", text)
     totals = dict(re.findall(r"Self (CPU|CUDA) time total: (\S+)", text))
     if not head or set(totals) != {"CPU", "CUDA"}:
         raise ValueError(f"results/{name} is not a profile written by benchmarks/train_speed.py: write it again with "
@@ -255,7 +256,8 @@ def profile_table(name: str = "train_speed_profile.txt") -> Record:
             header = parts
         elif header and len(parts) == len(header) and not parts[0].startswith("-"):
             ops.setdefault(parts[0], dict(zip(header, parts, strict=True)))
-    return Record({"config": head.group(1), "steps": int(head.group(2)), "cpu_total_s": _seconds(totals["CPU"]),
+    return Record({"config": head.group(1), "steps": int(head.group(2)),
+                   "wall_s": float(head.group(3)) if head.group(3) else None, "cpu_total_s": _seconds(totals["CPU"]),
                    "cuda_total_s": _seconds(totals["CUDA"]), "ops": ops}, name)
 
 
@@ -296,7 +298,7 @@ def load_records() -> dict[str, Any]:
             "squad": {run: _dated(f"train_speed_squad_run{run}.jsonl") for run in "AEF"},
             "toy": _dated("train_speed_toy_runE.jsonl"),
             "squad_profiles": {name: _text(f"train_speed_squad_profile_{name}.txt")
-                               for name in ("before", "course", "cold_fp16")},
+                               for name in ("before", "course")},
             "profile": profile_table(),
             "scaling": scaling, "scaling_runs": {int(n): _json(f) for n, f in scaling["runs"].items()},
             "estimate": worst_case_estimate(phi2["data"]["answer_token_share"])}
@@ -484,10 +486,12 @@ def _speed_table(run: dict[str, Any], rows: list[tuple[str, str]], first: str, b
     return "\n".join(lines) + "\n"
 
 
+BASELINE_ROWS = [  # what a user would do instead, timed in the same run as the course's default
+    ("naive", "naive baseline: each example padded to 512, {batch} per pass × {accum}"),
+    ("pad_longest", "padded to the batch's longest example"),
+    ("trl_packed", "TRL `SFTTrainer`, `packing=True` (padding-free, {batch} × {row_length}-token rows)")]
 SQUAD_ROWS = {  # the README's rows of the SQuAD-length runs
-    "A": [("naive", "naive baseline: each example padded to 512, {batch} per pass × {accum}"),
-          ("pad_longest", "padded to the batch's longest example"),
-          ("trl_packed", "TRL `SFTTrainer`, `packing=True` (padding-free, {batch} × {row_length}-token rows)"),
+    "A": [*BASELINE_ROWS,
           ("before", "notebook 04 before: {batch} examples in one packed row, answer-only logits"),
           ("before+gelu", "+ one-kernel tanh-GELU"),
           ("before+gelu+cast", "+ 16-bit norm outputs (no fp32 layer internals)"),
@@ -495,9 +499,7 @@ SQUAD_ROWS = {  # the README's rows of the SQuAD-length runs
           ("rows_1024x8", "+ rows of {row_length} tokens, {batch} per pass (fixed shape)"),
           ("rows_1024x16", "same, {batch} rows per pass"),
           ("rows_512x32", "rows of {row_length}, {batch} per pass")],
-    "F": [("naive", "naive baseline: each example padded to 512, {batch} per pass × {accum}"),
-          ("pad_longest", "padded to the batch's longest example"),
-          ("trl_packed", "TRL `SFTTrainer`, `packing=True` (padding-free, {batch} × {row_length}-token rows)"),
+    "F": [*BASELINE_ROWS,
           ("course", "notebook 04's default: {batch} rows of {row_length} tokens per pass, fused kernels, 16-bit residual"),
           ("course_peft_lora", "same with peft's own LoRA forward (the default before run F)"),
           ("course_fp16", "notebook 04's default in fp16, the T4 path (own process)"),
@@ -519,9 +521,7 @@ def _kernel_shares(profile_text: str) -> dict[str, float]:
     return shares
 
 
-TOY_ROWS = [("naive", "naive baseline: each example padded to 512, {batch} per pass × {accum}"),
-            ("pad_longest", "padded to the batch's longest example"),
-            ("trl_packed", "TRL `SFTTrainer`, `packing=True` (padding-free, {batch} × {row_length}-token rows)"),
+TOY_ROWS = [*BASELINE_ROWS,
             ("course", "notebook 04's default: {batch} rows of {row_length} tokens per pass")]
 
 
@@ -578,7 +578,7 @@ def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[st
     if not all(findings.values()):
         raise MissingFigure(f"results/train_speed_squad_run{{E,F}}.jsonl no longer show what the README says: {findings}")
     cold_profile = profile_table("train_speed_squad_profile_cold_fp16.txt")
-    wall = float(re.match(r"\S+: \d+ steps in ([\d.]+) s wall", profiles["cold_fp16"]).group(1))
+    wall = cold_profile["wall_s"]
     fwd, bwd = "aten::_cudnn_attention_forward", "aten::_cudnn_attention_backward"
     cudnn_host = op(cold_profile, fwd, "Self CPU") + op(cold_profile, bwd, "Self CPU")
     shares = _kernel_shares(profiles["course"])
