@@ -82,6 +82,23 @@ def test_renderers_on_hand_made_records():
     assert table.splitlines()[-1] == "| **32 per pass** | **1,500** | **1.50×** | 0.50 | **4.00** | 4.20 | 7% |"
 
 
+def test_a_speed_finding_the_records_no_longer_show_stops_the_rendering():
+    """The SQuAD-length block states findings (the LoRA lever wins, only cold fp16 has slow steps); records that
+    contradict one stop the rendering instead of printing it."""
+    records = readme.load_records()
+    plain = json.dumps(records["squad"])  # Records hand out copies; edit plain dicts
+    squad = json.loads(plain)
+    readme.render_train_speed_squad(squad, records["squad_profiles"])  # the committed records render
+    squad["F"]["runs"]["course"]["effective_tokens_per_s"] = squad["F"]["runs"]["course_peft_lora"]["effective_tokens_per_s"]
+    with pytest.raises(readme.MissingFigure, match="LoRA in one pass"):
+        readme.render_train_speed_squad(squad, records["squad_profiles"])
+    squad = json.loads(plain)
+    cold = squad["E"]["runs"]["cold_bf16"]
+    cold["step_s"] = [*cold["step_s"][:-1], 10 * cold["median_step_s"]]
+    with pytest.raises(readme.MissingFigure, match="only cold fp16"):
+        readme.render_train_speed_squad(squad, records["squad_profiles"])
+
+
 def test_the_gpu_tables_in_markdown_and_profiler_text_are_read_with_their_dates(tmp_path, monkeypatch):
     monkeypatch.setattr(readme, "RESULTS_DIR", tmp_path)
     (tmp_path / "gpu_notebooks_h100.md").write_text(

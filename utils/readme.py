@@ -527,8 +527,7 @@ TOY_ROWS = [*BASELINE_ROWS,
 
 def render_train_speed_toy(toy: dict[str, Any]) -> str:
     """Today's default on the course's short toy examples, with the same run's baselines."""
-    meta, runs = toy["environment"], toy["runs"]
-    tps = {name: r["effective_tokens_per_s"] for name, r in runs.items()}
+    meta, runs, tps = toy["environment"], toy["runs"], _rates(toy)
     return (f"**On the course's short toy examples**, the default of run E (before LoRA was added in one pass) "
             f"against the same baselines, one process "
             f"([`results/train_speed_toy_runE.md`](results/train_speed_toy_runE.md); {meta['gpu']}, {toy['measured']}, "
@@ -557,33 +556,18 @@ def _pairs(tps: dict[str, float], pairs: list[tuple[str, str]]) -> list[float]:
     return [tps[b] / tps[a] - 1 for a, b in pairs]
 
 
-def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[str, str]) -> str:
-    """The realistic-length runs: notebook 04's final default against the baselines a user would pick (run F), what
-    was tried and not kept and the fp16 slowdown (run E), the levers one at a time (run A). Each finding stated
-    here is checked on the records first (:class:`MissingFigure` if a record no longer shows it)."""
-    a, e, f = squad["A"], squad["E"], squad["F"]
-    meta = f["environment"]
-    tps_e = {name: r["effective_tokens_per_s"] for name, r in e["runs"].items() if "effective_tokens_per_s" in r}
-    tps = {name: r["effective_tokens_per_s"] for name, r in f["runs"].items()}
-    course, naive = f["runs"]["course"], f["runs"]["naive"]
+def _rates(run: dict[str, Any]) -> dict[str, float]:
+    """Effective tokens/s of each configuration of a benchmark run that has timings."""
+    return {name: r["effective_tokens_per_s"] for name, r in run["runs"].items() if "effective_tokens_per_s" in r}
+
+
+def _squad_default(f: dict[str, Any], e: dict[str, Any]) -> str:
+    """Run F: notebook 04's default and the baselines in one process, and the LoRA lever's A/B pairs."""
+    meta, tps, tps_e = f["environment"], _rates(f), _rates(e)
+    course, naive, t4 = f["runs"]["course"], f["runs"]["naive"], f["runs"]["t4_fp16_15gib"]
     lean = _pairs(tps, [("course_peft_lora", "course"), ("course_peft_lora_again", "course_again")])
-    liger = _pairs(tps_e, [("course", "course_liger_ln"), ("ab_course_1", "ab_liger_ln_1"), ("ab_course_2", "ab_liger_ln_2")])
-    second_call = statistics.mean(tps_e[x] for x in ("ab_course_1", "ab_course_2"))  # the default in Unsloth's call
-    unsloth = e["runs"]["unsloth"]
-    cold = {name: e["runs"][name] for name in ("cold_bf16", "cold_fp16", "cold_fp16_no_cudnn")}
-    slow = {name: _slow_steps(r) for name, r in cold.items()}
-    findings = {"LoRA in one pass wins": min(lean) > 0, "Liger wins each pair": min(liger) > 0,
-                "compile does not win": tps_e["course_compile"] < tps_e["course"],
-                "only cold fp16 has slow steps": slow["cold_fp16"] > 0 and slow["cold_bf16"] == slow["cold_fp16_no_cudnn"] == 0}
-    if not all(findings.values()):
-        raise MissingFigure(f"results/train_speed_squad_run{{E,F}}.jsonl no longer show what the README says: {findings}")
-    cold_profile = profile_table("train_speed_squad_profile_cold_fp16.txt")
-    wall = cold_profile["wall_s"]
-    fwd, bwd = "aten::_cudnn_attention_forward", "aten::_cudnn_attention_backward"
-    cudnn_host = op(cold_profile, fwd, "Self CPU") + op(cold_profile, bwd, "Self CPU")
-    shares = _kernel_shares(profiles["course"])
-    before_shares = _kernel_shares(profiles["before"])
-    t4 = f["runs"]["t4_fp16_15gib"]
+    if min(lean) <= 0:
+        raise MissingFigure(f"results/train_speed_squad_runF.jsonl no longer shows LoRA in one pass winning: {lean}")
     return (f"**At SQuAD's lengths** ({meta['gpu']}, {f['measured']}, random weights; torch {meta['torch']}, "
             f"transformers {meta['transformers']}, peft {meta['peft']}, bitsandbytes {meta['bitsandbytes']}, "
             f"trl {meta['trl']}, liger-kernel {meta['liger_kernel']}, torchao {meta['torchao']}; data: {meta['lengths']}, "
@@ -603,8 +587,18 @@ def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[st
             "pad_longest. Adding LoRA's output in one pass (`kernels.lean_lora_4bit`, part of `FUSED_KERNELS`) beat "
             f"peft's own forward in both back-to-back pairs ({min(lean):+.1%} and {max(lean):+.1%}). In fp16 the course "
             f"keeps the residual stream in float32 (fp16's range is too small for Phi-2's): {t4['peak_gib']:.2f} GiB "
-            f"under the {t4['memory_cap_gib']:.0f} GiB cap, predicted {t4['estimate_gib']:.2f}.\n\n"
-            f"Tried and not kept (run E, [`results/train_speed_squad_runE.md`](results/train_speed_squad_runE.md), "
+            f"under the {t4['memory_cap_gib']:.0f} GiB cap, predicted {t4['estimate_gib']:.2f}.\n\n")
+
+
+def _squad_tried(e: dict[str, Any]) -> str:
+    """Run E: the levers measured and not kept (Liger's LayerNorm, torch.compile, torchao), and Unsloth."""
+    tps_e, unsloth = _rates(e), e["runs"]["unsloth"]
+    liger = _pairs(tps_e, [("course", "course_liger_ln"), ("ab_course_1", "ab_liger_ln_1"), ("ab_course_2", "ab_liger_ln_2")])
+    second_call = statistics.mean(tps_e[x] for x in ("ab_course_1", "ab_course_2"))  # the default in Unsloth's call
+    if min(liger) <= 0 or tps_e["course_compile"] >= tps_e["course"]:
+        raise MissingFigure(f"results/train_speed_squad_runE.jsonl no longer shows what the README says of Liger ({liger}) "
+                            "or torch.compile")
+    return (f"Tried and not kept (run E, [`results/train_speed_squad_runE.md`](results/train_speed_squad_runE.md), "
             f"{e['measured']}, before the LoRA lever; rows marked *second call* ran on the machine lent again, their "
             "ratios against the first call's naive baseline):\n\n"
             + _speed_table(e, SQUAD_ROWS["E"], "configuration")
@@ -617,8 +611,21 @@ def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[st
             f"({unsloth['versions']['unsloth']}, with transformers {unsloth['versions']['transformers']}, which it pins; "
             f"second call) ran the same rows at {unsloth['effective_tokens_per_s']:,.0f} tokens/s ({unsloth['mfu']:.0%} "
             f"MFU, {unsloth['peak_gib']:.2f} GiB): {unsloth['effective_tokens_per_s'] / second_call:.2f}× that call's "
-            "default, which did not yet add LoRA in one pass.\n\n"
-            "**The fp16 slowdown of the toy-data runs** (their T4-shaped rows, below) came from cuDNN's attention "
+            "default, which did not yet add LoRA in one pass.\n\n")
+
+
+def _squad_fp16(e: dict[str, Any], f: dict[str, Any]) -> str:
+    """The fp16 slowdown of the toy-data runs: run E's cold-process rows, their profile, and run F's fp16 row."""
+    tps_e, tps = _rates(e), _rates(f)
+    cold = {name: e["runs"][name] for name in ("cold_bf16", "cold_fp16", "cold_fp16_no_cudnn")}
+    slow = {name: _slow_steps(r) for name, r in cold.items()}
+    if not (slow["cold_fp16"] > 0 and slow["cold_bf16"] == slow["cold_fp16_no_cudnn"] == 0):
+        raise MissingFigure(f"results/train_speed_squad_runE.jsonl no longer shows only cold fp16 with slow steps: {slow}")
+    cold_profile = profile_table("train_speed_squad_profile_cold_fp16.txt")
+    wall = cold_profile["wall_s"]
+    fwd, bwd = "aten::_cudnn_attention_forward", "aten::_cudnn_attention_backward"
+    cudnn_host = op(cold_profile, fwd, "Self CPU") + op(cold_profile, bwd, "Self CPU")
+    return ("**The fp16 slowdown of the toy-data runs** (their T4-shaped rows, below) came from cuDNN's attention "
             "planning for shapes it had not seen. Those rows ran first in a fresh process on packed rows whose length "
             "changed every step; repeated in run E (`cold_*`, each first in its own process), fp16's warm-up steps took "
             f"{_steps(cold['cold_fp16'])} s against bf16's {_steps(cold['cold_bf16'])} s, and of the timed steps: bf16 "
@@ -631,8 +638,13 @@ def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[st
             f"{op(cold_profile, fwd, 'CPU time avg') * 1e3:.1f} ms per forward call and "
             f"{op(cold_profile, bwd, 'CPU time avg') * 1e3:.1f} ms per backward. Why fp16's plans cost more than bf16's "
             "happens inside cuDNN and was not pinned down. The course's rows have one shape, planned once: in fp16 the "
-            f"default runs at {tps['course_fp16'] / tps['course']:.2f}× its bf16 speed (run F).\n\n"
-            f"Run A ([`results/train_speed_squad_runA.md`](results/train_speed_squad_runA.md), {a['measured']}, same "
+            f"default runs at {tps['course_fp16'] / tps['course']:.2f}× its bf16 speed (run F).\n\n")
+
+
+def _squad_levers(a: dict[str, Any], profiles: dict[str, str]) -> str:
+    """Run A, the levers one at a time, and where the default's GPU time goes."""
+    shares, before_shares = _kernel_shares(profiles["course"]), _kernel_shares(profiles["before"])
+    return (f"Run A ([`results/train_speed_squad_runA.md`](results/train_speed_squad_runA.md), {a['measured']}, same "
             "machine type, data and versions), the levers one at a time, each against the baselines of the same run:\n\n"
             + _speed_table(a, SQUAD_ROWS["A"], "configuration")
             + f"\nWhere the GPU time goes in the default (`results/train_speed_squad_profile_course.txt`, run F, under "
@@ -641,6 +653,14 @@ def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[st
             f"{shares['attention']:.0%}, optimizer {shares['optimizer']:.0%}, 4-bit dequantization "
             f"{shares['4-bit dequantize (bitsandbytes)']:.0%}; before the levers (`..._profile_before.txt`) attention "
             f"took {before_shares['attention']:.0%} and matrix products {before_shares['matrix products (GEMM)']:.0%}.\n")
+
+
+def render_train_speed_squad(squad: dict[str, dict[str, Any]], profiles: dict[str, str]) -> str:
+    """The realistic-length runs: notebook 04's final default against the baselines a user would pick (run F), what
+    was tried and not kept and the fp16 slowdown (run E), the levers one at a time (run A). Each finding stated
+    here is checked on the records first (:class:`MissingFigure` if a record no longer shows it)."""
+    a, e, f = squad["A"], squad["E"], squad["F"]
+    return _squad_default(f, e) + _squad_tried(e) + _squad_fp16(e, f) + _squad_levers(a, profiles)
 
 
 def render_train_speed(speed: dict[str, dict[str, Any]]) -> str:
