@@ -255,11 +255,35 @@ def test_check_no_overlap_refuses_a_leaking_split():
     same_passage = [{"id": "v3", "question": "Who?", "context": "Bob left at 9.", "answers": {"text": ["Bob"]}}]
     qa.check_no_overlap(train, same_passage)
     refused(qa.check_no_overlap, train, same_passage, same_context=True, match=r"share their context \(passage\)")
+    # an answer training teaches, up to SQuAD's normalisation ("The Ann!" is "ann"), in another passage
+    same_answer = [{"id": "v4", "question": "Who sang?", "context": "The Ann! sang.", "answers": {"text": ["The Ann!"]}},
+                   {"id": "v5", "question": "Where?", "context": "Cy sat in Rome.", "answers": {"text": ["Rome"]}}]
+    qa.check_no_overlap(train, same_answer, same_context=True)  # another question and passage: not refused
+    refused(qa.check_no_overlap, train, same_answer, "train.json", "validation.json", same_answer=True,
+            match=r"validation\.json: 1 of its 2 rows share their answer \(a reference answer, normalised as SQuAD "
+                  r"scores it, is a training answer\) with train\.json.*id 'v4': 'Who sang\?'")
+    qa.check_no_overlap(train, same_answer[1:], same_answer=True)
+
+
+def test_without_seen_answers_keeps_the_rows_training_never_answered():
+    train = [{"question": "Who came?", "context": "Ann came.", "answers": {"text": ["Ann"]}},
+             {"question": "When?", "context": "Bob left at 9.", "answers": {"text": ["9", "nine"]}}]
+    held_out = [{"id": "v1", "question": "Who sang?", "context": "The Ann! sang.", "answers": {"text": ["The Ann!"]}},
+                {"id": "v2", "question": "Where?", "context": "Cy sat in Rome.", "answers": {"text": ["Rome"]}},
+                {"id": "v3", "question": "When?", "context": "Cy sat at nine.", "answers": {"text": ["at nine", "Nine"]}}]
+    kept, dropped = qa.without_seen_answers(train, held_out)
+    assert ([r["id"] for r in kept], dropped) == (["v2"], 2)  # v3: one of its answers, "Nine", is taught
+    assert kept == [held_out[1]]
+    assert qa.without_seen_answers(train, held_out[1:2]) == ([held_out[1]], 0)
+    assert qa.without_seen_answers([], held_out) == ([dict(r) for r in held_out], 0)
 
 
 def test_course_splits_do_not_overlap():
+    """The course's own splits share no question, no passage and no answer (data/qa/README.md)."""
     train, valid = (qa.load_qa_split(REPO_ROOT / f"data/qa/{s}.json") for s in ("train", "validation"))
     qa.check_no_overlap(train, valid, same_context=True)
+    qa.check_no_overlap(train, valid, "train.json", "validation.json", same_answer=True)
+    assert qa.without_seen_answers(train, valid)[1] == 0
 
 
 # -------------------------------------------------------------------------------- classification

@@ -204,7 +204,10 @@ def test_the_check_fails_a_file_whose_q_and_k_rows_were_not_reordered(tiny_llama
     check = verify_gguf(bad["gguf"], model, tokens, tokenizer)
     assert not check["ok"] and not check["weights_equal"] and check["metadata_ok"], check
     assert not check["logits_ok"] and check["same_weights_max_abs_diff"] > 100 * check["floor"], check
-    assert check["mean_abs_diff"] > check["mean_tolerance"], check  # the coarse bound alone catches it too
+    if quant != "q4_0":  # the coarse bound alone catches it too, where the type's rounding noise is small; in q4_0
+        # the tiny model's rounding noise is as large as the bug's effect (1.44 vs a bound of 1.46 here), which is
+        # why the sharp same-weights check above exists
+        assert check["mean_abs_diff"] > check["mean_tolerance"], check
 
 
 # ------------------------------------------------------------------------------------------ Phi-2 (phi2)

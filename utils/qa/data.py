@@ -353,17 +353,21 @@ def check_rows(records: Sequence[Mapping[str, Any]], columns: Mapping[str, str] 
 
 
 def check_no_overlap(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]],
-                     train_name: str = "train", eval_name: str = "evaluation", same_context: bool = False) -> None:
+                     train_name: str = "train", eval_name: str = "evaluation", same_context: bool = False,
+                     same_answer: bool = False) -> None:
     """Refuse a leaking split: evaluation questions that are also in the training rows.
 
     Two rows hold the same question when their question and context are equal up to whitespace. Ids are
     not compared: rows without an id column are numbered from 0 in every split, so equal ids mean nothing.
     With ``same_context=True`` an evaluation question whose context (passage) is among the training
     contexts is refused too: the model has read the passage (the course's own data holds whole passages
-    out, as SQuAD does).
+    out, as SQuAD does). With ``same_answer=True`` an evaluation question is refused when one of its reference
+    answers, normalised as SQuAD scores it (:func:`utils.evaluation.squad.normalize_answer`), is a training
+    answer: a model could score by repeating an answer it was trained to give (:func:`without_seen_answers`
+    drops such rows from an evaluation set that is not yours to change).
 
     Raises:
-        InputError: naming how many evaluation rows leak and up to three of them.
+        InputError: naming how many evaluation rows leak, in which way, and up to three of them.
     """
     def key(text: Any) -> str:
         return " ".join(str(text).split())
@@ -375,12 +379,41 @@ def check_no_overlap(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequenc
         contexts = {key(r["context"]) for r in train_rows} - {""}
         leaks = [r for r in eval_rows if key(r["context"]) in contexts]
         what = "context (passage)"
+    if same_answer and not leaks:
+        leaks = _seen_answer_rows(train_rows, eval_rows)
+        what = "answer (a reference answer, normalised as SQuAD scores it, is a training answer)"
     if leaks:
         shown = "; ".join(f"id {str(r.get('id'))!r}: {_short(r['question'], 50)}" for r in leaks[:3])
         raise input_error(eval_name, f"{len(leaks)} of its {len(eval_rows)} rows share their {what} with "
                                      f"{train_name} (a leaking split: the score would reward memorising), e.g. {shown}",
                           f"drop those rows from {eval_name} (or from {train_name}); split by passage, so that no "
-                          "question or context is in both")
+                          "question or context is in both, and keep answers that training teaches out of the "
+                          "evaluation set (qa_data.without_seen_answers)")
+
+
+def _answer_keys(row: Mapping[str, Any]) -> set[str]:
+    from utils.evaluation.squad import normalize_answer
+
+    return {normalize_answer(t) for t in row["answers"]["text"]} - {""}
+
+
+def _seen_answer_rows(train_rows: Sequence[Mapping[str, Any]],
+                      eval_rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The evaluation rows one of whose normalised reference answers is a normalised training answer."""
+    seen = set().union(*(_answer_keys(r) for r in train_rows)) if train_rows else set()
+    return [r for r in eval_rows if _answer_keys(r) & seen]
+
+
+def without_seen_answers(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]]
+                         ) -> tuple[list[dict[str, Any]], int]:
+    """``(eval rows whose answers training never taught, how many were dropped)``.
+
+    For an evaluation set that is not the course's own (SQuAD's validation split: "1990" or "two" are answers
+    in both splits), so that what is scored is finding an answer, not repeating one; the course's own splits are
+    answer-disjoint already (``check_no_overlap(..., same_answer=True)`` passes on them, and a test says so).
+    """
+    drop = {id(r) for r in _seen_answer_rows(train_rows, eval_rows)}
+    return [dict(r) for r in eval_rows if id(r) not in drop], len(drop)
 
 
 _GUANACO_TURN = re.compile(r"### Human:(.*?)### Assistant:(.*?)(?=### Human:|$)", flags=re.S)
@@ -495,6 +528,59 @@ _CONTEXT_SLOT = "\x00context\x00"  # marks where the context goes in a rendered 
 
 
 @dataclass(frozen=True)
+class Shot:
+    """One worked example of a few-shot prompt: a question, the context it is asked about, and its answer."""
+
+    question: str
+    context: str
+    answer: str
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+def answer_sentence(context: str, answer: str, answer_start: int = -1) -> str:
+    """The sentence(s) of ``context`` that hold the answer span (at ``answer_start``, or its first occurrence).
+
+    A worked example needs the sentence that answers it, not its whole passage: a few-shot prompt of full
+    Wikipedia paragraphs would be several times longer than the question it is for.
+    """
+    start = answer_start if answer_start >= 0 else context.find(answer)
+    if start < 0:
+        return context.strip()
+    end = start + len(answer)
+    bounds = [0, *(m.start() for m in _SENTENCE_END.finditer(context)), len(context)]
+    first = max(b for b in bounds if b <= start)
+    last = min(b for b in bounds if b >= end)
+    return context[first:last].strip()
+
+
+def few_shot_examples(train_rows: Sequence[Mapping[str, Any]], k: int, seed: int = 0) -> list[Shot]:
+    """``k`` worked examples for a few-shot prompt: training rows from ``k`` different contexts (seeded), each
+    with its context cut to the sentence that answers it (:func:`answer_sentence`) and its first answer.
+
+    Raises:
+        InputError: ``k`` is not a whole number >= 0, or the rows hold fewer than ``k`` contexts with an answer.
+    """
+    if not _is_int(k) or k < 0:
+        raise input_error(f"k={k!r}", "expected a whole number of worked examples >= 0", "use e.g. FEW_SHOT = 3")
+    by_context: dict[str, Mapping[str, Any]] = {}
+    for row in train_rows:
+        if row["context"].strip() and row["answers"]["text"]:
+            by_context.setdefault(row["context"], row)
+    if len(by_context) < k:
+        raise input_error(f"k={k}", f"the training rows hold only {len(by_context)} contexts with an answer",
+                          f"use at most {len(by_context)} worked examples")
+    picked = random.Random(seed).sample(sorted(by_context), k)
+    shots = []
+    for context in picked:
+        row = by_context[context]
+        answer, start = row["answers"]["text"][0], row["answers"]["answer_start"][0]
+        shots.append(Shot(row["question"].strip(), answer_sentence(context, answer, start), answer.strip()))
+    return shots
+
+
+@dataclass(frozen=True)
 class PromptFormat:
     """How a question (and its context) becomes a prompt, and how the answer follows it.
 
@@ -524,19 +610,25 @@ class PromptFormat:
         """What goes between the prompt and the answer text."""
         return " " if self.style == "instruct" else ""
 
-    def parts(self, question: str, context: str) -> tuple[str, str, str]:
+    def parts(self, question: str, context: str, shots: Sequence[Shot] = ()) -> tuple[str, str, str]:
         """``(head, context piece, tail)``; joined they are the prompt. The context piece is ``" " + context``
-        (empty without a context)."""
+        (empty without a context). ``shots`` (worked examples, :func:`few_shot_examples`) come first, each a
+        finished question and answer in the same format; they are part of ``head``."""
         question, context = question.strip(), context.strip()
         if self.style == "instruct":
+            solved = "".join(f"Instruct: {INSTRUCTION}\nContext: {s.context}\nQuestion: {s.question}\nOutput: "
+                             f"{s.answer}\n" for s in shots)
             if not context:
-                return f"Instruct: {question}", "", "\nOutput:"
-            return f"Instruct: {INSTRUCTION}\nContext:", f" {context}", f"\nQuestion: {question}\nOutput:"
+                return f"{solved}Instruct: {question}", "", "\nOutput:"
+            return f"{solved}Instruct: {INSTRUCTION}\nContext:", f" {context}", f"\nQuestion: {question}\nOutput:"
         if not context:
             messages = [{"role": "user", "content": question + _CONTEXT_SLOT}]
         else:
-            messages = [{"role": "system", "content": INSTRUCTION},
-                        {"role": "user", "content": f"Context:{_CONTEXT_SLOT}\nQuestion: {question}"}]
+            messages = [{"role": "system", "content": INSTRUCTION}]
+            for s in shots:
+                messages += [{"role": "user", "content": f"Context: {s.context}\nQuestion: {s.question}"},
+                             {"role": "assistant", "content": s.answer}]
+            messages.append({"role": "user", "content": f"Context:{_CONTEXT_SLOT}\nQuestion: {question}"})
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         head, tail = text.split(_CONTEXT_SLOT)
         return head, f" {context}" if context else "", tail
@@ -551,14 +643,16 @@ def prompt_format(tokenizer: Any, model_or_config: Any) -> PromptFormat:
     return PromptFormat(architecture_of(model_or_config).prompt_style, tokenizer)
 
 
-def prompt_parts(question: str, context: str, fmt: PromptFormat = INSTRUCT) -> tuple[str, str, str]:
+def prompt_parts(question: str, context: str, fmt: PromptFormat = INSTRUCT,
+                 shots: Sequence[Shot] = ()) -> tuple[str, str, str]:
     """(head, context piece, tail) of the prompt in format ``fmt``; joined they are the prompt."""
-    return fmt.parts(question, context)
+    return fmt.parts(question, context, shots)
 
 
-def build_prompt(question: str, context: str, fmt: PromptFormat = INSTRUCT) -> str:
-    """The full prompt text; the model's answer follows it (after ``fmt.answer_prefix``)."""
-    return "".join(fmt.parts(question, context))
+def build_prompt(question: str, context: str, fmt: PromptFormat = INSTRUCT, shots: Sequence[Shot] = ()) -> str:
+    """The full prompt text (after the worked examples ``shots``, if any); the model's answer follows it (after
+    ``fmt.answer_prefix``)."""
+    return "".join(fmt.parts(question, context, shots))
 
 
 @dataclass
@@ -576,21 +670,25 @@ def _ids(tokenizer: Any, text: str, offsets: bool = False) -> Any:
 
 
 def encode_prompt(tokenizer: Any, question: str, context: str, max_prompt_tokens: int,
-                  answer_start: int = -1, fmt: PromptFormat = INSTRUCT) -> tuple[list[int], bool]:
+                  answer_start: int = -1, fmt: PromptFormat = INSTRUCT, shots: Sequence[Shot] = ()
+                  ) -> tuple[list[int], bool]:
     """Token ids of the prompt, the context cut to fit ``max_prompt_tokens``; returns (ids, truncated).
 
     The context is the only part ever shortened; it keeps a window around the answer when its
-    character position ``answer_start`` is known (else its beginning).
+    character position ``answer_start`` is known (training), else its beginning (evaluation: a scored
+    prompt never depends on where the answer is). Worked examples (``shots``) come on top of
+    ``max_prompt_tokens``: a few-shot prompt leaves the question's own context as much room as a zero-shot one.
 
     Raises:
         InputError: even with an empty context the prompt would not fit.
     """
-    head, ctx, tail = fmt.parts(question, context)
+    head, ctx, tail = fmt.parts(question, context, shots)
     head_ids, tail_ids = _ids(tokenizer, head)["input_ids"], _ids(tokenizer, tail)["input_ids"]
-    budget = max_prompt_tokens - len(head_ids) - len(tail_ids)
+    own_head = len(_ids(tokenizer, fmt.parts(question, context)[0])["input_ids"]) if shots else len(head_ids)
+    budget = max_prompt_tokens - own_head - len(tail_ids)
     if budget < 0 or (ctx and budget < 1):
         raise input_error(f"max_prompt_tokens={max_prompt_tokens}", f"the prompt without its context needs "
-                                                                     f"{len(head_ids) + len(tail_ids)} tokens, more "
+                                                                     f"{own_head + len(tail_ids)} tokens, more "
                                                                      f"than the {max_prompt_tokens} available",
                           "raise MAX_LENGTH")
     if not ctx:
