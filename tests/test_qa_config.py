@@ -139,10 +139,13 @@ def test_an_adapter_trained_by_the_command_line_is_evaluated_by_notebook_05(tmp_
     finetune.main(["--output-dir", str(adapter), "--model-id", tiny_base, "--target-modules", *PHI_TARGETS,
                    "--max-length", "128", "--max-steps", "4"])
     executed = notebooks.run_notebook(NB05, tmp_path, {"ADAPTER": str(adapter), "EVAL_SIZE": 8, "SEEDS": 2,
+                                                       "REAL_EVAL_SIZE": 4, "GENERAL_TEXT_PASSAGES": 4,
                                                        "TIMING_QUESTIONS": 2, "QUALITY_ASSERTS": False})
     results = json.loads((tmp_path / "05_qa_evaluation.json").read_text())
     assert results["adapter"] == str(adapter) and executed.is_file()
-    assert sorted(results["seeds"]) == ["0", "1"] and results["gain_over_seeds"]["seeds"] == [0, 1]
+    assert sorted({(r["set"], r["way"], r["seed"]) for r in results["scores"]}) == sorted(
+        [(s, "zero-shot base", None) for s in ("course-qa", "disfl-qa")]
+        + [(s, w, n) for s in ("course-qa", "disfl-qa") for w in ("few-shot base", "tuned") for n in (0, 1)])
     second, _ = C.read_params(tmp_path / "cli-adapter-seed1")
     first, _ = C.read_params(adapter)
     assert second == first.replace(seed=1)  # the same settings, another seed

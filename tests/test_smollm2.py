@@ -19,7 +19,6 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from utils.errors import InputError
-from utils.evaluation import qa as qa_eval
 from utils.models import SMOLLM2_ID, load_tokenizer, resolve_model_path, smollm2
 from utils.models.architectures import ARCHITECTURES, Architecture, architecture_of, prepare_tokenizer
 from utils.qa import data as qa_data
@@ -162,16 +161,18 @@ def test_same_seed_same_numbers_through_the_4bit_training_path(tmp_path):
     assert losses_a != losses_c and not all(torch.equal(adapter_a[k], adapter_c[k]) for k in adapter_a)
 
 
-def test_gain_over_seeds_by_hand():
-    tuned = {0: {"f1": 70.0}, 1: {"f1": 80.0}, 2: {"f1": 90.0}}
-    gain = qa_eval.gain_over_seeds({"f1": 20.0}, tuned)
-    assert (gain["mean"], gain["std"], gain["gain"], gain["min_gain"]) == (80.0, 10.0, 60.0, 50.0)
-    assert gain["gain_in_std"] == 6.0 and gain["seeds"] == [0, 1, 2]
-    one = qa_eval.gain_over_seeds({"f1": 20.0}, {0: {"f1": 50.0}})
-    assert math.isnan(one["std"]) and math.isnan(one["gain_in_std"]) and one["gain"] == 30.0
-    assert qa_eval.gain_over_seeds({"f1": 60.0}, {0: {"f1": 50.0}, 1: {"f1": 50.0}})["gain_in_std"] == -math.inf
-    with pytest.raises(ValueError, match="no tuned scores"):
-        qa_eval.gain_over_seeds({"f1": 1.0}, {})
+def test_chat_few_shot_prompt_is_a_conversation_of_solved_examples(tok):
+    """The few-shot prompt in a chat model's format: system instruction, each worked example a user turn and the
+    assistant's answer, then the question, exactly as the chat template renders that conversation."""
+    tokenizer, fmt = tok
+    row, shots = ROWS[0], qa_data.few_shot_examples(ROWS, 2, seed=0)
+    messages = [{"role": "system", "content": qa_data.INSTRUCTION}]
+    for shot in shots:
+        messages += [{"role": "user", "content": f"Context: {shot.context}\nQuestion: {shot.question}"},
+                     {"role": "assistant", "content": shot.answer}]
+    messages.append({"role": "user", "content": f"Context: {row['context']}\nQuestion: {row['question']}"})
+    expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert qa_data.build_prompt(row["question"], row["context"], fmt, shots) == expected
 
 
 def test_ensure_trained_never_overwrites_an_adapter_of_other_settings(tmp_path):

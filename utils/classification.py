@@ -40,6 +40,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 from utils import progress
 from utils.bnb_cpu import keep_4bit_trainable
 from utils.errors import input_error
+from utils.evaluation.seeds import compare_over_seeds, verdict_against  # noqa: F401  (used here and as clf.*)
 from utils.memory import model_storage_bytes, track_peak
 from utils.models import bnb_4bit_config, load_model, mixed_precision, resolve_model_path
 from utils.models.adapters import CLASSIFIER_HEADS, add_lora, count_parameters
@@ -807,30 +808,6 @@ def tfidf_baseline(dataset: datasets.DatasetDict, seed: int = 0) -> dict[str, fl
             "macro_f1": float(f1_score(truth, predicted, average="macro",
                                        labels=list(range(len(label_names(dataset)))), zero_division=0)),
             "features": int(features.shape[1]), "seconds": time.perf_counter() - start}
-
-
-def verdict_against(mean: float, std: float, reference: float, k: float = 2.0) -> str:
-    """Compare a score measured over seeds (``mean`` ± ``std``) with a single ``reference`` score: ``"beats"``
-    or ``"falls short of"`` when the gap exceeds ``k`` standard deviations, else ``"is level with"``."""
-    if std < 0 or k <= 0:
-        raise ValueError(f"std must be >= 0 and k > 0, got std={std}, k={k}.")
-    gap = mean - reference
-    return "beats" if gap > k * std else "falls short of" if -gap > k * std else "is level with"
-
-
-def compare_over_seeds(a: str, mean_a: float, std_a: float, b: str, mean_b: float, std_b: float,
-                       k: float = 2.0) -> str:
-    """Compare two configurations measured over seeds: ``"<a or b> better by <gap>"`` when their means differ by
-    more than ``k`` times the larger standard deviation, else ``"within seed noise"`` (the rule
-    :func:`verdict_against` applies against a single reference score)."""
-    if std_a < 0 or std_b < 0 or k <= 0:
-        raise ValueError(f"stds must be >= 0 and k > 0, got std_a={std_a}, std_b={std_b}, k={k}.")
-    if math.isnan(std_a) or math.isnan(std_b):  # pandas' std of a single seed
-        return "not comparable (no seed spread: run at least 2 seeds)"
-    gap = mean_a - mean_b
-    if abs(gap) <= k * max(std_a, std_b):
-        return "within seed noise"
-    return f"{a if gap > 0 else b} better by {abs(gap):.3f}"
 
 
 # ----------------------------------------------------------------------------------- prediction

@@ -110,9 +110,12 @@ def committed_result(name: str) -> dict[str, Any]:
     ``results/<name>.json`` is returned as it is; it records ``"measured"`` (its date) and, where the run wrote
     it, ``"environment"`` (GPU and versions). ``results/<name>.jsonl`` (a benchmark: a ``meta`` line, then one
     line per configuration) becomes ``{"measured": meta["date"], "environment": meta, "runs": {config: row}}``.
+    A run kept as a folder, ``results/<date>_<name>/`` (its README beside it), is read from its ``record.json``.
     A file without its date is an error.
     """
     path = RESULTS_DIR / f"{name}.json"
+    if (RESULTS_DIR / name / "record.json").is_file():
+        path = RESULTS_DIR / name / "record.json"
     if not path.is_file() and (RESULTS_DIR / f"{name}.jsonl").is_file():
         lines = [json.loads(line) for line in (RESULTS_DIR / f"{name}.jsonl").read_text().splitlines() if line.strip()]
         meta = next((line["meta"] for line in lines if "meta" in line), {})
@@ -123,7 +126,8 @@ def committed_result(name: str) -> dict[str, Any]:
     elif path.is_file():
         result = json.loads(path.read_text())
     else:
-        available = sorted(p.name for p in RESULTS_DIR.glob("*.json*"))
+        available = sorted([p.name for p in RESULTS_DIR.glob("*.json*")]
+                           + [f"{p.parent.name}/" for p in RESULTS_DIR.glob("*/record.json")])
         raise FileNotFoundError(f"no committed result {name}.json(l); results/ has: {available}")
     if "measured" not in result:
         raise ValueError(f"{path} has no date ('measured', or 'date' in its meta line): add when it was measured "

@@ -6,7 +6,7 @@ Scores of the answers are :mod:`utils.evaluation.squad`'s (official SQuAD v1.1 E
 from __future__ import annotations
 
 import math
-import statistics
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,68 +14,129 @@ from typing import Any
 import torch
 from transformers import DataCollatorWithFlattening
 
-from utils.qa.data import IGNORE_INDEX, PromptFormat, encode_prompt, prompt_format
+from utils.qa.data import IGNORE_INDEX, PromptFormat, Shot, encode_prompt, prompt_format
 from utils.qa.training import graded_positions
 
 
 @torch.no_grad()
 def generate_answers(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapping[str, Any]],
                      max_new_tokens: int = 24, max_length: int = 512, batch_size: int = 16,
-                     progress: bool = True, fmt: PromptFormat | None = None) -> list[str]:
+                     progress: bool = True, fmt: PromptFormat | None = None, shots: Sequence[Shot] = ()) -> list[str]:
     """Greedy answers (no sampling: reproducible), cut at the end token or the first newline.
 
-    Prompts are in ``fmt`` (default: the model's own, :func:`utils.qa.data.prompt_format`), left-padded into
-    batches; their context is truncated like in training.
+    Prompts are in ``fmt`` (default: the model's own, :func:`utils.qa.data.prompt_format`), after the worked
+    examples ``shots`` if any (:func:`utils.qa.data.few_shot_examples`), left-padded into batches of prompts of
+    similar length (the answers come back in the rows' order). A context
+    that does not fit ``max_length - max_new_tokens`` tokens keeps its beginning: where the reference answer
+    lies is never used to build a scored prompt (a warning counts the prompts that were cut).
     """
     from utils.progress import progress_bar
 
     device = next(model.parameters()).device
     fmt = fmt or prompt_format(tokenizer, model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    answers: list[str] = []
+    encoded = [encode_prompt(tokenizer, r["question"], r["context"], max_length - max_new_tokens, -1, fmt, shots)
+               for r in rows]
+    cut = sum(truncated for _, truncated in encoded)
+    order = sorted(range(len(rows)), key=lambda i: len(encoded[i][0]))  # batches of similar length: less padding
+    answers: list[str] = [""] * len(rows)
     was_training = model.training
     model.eval()
     starts = range(0, len(rows), batch_size)
     for start in progress_bar(starts, desc="generating", disable=not progress):
-        chunk = rows[start:start + batch_size]
-        prompts = [encode_prompt(tokenizer, r["question"], r["context"], max_length - max_new_tokens,
-                                 r["answers"]["answer_start"][0] if r.get("answers") else -1, fmt)[0]
-                   for r in chunk]
+        batch = order[start:start + batch_size]
+        prompts = [encoded[i][0] for i in batch]
         width = max(len(p) for p in prompts)
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                              do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
                              use_cache=True)
-        for seq in out[:, width:]:
-            text = tokenizer.decode(seq, skip_special_tokens=True)
-            answers.append(text.split("\n")[0].strip())
+        for i, seq in zip(batch, out[:, width:], strict=True):
+            answers[i] = tokenizer.decode(seq, skip_special_tokens=True).split("\n")[0].strip()
     model.train(was_training)
+    if cut:
+        warnings.warn(f"{cut} of {len(rows)} contexts were longer than max_length={max_length} allows with "
+                      f"max_new_tokens={max_new_tokens} and were cut to their beginning (an answer beyond the cut "
+                      "cannot be found): raise max_length", stacklevel=2)
     return answers
 
 
-def gain_over_seeds(base: Mapping[str, float], tuned: Mapping[int, Mapping[str, float]],
-                    metric: str = "f1") -> dict[str, Any]:
-    """Is the tuned model's gain larger than its seed-to-seed noise?
+def answer_length_budget(rows: Sequence[Mapping[str, Any]], tokenizer: Any, fmt: PromptFormat,
+                         share: float = 0.95) -> dict[str, Any]:
+    """How many new tokens to generate, from the length of the answers in ``rows`` (the training split's, so
+    the budget does not peek at the evaluation answers).
+
+    Returns:
+        ``max_new_tokens`` (the ``share`` quantile of the answers' token lengths, plus one token for the newline or
+        end token that closes an answer), ``share``, ``covered`` (the share of those answers that fit) and
+        ``longest`` (the longest answer's tokens).
+    """
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    lengths = sorted(len(tokenizer(fmt.answer_prefix + r["answers"]["text"][0].strip(),
+                                   add_special_tokens=False)["input_ids"]) for r in rows)
+    if not lengths:
+        raise ValueError("no answers to measure: pass the training rows")
+    quantile = lengths[max(0, math.ceil(share * len(lengths)) - 1)]
+    return {"max_new_tokens": quantile + 1, "share": share,
+            "covered": sum(n <= quantile for n in lengths) / len(lengths), "longest": lengths[-1]}
+
+
+WAYS = ("zero-shot base", "few-shot base", "tuned")  # what notebook 05 compares, in the order it reads
+
+
+def score_three_ways(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapping[str, Any]],
+                     shots_from: Sequence[Mapping[str, Any]], seed: int, few_shot: int, zero_shot: bool = True,
+                     **generate: Any) -> list[dict[str, Any]]:
+    """Score one evaluation set three ways with the same greedy decoding:
+
+    * ``"zero-shot base"``: the base model (adapter off) on the training prompt; deterministic, so only when
+      ``zero_shot`` (score it for one seed);
+    * ``"few-shot base"``: the base model after ``few_shot`` worked examples drawn (with ``seed``) from
+      ``shots_from``, the *training* split of the same kind of data (:func:`utils.qa.data.few_shot_examples`);
+    * ``"tuned"``: the model with its active adapter (the one trained with ``seed``), training prompt.
 
     Args:
-        base: the base model's scores (``squad_scores``; greedy decoding: one number, no seed).
-        tuned: ``{training seed: squad_scores}`` of adapters trained with the same settings but different seeds.
-        metric: ``"f1"`` or ``"exact_match"``.
+        model: a peft model whose active adapter is the tuned one.
+        rows: the evaluation rows (their ``answers`` are the references; never used to build a prompt).
+        generate: :func:`generate_answers`' settings (``max_new_tokens``, ``max_length``, ``fmt``, ...).
     Returns:
-        ``base``, the tuned ``mean`` and sample ``std`` over seeds (``nan`` for one seed), ``gain = mean - base``,
-        ``min_gain`` (the worst seed's), and ``gain_in_std`` (``gain / std``: how many seed standard deviations
-        the gain spans; ``inf`` if every seed scored the same).
+        one record per way: ``way``, ``seed`` (None for the zero-shot base), ``exact_match``, ``f1`` (percent),
+        ``n`` and the ``answers``.
     """
-    values = [scores[metric] for scores in tuned.values()]
-    if not values:
-        raise ValueError("no tuned scores: train at least one adapter.")
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else math.nan
-    gain = mean - base[metric]
-    return {"metric": metric, "seeds": sorted(tuned), "base": base[metric], "mean": mean, "std": std, "gain": gain,
-            "min_gain": min(values) - base[metric],
-            "gain_in_std": gain / std if std > 0 else (math.copysign(math.inf, gain) if std == 0 else math.nan)}
+    from utils.evaluation.squad import squad_scores
+    from utils.qa.data import few_shot_examples
+
+    references = [r["answers"]["text"] for r in rows]
+    generate = {"progress": False, **generate}
+
+    def record(way: str, answers: list[str], seed: int | None) -> dict[str, Any]:
+        scores = squad_scores(answers, references)
+        return {"way": way, "seed": seed, "exact_match": scores["exact_match"], "f1": scores["f1"], "n": scores["n"],
+                "answers": answers}
+
+    records = [record("tuned", generate_answers(model, tokenizer, rows, **generate), seed)]
+    shots = few_shot_examples(shots_from, few_shot, seed)
+    with model.disable_adapter():
+        records.append(record("few-shot base", generate_answers(model, tokenizer, rows, shots=shots, **generate), seed))
+        if zero_shot:
+            records.append(record("zero-shot base", generate_answers(model, tokenizer, rows, **generate), None))
+    return records
+
+
+def summarize_ways(records: Sequence[Mapping[str, Any]], metric: str = "f1") -> dict[str, dict[str, float]]:
+    """``{way: {"mean", "std", "seeds"}}`` of :func:`score_three_ways`' records for one evaluation set. The
+    zero-shot base is deterministic (greedy decoding of one prompt), so its std is 0, not unknown."""
+    from utils.evaluation.seeds import mean_std
+
+    summary = {}
+    for way in WAYS:
+        values = [r[metric] for r in records if r["way"] == way]
+        if values:
+            mean, std = mean_std(values)
+            summary[way] = {"mean": mean, "std": 0.0 if way == "zero-shot base" else std, "seeds": len(values)}
+    return summary
 
 
 @torch.no_grad()
@@ -169,18 +230,69 @@ def merge_check(tuned: torch.nn.Module, base_path: str | Path, adapter_path: str
     }
 
 
-def general_text_perplexity(model: torch.nn.Module, tokenizer: Any, text: str, max_length: int) -> dict[str, float]:
-    """What fine-tuning cost outside its task: perplexity of ``text`` (plain prose, not QA) with the adapter
-    and without it (peft's ``disable_adapter``), in sliding windows of ``max_length`` tokens, stride half that
-    (:func:`utils.evaluation.quantized.perplexity`).
+@torch.no_grad()
+def passage_nll(model: torch.nn.Module, tokenizer: Any, passages: Sequence[str], max_length: int
+                ) -> tuple[list[float], list[int]]:
+    """Summed negative log-likelihood (nats) and scored tokens of each passage, on its first ``max_length`` tokens
+    (one window each: every passage is scored with the same context length whatever the model)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    nll, tokens = [], []
+    for text in passages:
+        ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_length).input_ids.to(device)
+        if ids.size(1) < 2:
+            raise ValueError(f"a passage of {ids.size(1)} token(s) has nothing to predict: {text[:60]!r}")
+        loss = model(input_ids=ids, labels=ids, use_cache=False).loss.float().item()  # mean over ids.size(1)-1 targets
+        nll.append(loss * (ids.size(1) - 1))
+        tokens.append(ids.size(1) - 1)
+    model.train(was_training)
+    return nll, tokens
+
+
+def perplexity_ratio(nll_a: Sequence[float], nll_b: Sequence[float], tokens: Sequence[int], n_boot: int = 2000,
+                     seed: int = 0) -> dict[str, float]:
+    """How much harder text is for model a than for model b, with a noise scale from the passages.
+
+    ``ratio = ppl_a / ppl_b = exp((sum nll_a - sum nll_b) / sum tokens)`` over the same passages, and its 95%
+    interval from a paired bootstrap over passages (``n_boot`` resamples, seeded): what another sample of
+    passages of the same kind could have given. Returns ``ratio``, ``low``, ``high`` (each ``- 1`` is the change).
+    """
+    import numpy as np
+
+    a, b, n = (np.asarray(x, dtype=np.float64) for x in (nll_a, nll_b, tokens))
+    if not (len(a) == len(b) == len(n)) or len(a) < 2:
+        raise ValueError(f"need the same >= 2 passages for both models, got {len(a)}, {len(b)}, {len(n)}")
+    picks = np.random.default_rng(seed).integers(0, len(a), size=(n_boot, len(a)))
+    boot = np.exp((a[picks].sum(1) - b[picks].sum(1)) / n[picks].sum(1))
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return {"ratio": float(np.exp((a.sum() - b.sum()) / n.sum())), "low": float(low), "high": float(high)}
+
+
+def general_text_perplexity(model: torch.nn.Module, tokenizer: Any, passages: Sequence[str], max_length: int,
+                            unquantized: torch.nn.Module | None = None, seed: int = 0) -> dict[str, Any]:
+    """What fine-tuning cost outside its task, next to what 4-bit storage alone costs, on plain prose (not QA).
+
+    Perplexity of ``passages`` (:func:`passage_nll`) for the 4-bit base with the adapter (``"tuned"``) and
+    without it (``"base"``, peft's ``disable_adapter``), and, given ``unquantized`` (the same base model not
+    quantized), for that model too.
 
     Returns:
-        ``{"base", "tuned", "change"}``; ``change = tuned / base - 1`` (> 0: the adapter made the text harder).
+        ``{"passages", "tokens", "perplexity": {"unquantized"?, "base", "tuned"}, "tuning": perplexity_ratio(tuned,
+        base), "nf4": perplexity_ratio(base, unquantized)?}``; a ratio above 1 means the text got harder.
     """
-    from utils.evaluation.quantized import perplexity
-
-    window = {"max_length": max_length, "stride": max(1, max_length // 2)}
-    tuned = perplexity(model, tokenizer, text, **window)
+    tuned_nll, tokens = passage_nll(model, tokenizer, passages, max_length)
     with model.disable_adapter():
-        base = perplexity(model, tokenizer, text, **window)
-    return {"base": base, "tuned": tuned, "change": tuned / base - 1}
+        base_nll, _ = passage_nll(model, tokenizer, passages, max_length)
+
+    def ppl(nll: Sequence[float]) -> float:
+        return math.exp(sum(nll) / sum(tokens))
+
+    report: dict[str, Any] = {"passages": len(passages), "tokens": sum(tokens),
+                              "perplexity": {"base": ppl(base_nll), "tuned": ppl(tuned_nll)},
+                              "tuning": perplexity_ratio(tuned_nll, base_nll, tokens, seed=seed)}
+    if unquantized is not None:
+        float_nll, _ = passage_nll(unquantized, tokenizer, passages, max_length)
+        report["perplexity"] = {"unquantized": ppl(float_nll), **report["perplexity"]}
+        report["nf4"] = perplexity_ratio(base_nll, float_nll, tokens, seed=seed)
+    return report

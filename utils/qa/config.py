@@ -56,7 +56,8 @@ class QAConfig:
     """Every setting of QLoRA fine-tuning for QA. Defaults here are the full profile's (Phi-2, SQuAD)."""
 
     model_id: str = setting(PHI2_ID, "base model: Hub id or local folder")
-    dataset: str = setting("rajpurkar/squad", "SQuAD JSON file, JSON Lines file (guanaco) or Hub id")
+    dataset: str = setting("rajpurkar/squad", '"course-qa" (invented towns) or "disfl-qa" (real Wikipedia passages), '
+                                              'both offline; a SQuAD JSON file, JSON Lines file (guanaco) or Hub id')
     text_format: str = setting("squad", '"squad" (question/context/answers) or "guanaco" (one "### Human: ... '
                                         '### Assistant: ..." text)')
     columns: dict[str, str] = setting(lambda: {"question": "question", "context": "context", "answers": "answers"},
@@ -96,6 +97,7 @@ class QAConfig:
         # a list of layer names is kept as a tuple (the config is frozen and hashable); a bare string is an
         # error, however the config was made (resolve, dataclasses.replace, read_params)
         object.__setattr__(self, "target_modules", _as_names(self.target_modules, "target_modules"))
+        object.__setattr__(self, "dataset", qa_set_file(self.dataset, "train"))  # a named set: its training file
 
     # ------------------------------------------------------------------ resolution
     @classmethod
@@ -268,10 +270,29 @@ class QAConfig:
 
 
 # ---------------------------------------------------------------------- profiles and presets
-def _smoke_dataset() -> str:
+# The course's offline QA sets by name: a folder under the repository with train.json and validation.json
+# (SQuAD v1.1 layout). "course-qa": invented towns and inventors (data/qa/README.md); "disfl-qa": real Wikipedia
+# passages with human-written questions (data/disfl_qa/README.md).
+QA_SETS = {"course-qa": "data/qa", "disfl-qa": "data/disfl_qa"}
+# a Hub dataset -> the offline set that stands in for it when the Hub cannot be reached (real text, never invented)
+HUB_STAND_INS = {"rajpurkar/squad": "disfl-qa"}
+
+
+def qa_set_file(source: str, split: str) -> str:
+    """The file of split ``split`` (``"train"`` or ``"validation"``) of a named offline QA set (:data:`QA_SETS`);
+    any other ``source`` (a file, a Hub id) is returned unchanged."""
+    if source not in QA_SETS:
+        return source
     from utils.report import REPO_ROOT
 
-    return str(REPO_ROOT / "data" / "qa" / "train.json")
+    if split not in ("train", "validation"):
+        raise setting_error("dataset", f"the offline set {source!r} has the splits 'train' and 'validation', not "
+                            f"{split!r}", "use split 'train' or 'validation'")
+    return str(REPO_ROOT / QA_SETS[source] / f"{split}.json")
+
+
+def _smoke_dataset() -> str:
+    return qa_set_file("course-qa", "train")
 
 
 # what the smoke profile changes (2 CPU cores, offline, minutes): SmolLM2-135M-Instruct (a Llama, from its

@@ -497,12 +497,51 @@ def load_qa_split(source: str | Path, split: str = "train", columns: Mapping[str
         records = _load_hub_split(name, split)
         name = f"{source}[{split}]"
     if limit is not None and limit < len(records):
-        keep = sorted(random.Random(seed).sample(range(len(records)), int(limit)))
+        keep = _sample_positions(len(records), limit, seed)
         records = [records[i] for i in keep]
         row_names = None if row_names is None else [row_names[i] for i in keep]
     if text_format == "guanaco":
         return guanaco_to_rows(records, name)
     return check_rows(records, columns, name, row_names)
+
+
+def _sample_positions(n: int, limit: int, seed: int) -> list[int]:
+    return sorted(random.Random(seed).sample(range(n), int(limit)))
+
+
+def sample_rows(rows: Sequence[Mapping[str, Any]], limit: int | None, seed: int = 0) -> list[dict[str, Any]]:
+    """A seeded subset of at most ``limit`` rows, in their order (``load_qa_split``'s ``limit``; None: all)."""
+    if limit is None or limit >= len(rows):
+        return [dict(r) for r in rows]
+    return [dict(rows[i]) for i in _sample_positions(len(rows), limit, seed)]
+
+
+class HubUnreachable(InputError, ConnectionError):
+    """A Hub dataset could not be reached (no network, offline mode, the Hub down)."""
+
+
+def load_or_stand_in(source: str | Path, split: str = "train", columns: Mapping[str, str] | None = None,
+                     text_format: str = "squad", limit: int | None = None, seed: int = 0
+                     ) -> tuple[list[dict[str, Any]], str]:
+    """:func:`load_qa_split`, and where ``source`` is a Hub dataset with an offline stand-in
+    (:data:`utils.qa.config.HUB_STAND_INS`: SQuAD -> the real ``disfl-qa`` passages) that cannot be reached, the
+    stand-in's split instead, with a warning. Returns ``(rows, the source used)``: record the second.
+
+    Raises:
+        InputError: what :func:`load_qa_split` raises (a Hub dataset without a stand-in stays unreachable).
+    """
+    from utils.qa.config import HUB_STAND_INS, qa_set_file
+
+    source = qa_set_file(str(source), split)  # a named offline set: its file of that split
+    try:
+        return load_qa_split(source, split, columns, text_format, limit, seed), str(source)
+    except HubUnreachable as err:
+        if str(source) not in HUB_STAND_INS:
+            raise
+        stand_in = qa_set_file(HUB_STAND_INS[str(source)], split)
+        warnings.warn(f"{str(err).split('. Fix:')[0]}. Using the offline set {HUB_STAND_INS[str(source)]!r} ({stand_in}: "
+                      "real Wikipedia passages, human-written questions) instead; the run records it.", stacklevel=2)
+        return load_qa_split(stand_in, split, None, "squad", limit, seed), stand_in
 
 
 def _load_hub_split(source: str, split: str) -> Any:
@@ -511,6 +550,10 @@ def _load_hub_split(source: str, split: str) -> Any:
 
     try:
         return load_dataset(source, split=split)
+    except ConnectionError as err:  # offline mode, no network, the Hub down: datasets raises the builtin
+        raise HubUnreachable(*input_error(source, f"could not be loaded from the Hugging Face Hub ({err})",
+                                          "connect to the internet (or log in), or use an offline set such as "
+                                          "'disfl-qa' or a local file").args) from None
     except FileNotFoundError:  # datasets' DatasetNotFoundError and DataFilesNotFoundError are FileNotFoundErrors
         raise input_error(source, "is neither a local .json / .jsonl file or data folder nor a Hub dataset id that "
                                   "exists", "check the spelling: a local file ends in .json (SQuAD) or .jsonl, a "

@@ -537,6 +537,20 @@ def check_max_length(config: QAConfig, tokenizer: Any, fmt: Any) -> None:
                             "SmolLM2 and 384 for Phi-2); a longer prompt loses context, never the answer")
 
 
+def training_rows(config: QAConfig) -> tuple[list[dict[str, Any]], QAConfig]:
+    """The rows ``config`` trains on (its seeded ``train_size`` subset), and the config, whose ``dataset`` names the
+    offline stand-in if the Hub dataset could not be reached (:func:`utils.qa.data.load_or_stand_in`), so that
+    ``training_params.json`` records what was trained on."""
+    from utils.qa import data
+
+    rows, used = data.load_or_stand_in(config.dataset, config.train_split,
+                                       config.columns if config.text_format == "squad" else None, config.text_format,
+                                       limit=config.train_size or None, seed=config.seed)
+    if used == config.dataset:
+        return rows, config
+    return rows, config.replace(dataset=used, text_format="squad", columns={f: f for f in data.REQUIRED_FIELDS})
+
+
 def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
              quiet: bool = False, callbacks: Sequence[TrainerCallback] = (), **run_info: Any) -> dict[str, Any]:
     """Notebook 04's recipe end to end, as ``python -m utils.cli.finetune`` runs it: load the data and the base
@@ -579,9 +593,7 @@ def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, 
     out = Path(output_dir).expanduser()
     checkpoint = check_output_dir(out, config, resume=resume, overwrite=overwrite)
     set_seed(config.seed)
-    rows = data.load_qa_split(config.dataset, config.train_split,
-                              config.columns if config.text_format == "squad" else None, config.text_format,
-                              limit=config.train_size or None, seed=config.seed)
+    rows, config = training_rows(config)  # a Hub dataset that cannot be reached: its offline stand-in, recorded
     tokenizer, architecture = load_tokenizer(config.model_id)
     fmt = data.PromptFormat(architecture.prompt_style, tokenizer)
     check_max_length(config, tokenizer, fmt)
