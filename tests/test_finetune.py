@@ -79,3 +79,14 @@ def test_bad_arguments_are_usage_errors_that_name_the_setting(tmp_path, capsys, 
     with pytest.raises(SystemExit):
         finetune.parse_args([*argv, "--output-dir", str(tmp_path)])
     assert message in capsys.readouterr().err
+
+
+def test_the_real_offline_set_is_a_dataset_choice_of_the_command(tiny, tmp_path):
+    """--dataset disfl-qa trains on the real passages (data/disfl_qa/train.json), recorded as that file."""
+    args = _args(tiny, tmp_path / "adapter", steps=1)
+    args[args.index("--dataset") + 1] = "disfl-qa"
+    args[args.index("--max-length") + 1] = "384"  # real passages are longer than the course's
+    args[args.index("--train-size") + 1] = "8"
+    finetune.main(args)
+    config, run = read_training_params(tmp_path / "adapter")
+    assert config.dataset == str(REPO_ROOT / "data/disfl_qa/train.json") and run["examples"]["examples"] == 8

@@ -56,6 +56,7 @@ REGENERATE = {  # results/ file -> the command that writes it again
     "train_speed_squad_runF.jsonl": "python benchmarks/train_speed.py --out results/train_speed_squad_runF" + ON_GPU,
     "train_speed_toy_runE.jsonl": "python benchmarks/train_speed.py --data toy --out results/train_speed_toy_runE" + ON_GPU,
     "train_speed_squad_profile_cold_fp16.txt": "python benchmarks/train_speed.py --only cold_fp16_profiled" + ON_GPU,
+    "2026-12-06_qa_real_smollm2/record.json": "python benchmarks/qa_real_data.py --out results/<date>_qa_real_smollm2",
     "train_qa_scaling.json": "the command in its 'regenerate' field",
     "train_qa_1gpu.json": "the command in train_qa_scaling.json's 'regenerate' field",
     "train_qa_2gpu.json": "the command in train_qa_scaling.json's 'regenerate' field",
@@ -114,9 +115,11 @@ def record_course(output_dir: Path, times: dict[str, float]) -> dict[str, Any]:
     return {**machine(), "notebook_seconds": times,
             "qa_training": {"first_loss": qa_train["losses"][0], "last_loss": qa_train["losses"][-1],
                             "train_seconds": qa_train["train_seconds"], "steps": len(qa_train["losses"])},
-            "qa_evaluation": {"questions": qa_eval["base"]["n"], "base_f1": qa_eval["base"]["f1"],
-                              "gain": qa_eval["gain_over_seeds"], "seeds": len(qa_eval["seeds"]),
-                              "general_text_change": qa_eval["general_text_perplexity"]["change"]},
+            "qa_evaluation": {"few_shot": qa_eval["few_shot"], "sets": {
+                                  name: {"questions": qa_eval["eval_sets"][name]["questions"], **qa_eval["summary"][name]["f1"]}
+                                  for name in qa_eval["summary"]},
+                              "verdicts": qa_eval["verdicts"],
+                              "forgetting": {k: qa_eval["general_text_perplexity"][k] for k in ("passages", "tuning", "nf4")}},
             "ablation": _ablation_summary(ablation),
             "quantization": quantization_summary(load("01_quantization_visualized"), load("02_nf4_vs_int4")),
             "classification": classification_summary(load("06_classification"))}
@@ -198,7 +201,8 @@ def _dated(name: str) -> Record:
     """results/<name> (.json, or a benchmark's .jsonl) with its date, by ``utils.report.committed_result``."""
     _text(name)
     try:
-        return Record(committed_result(Path(name).stem), name)
+        folder_record = name.endswith("/record.json")  # a run kept as results/<date>_<name>/record.json
+        return Record(committed_result(name.split("/")[0] if folder_record else Path(name).stem), name)
     except ValueError as e:
         raise ValueError(f"{e} (or write it again with {REGENERATE.get(name, 'the command that wrote it')})") from e
 
@@ -301,7 +305,8 @@ def load_records() -> dict[str, Any]:
                                for name in ("before", "course")},
             "profile": profile_table(),
             "scaling": scaling, "scaling_runs": {int(n): _json(f) for n, f in scaling["runs"].items()},
-            "estimate": worst_case_estimate(phi2["data"]["answer_token_share"])}
+            "estimate": worst_case_estimate(phi2["data"]["answer_token_share"]),
+            "qa_real": _dated("2026-12-06_qa_real_smollm2/record.json")}
 
 
 # --- the blocks -----------------------------------------------------------------------------------------------
@@ -411,15 +416,52 @@ def render_smoke_ablation(course: dict[str, Any]) -> str:
 
 
 def render_smoke_figures(course: dict[str, Any]) -> str:
+    from utils.evaluation.seeds import gap_words
+
     train, ev = course["qa_training"], course["qa_evaluation"]
-    gain, change = ev["gain"], ev["general_text_change"]
+    sets = []
+    for name, s in ev["sets"].items():
+        z, f, t = s["zero-shot base"], s["few-shot base"], s["tuned"]
+        verdict = ev["verdicts"][name]
+        sets.append(f"on {s['questions']} {'held-out' if name == 'course-qa' else 'real'} **{name}** questions F1 is "
+                    f"{z['mean']:.1f} zero-shot, {f['mean']:.1f} ± {f['std']:.1f} few-shot ({ev['few_shot']} worked examples) "
+                    f"and {t['mean']:.1f} ± {t['std']:.1f} tuned over {t['seeds']} seeds: the examples "
+                    + gap_words(verdict["prompt"], f["mean"] - z["mean"], "raise the base model's F1", "lower it",
+                              "change it")
+                    + ", and against the few-shot base fine-tuning "
+                    + gap_words(verdict["tuning"], t["mean"] - f["mean"], "raises F1", "lowers F1", "changes F1"))
+    tuning, nf4 = ev["forgetting"]["tuning"], ev["forgetting"]["nf4"]
     return (f"From `./run.sh course` ({course['date']}, commit {course['commit']}, {_cpu(course)}): the answer loss "
             f"falls {train['first_loss']:.2f} → {train['last_loss']:.2f} in {train['train_seconds']:.0f} s of training "
-            f"({train['steps']} logged steps); on {ev['questions']} **held-out** questions F1 rises from "
-            f"{ev['base_f1']:.1f} (the base model) to {gain['mean']:.1f} ± {gain['std']:.1f} over {ev['seeds']} training "
-            f"seeds, a gain of {gain['gain_in_std']:.0f} seed standard deviations (a cell asserts more than 3, and that "
-            f"every seed beats the base); the perplexity of general text (not QA) "
-            f"{'rises' if change > 0 else 'falls'} {abs(change):.1%}, the price of the adapter outside its task.\n")
+            f"({train['steps']} logged steps); " + "; ".join(sets) + ". On "
+            f"{ev['forgetting']['passages']} Wikipedia paragraphs the adapter changes perplexity by "
+            f"{tuning['ratio'] - 1:+.1%} (95% interval over passages {tuning['low'] - 1:+.1%} to {tuning['high'] - 1:+.1%}); "
+            f"NF4 storage alone by {nf4['ratio'] - 1:+.1%} ({nf4['low'] - 1:+.1%} to {nf4['high'] - 1:+.1%}).\n")
+
+
+def render_qa_real_data(run: dict[str, Any]) -> str:
+    """The committed QLoRA run on Disfl-QA's real passages (benchmarks/qa_real_data.py), three ways over seeds."""
+    from utils.evaluation.seeds import gap_words, seed_verdict
+
+    f1, em = run["summary"]["f1"], run["summary"]["exact_match"]
+    z, f, t = f1["zero-shot base"], f1["few-shot base"], f1["tuned"]
+    settings = run["settings"]
+    passes = settings["max_steps"] * settings["batch_size"] / run["train_questions"]
+    cells = " | ".join(f"{em[w]['mean']:.1f} ± {em[w]['std']:.1f} / {f1[w]['mean']:.1f} ± {f1[w]['std']:.1f}"
+                       for w in ("zero-shot base", "few-shot base", "tuned"))
+    return (f"QLoRA on real text (`results/2026-12-06_qa_real_smollm2/`, {run['measured']}, {_cpu(run['machine'])}, "
+            f"`python benchmarks/qa_real_data.py`): SmolLM2-135M-Instruct trained with notebook 04's recipe on all "
+            f"{run['train_questions']} Disfl-QA training questions ({settings['max_steps']} steps of "
+            f"{settings['batch_size']}, {passes:.2f} passes), {len(run['seeds'])} seeds, scored on all "
+            f"{run['eval_questions']} validation questions (other passages, no training answer).\n\n"
+            "| | zero-shot base | few-shot base | tuned |\n|---|---|---|---|\n"
+            f"| EM / F1 (mean ± seed std) | {cells} |\n\n"
+            f"{run['few_shot']} worked examples "
+            + gap_words(seed_verdict(f["mean"], f["std"], z["mean"], 0.0), f["mean"] - z["mean"],
+                        "raise the base model's F1", "lower it", "change it")
+            + "; against the few-shot base, fine-tuning "
+            + gap_words(seed_verdict(t["mean"], t["std"], f["mean"], f["std"]), t["mean"] - f["mean"],
+                        "raises F1", "lowers F1", "changes F1") + ".\n")
 
 
 def render_gpu_qa(phi2: dict[str, Any], notebooks04: dict[str, Any], table: dict[str, Any]) -> str:
@@ -816,6 +858,7 @@ def render_blocks(records: dict[str, Any]) -> dict[str, str]:
         "smoke-quantization": render_smoke_quantization(course),
         "smoke-ablation": render_smoke_ablation(course),
         "smoke-figures": render_smoke_figures(course),
+        "qa-real-data": render_qa_real_data(records["qa_real"]),
         "gpu-qa": render_gpu_qa(records["phi2"], records["phi2_notebooks"], records["notebooks_h100"]),
         "multi-gpu": render_multi_gpu(records["scaling"], records["scaling_runs"]),
         "train-speed-squad": render_train_speed_squad(records["squad"], records["squad_profiles"]),
