@@ -240,3 +240,31 @@ def test_gap_words_say_the_verdict_with_its_gap():
     assert gap_words("lower", -4.0, "raises F1", "lowers F1", "changes F1") == "lowers F1 by 4.0 points"
     assert gap_words("within seed noise", -0.3, "raises F1", "lowers F1", "changes F1") == \
         "changes F1 by -0.3 points, within the seed noise"
+
+
+def test_the_real_data_runs_readme_states_its_records_numbers():
+    """results/2026-12-06_qa_real_smollm2/README.md: its table is the record's summary (mean ± std per way), and
+    its per-seed rows are the record's scores, to the decimal shown."""
+    import re
+
+    from utils.report import committed_result
+
+    run = committed_result("2026-12-06_qa_real_smollm2")
+    text = (REPO_ROOT / "results/2026-12-06_qa_real_smollm2/README.md").read_text()
+    for way in qa_eval.WAYS:
+        row = re.search(rf"^\| {way}[^|]* \| ([^|]+) \| ([^|]+) \|$", text, flags=re.M)
+        assert row, f"no row for {way}"
+        for cell, metric in zip(row.groups(), ("exact_match", "f1"), strict=True):
+            summary = run["summary"][metric][way]
+            expected = f"{summary['mean']:.1f}" + (f" ± {summary['std']:.1f}" if way != "zero-shot base" else "")
+            assert cell.strip() == expected, (way, metric, cell)
+    for seed, result in run["seeds"].items():
+        for score in result["scores"]:
+            assert f"| {seed} | {score['way']} | {score['exact_match']:.1f} | {score['f1']:.1f} |" in text
+        assert f"{result['losses'][0]:.2f} → {result['losses'][-1]:.2f} (seed {seed})" in text
+    f1 = run["summary"]["f1"]
+    gap = f1["tuned"]["mean"] - f1["few-shot base"]["mean"]
+    assert f"{gap:.1f} points above the few-shot base" in text
+    assert gap > 10 * max(f1["tuned"]["std"], f1["few-shot base"]["std"])  # "more than ten times the larger seed std"
+    assert seed_verdict(f1["tuned"]["mean"], f1["tuned"]["std"], f1["few-shot base"]["mean"],
+                        f1["few-shot base"]["std"]) == "higher"
