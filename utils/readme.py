@@ -447,8 +447,10 @@ def render_qa_real_data(run: dict[str, Any]) -> str:
     z, f, t = f1["zero-shot base"], f1["few-shot base"], f1["tuned"]
     settings = run["settings"]
     passes = settings["max_steps"] * settings["batch_size"] / run["train_questions"]
-    cells = " | ".join(f"{em[w]['mean']:.1f} ± {em[w]['std']:.1f} / {f1[w]['mean']:.1f} ± {f1[w]['std']:.1f}"
-                       for w in ("zero-shot base", "few-shot base", "tuned"))
+    def cell(v: dict[str, Any]) -> str:
+        return f"{v['mean']:.1f}" + (f" ± {v['std']:.1f}" if v["seeds"] > 1 else "")
+
+    cells = " | ".join(f"{cell(em[w])} / {cell(f1[w])}" for w in ("zero-shot base", "few-shot base", "tuned"))
     return (f"QLoRA on real text (`results/2026-12-06_qa_real_smollm2/`, {run['measured']}, {_cpu(run['machine'])}, "
             f"`python benchmarks/qa_real_data.py`): SmolLM2-135M-Instruct trained with notebook 04's recipe on all "
             f"{run['train_questions']} Disfl-QA training questions ({settings['max_steps']} steps of "
