@@ -268,3 +268,11 @@ def test_the_real_data_runs_readme_states_its_records_numbers():
     assert gap > 10 * max(f1["tuned"]["std"], f1["few-shot base"]["std"])  # "more than ten times the larger seed std"
     assert seed_verdict(f1["tuned"]["mean"], f1["tuned"]["std"], f1["few-shot base"]["mean"],
                         f1["few-shot base"]["std"]) == "higher"
+
+
+def test_three_way_verdicts_apply_the_seed_rule_to_each_step():
+    f1 = {"zero-shot base": {"mean": 0.0, "std": 0.0, "seeds": 1},
+          "few-shot base": {"mean": 15.0, "std": 3.0, "seeds": 3}, "tuned": {"mean": 18.0, "std": 4.0, "seeds": 3}}
+    assert qa_eval.three_way_verdicts(f1) == {"prompt": "higher", "tuning": "within seed noise"}  # 15 > 6; 3 <= 8
+    f1["tuned"] = {"mean": 5.0, "std": 1.0, "seeds": 3}
+    assert qa_eval.three_way_verdicts(f1)["tuning"] == "lower"  # 10 > 6

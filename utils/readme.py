@@ -441,9 +441,11 @@ def render_smoke_figures(course: dict[str, Any]) -> str:
 
 def render_qa_real_data(run: dict[str, Any]) -> str:
     """The committed QLoRA run on Disfl-QA's real passages (benchmarks/qa_real_data.py), three ways over seeds."""
-    from utils.evaluation.seeds import gap_words, seed_verdict
+    from utils.evaluation.qa import three_way_verdicts
+    from utils.evaluation.seeds import gap_words
 
     f1, em = run["summary"]["f1"], run["summary"]["exact_match"]
+    verdicts = three_way_verdicts(f1)
     z, f, t = f1["zero-shot base"], f1["few-shot base"], f1["tuned"]
     settings = run["settings"]
     passes = settings["max_steps"] * settings["batch_size"] / run["train_questions"]
@@ -459,10 +461,10 @@ def render_qa_real_data(run: dict[str, Any]) -> str:
             "| | zero-shot base | few-shot base | tuned |\n|---|---|---|---|\n"
             f"| EM / F1 (mean ± seed std) | {cells} |\n\n"
             f"{run['few_shot']} worked examples "
-            + gap_words(seed_verdict(f["mean"], f["std"], z["mean"], 0.0), f["mean"] - z["mean"],
+            + gap_words(verdicts["prompt"], f["mean"] - z["mean"],
                         "raise the base model's F1", "lower it", "change it")
             + "; against the few-shot base, fine-tuning "
-            + gap_words(seed_verdict(t["mean"], t["std"], f["mean"], f["std"]), t["mean"] - f["mean"],
+            + gap_words(verdicts["tuning"], t["mean"] - f["mean"],
                         "raises F1", "lowers F1", "changes F1") + ".\n")
 
 

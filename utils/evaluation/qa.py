@@ -139,6 +139,17 @@ def summarize_ways(records: Sequence[Mapping[str, Any]], metric: str = "f1") -> 
     return summary
 
 
+def three_way_verdicts(f1: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
+    """What the seed rule (:func:`utils.evaluation.seeds.seed_verdict`) says of one set's :func:`summarize_ways`:
+    ``"prompt"``, the few-shot base against the zero-shot base (what worked examples fix), and ``"tuning"``, the
+    tuned model against the few-shot base (what fine-tuning adds beyond a prompt)."""
+    from utils.evaluation.seeds import seed_verdict
+
+    z, f, t = (f1[way] for way in WAYS)
+    return {"prompt": seed_verdict(f["mean"], f["std"], z["mean"], z["std"]),
+            "tuning": seed_verdict(t["mean"], t["std"], f["mean"], f["std"])}
+
+
 @torch.no_grad()
 def answer_perplexity(model: torch.nn.Module, features: Sequence[Mapping[str, list[int]]],
                       batch_size: int = 16) -> float:
