@@ -237,7 +237,7 @@ def merge_check(tuned: torch.nn.Module, base_path: str | Path, adapter_path: str
         "dtype": str(dtype).removeprefix("torch."),
         "max |merged - unmerged| / max|logit|": (logits_merged - logits_unmerged).abs().max().item() / scale,
         "top-1 agreement": (logits_merged.argmax(-1) == logits_unmerged.argmax(-1)).float().mean().item(),
-        "max |merged 16-bit - 4-bit + adapter| / max|logit|": (logits_merged - logits_4bit).abs().max().item() / scale,
+        "max |merged - 4-bit + adapter| / max|logit|": (logits_merged - logits_4bit).abs().max().item() / scale,
     }
 
 
