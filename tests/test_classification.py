@@ -126,8 +126,8 @@ def test_empty_and_non_string_texts_name_the_row(tmp_path):
 def test_missing_file_and_unknown_method(tmp_path):
     with pytest.raises(InputError, match=r"nope\.csv: no such CSV file"):
         clf.load_labelled(tmp_path / "nope.csv")
-    with pytest.raises(ValueError, match=r"method must be one of \['head', 'last_n', 'lora', 'qlora'\]"):
-        clf.load_classifier(MINILM_ID, 3, "full")
+    with pytest.raises(ValueError, match=r"method must be one of \['head', 'last_n', 'full', 'lora', 'qlora'\]"):
+        clf.load_classifier(MINILM_ID, 3, "everything")
     with pytest.raises(ValueError, match=r"last_n must be an integer in \[1, 6\]"):
         clf.load_classifier(MINILM_ID, 3, "last_n", last_n=7)
 

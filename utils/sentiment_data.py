@@ -300,3 +300,25 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
         path.unlink(missing_ok=True)  # the file this call created, half-written
         raise
     return path
+
+
+def polarity_csv(domain: str = "movies", margin: float = MARGIN, *, cache_dir: Path | None = None) -> Path:
+    """The :func:`polarity_rows` of one domain as a ``text,label`` CSV in the cache folder, written once.
+
+    The file (``<domain>_polarity_margin<margin>.csv`` beside the sdist) is what notebook 06 reads through
+    :func:`utils.classification.load_labelled`, the same path as a learner's own CSV.
+
+    Returns:
+        The CSV's path. Raises: as :func:`polarity_rows`.
+    """
+    rows = polarity_rows(domain, margin, cache_dir=cache_dir)  # checks domain and margin, fetches the sdist
+    if cache_dir is None:
+        from utils.report import model_cache_dir
+
+        cache_dir = model_cache_dir() / CACHE_FOLDER
+    path = Path(cache_dir) / f"{domain}_polarity_margin{margin:g}.csv"
+    if not path.is_file():
+        with tempfile.TemporaryDirectory(prefix=".csv.", dir=path.parent) as tmp:
+            written = write_csv(Path(tmp) / path.name, rows)
+            os.replace(written, path)  # atomic: a reader never sees half a file
+    return path
