@@ -100,7 +100,7 @@ TYPED_NUMBERS: dict[str, dict[str, str]] = {
            "15%": "the memory estimator's stated tolerance, asserted", "5 GB": "Phi-2 in 16 bit: 2.7 B x 2 bytes",
            "16 x": "the shape the exercise asks about"},
     "06": {"384 ×": "MiniLM's hidden size (model card)", "2560 ×": "Phi-2's hidden size (model card)",
-           "0.15": "the threshold the next cell asserts", "2.7": "Phi-2's 2.7 B parameters (model card)",
+           "2.7": "Phi-2's 2.7 B parameters (model card)",
            "0.3": "learning-rate multipliers the exercise asks to try"},
 }
 LOOKS_MEASURED = re.compile(r"(?<![\w.`/-])(\d+(?:[.,]\d+)+|\d+(?:\.\d+)?\s?(?:%|x\b|×|GiB|MiB|GB|MB|dB|bits?\b|s\b|"

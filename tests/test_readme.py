@@ -9,7 +9,7 @@ import pytest
 
 from utils import readme
 
-BLOCKS = ["course-times", "gpu-memory", "gpu-qa", "multi-gpu", "qa-real-data", "smoke-ablation", "smoke-classification",
+BLOCKS = ["classification-curve", "course-times", "gpu-memory", "gpu-qa", "multi-gpu", "qa-real-data", "smoke-ablation", "smoke-classification",
           "smoke-figures", "smoke-quantization", "suite-runs", "train-speed", "train-speed-findings", "train-speed-run4", "train-speed-squad",
           "train-speed-toy",
           "troubleshooting"]

@@ -1,14 +1,15 @@
-"""Text classification with a pretrained encoder or LLM: your data, four fine-tuning methods, one loop.
+"""Text classification with a pretrained encoder or LLM: your data, five fine-tuning methods, one loop.
 
-Shared by notebook 03 (LoRA rank ablation) and notebook 06 (head only vs last N layers vs LoRA vs
-QLoRA). The steps, each a function:
+Shared by notebook 03 (LoRA rank ablation) and notebook 06 (head only vs last N layers vs all layers vs
+LoRA vs QLoRA; its learning curve is :mod:`utils.experiments.learning_curve`). The steps, each a function:
 
-1. :func:`load_labelled` reads a CSV/JSONL file (or a Hub dataset) with a text and a label column,
-   checks it, maps labels to ids and splits it (stratified) into ``train``/``test``.
+1. :func:`load_labelled` reads a CSV/JSONL file (or a Hub dataset, or a :data:`COURSE_DATA` name) with a text
+   and a label column, checks it, maps labels to ids and splits it (stratified) into ``train``/``test``;
+   :func:`hold_out_validation` splits a ``validation`` set off ``train`` to choose settings on.
 2. :func:`load_classifier` loads ``AutoModelForSequenceClassification`` with a new head and makes
    only the part that a method trains trainable (:data:`METHODS`).
-3. :func:`train_and_evaluate` trains with ``transformers.Trainer``, scores the test split, saves what
-   was trained and returns a :class:`RunResult`.
+3. :func:`train_and_evaluate` trains with ``transformers.Trainer`` (keeping the best epoch on ``validation``
+   when there is one), scores the test split, saves what was trained and returns a :class:`RunResult`.
 4. :func:`load_saved` + :func:`classify` predict labels and probabilities for new text.
 
 The new classification head (``classifier`` in BERT-like models, ``score`` in decoder LLMs such as
