@@ -67,3 +67,22 @@ def test_every_chosen_rate_is_the_top_of_its_grid(record, cell):
     grids = {m["label"]: m["lrs"] for m in record["settings"]["methods"]}
     assert all(cell[label, 100]["lr"] == max(grid) for label, grid in grids.items())
     assert record["baselines"]["100"]["tfidf"]["C"] == record["baselines"]["8536"]["tfidf"]["C"] == 100.0
+
+
+def test_out_of_domain_fine_tuning_beats_tfidf_and_tweets_are_harder(record):
+    ood = record["out_of_domain"]
+    assert {d: s["rows"] for d, s in ood.items()} == {"tweets": 3362, "amazon": 2934}
+    for scores in ood.values():
+        assert set(scores) == {"rows", "tfidf", "full", "qlora"}  # the best two by validation with three seeds
+        for name in ("full", "qlora"):
+            v = scores[name]
+            assert len(v["per_seed"]) == 3
+            assert v["macro_f1"] - scores["tfidf"]["macro_f1"] > 2 * v["macro_f1_std"], (name, v, scores["tfidf"])
+    for name in ("full", "qlora"):  # "both score lower on tweets than on Amazon sentences"
+        assert ood["tweets"][name]["macro_f1"] < ood["amazon"][name]["macro_f1"]
+    assert abs(ood["tweets"]["tfidf"]["macro_f1"] - ood["amazon"]["tfidf"]["macro_f1"]) < 0.01  # "about the same"
+    again = record["out_of_domain_models"]
+    mean = {name: sum(v["macro_f1"]) / 3 for name, v in again.items()}
+    logged = {name: sum(v["logged_macro_f1"]) / 3 for name, v in again.items()}
+    assert abs(mean["full"] - logged["full"]) < 0.01  # "score as the GPU's did for full fine-tuning"
+    assert min(again["qlora"]["macro_f1"]) < min(again["qlora"]["logged_macro_f1"]) - 0.03  # "one QLoRA seed lower"
