@@ -513,6 +513,16 @@ def _class_takes(labels: list[int], n: int, at_least: dict[int, int] | None = No
     return take
 
 
+def nested_subsets(labels: list[int], sizes: list[int], seed: int = 0) -> dict[int, list[int]]:
+    """Row indices of stratified subsets of ``sizes`` (increasing) rows that nest: each size's rows are among the
+    next size's, and each class keeps its share within one row (:func:`_class_takes`)."""
+    out, takes = {}, None
+    for n in sizes:
+        takes = _class_takes(labels, n, at_least=takes)
+        out[n] = _stratified_indices(labels, n, seed, take=takes)
+    return out
+
+
 def _stratified_indices(labels: list[int], n: int, seed: int, take: dict[int, int] | None = None) -> list[int]:
     """``n`` row indices with each class's share (largest remainders, or ``take`` rows per class), seeded; for the
     sizes where ``train_test_split``'s stratification cannot work (a class of one row, or fewer rows left than
@@ -971,6 +981,21 @@ def majority_baseline(dataset: datasets.DatasetDict) -> dict[str, float]:
 TFIDF_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # inverse regularisation strengths tried on the validation split
 
 
+def _tfidf_model(train: datasets.Dataset, seed: int) -> tuple[Any, Any, Any]:
+    """``(vectorizer, train features, fit(C))``: TF-IDF of word unigrams and bigrams (sublinear term frequency)
+    over ``train``, and a function fitting the logistic regression with regularisation ``C``."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    features = vectorizer.fit_transform(train["text"])
+
+    def fit(c: float) -> LogisticRegression:
+        return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(features, train["label"])
+
+    return vectorizer, features, fit
+
+
 def tfidf_baseline(dataset: datasets.DatasetDict, seed: int = 0,
                    c_grid: tuple[float, ...] = TFIDF_C_GRID) -> dict[str, Any]:
     """The classical model a practitioner tries first: TF-IDF features of word unigrams and bigrams
@@ -986,25 +1011,16 @@ def tfidf_baseline(dataset: datasets.DatasetDict, seed: int = 0,
     """
     import time
 
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
     start = time.perf_counter()
     num_labels = len(label_names(dataset))
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-    features = vectorizer.fit_transform(dataset["train"]["text"])
-
-    def fit(c: float) -> LogisticRegression:
-        return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(features, dataset["train"]["label"])
-
+    vectorizer, features, fit = _tfidf_model(dataset["train"], seed)
     best_c = 1.0
     if "validation" in dataset:
         held = vectorizer.transform(dataset["validation"]["text"])
         tried = {c: scores(dataset["validation"]["label"], fit(c).predict(held), num_labels)["macro_f1"]
                  for c in c_grid}
         best_c = max(tried, key=lambda c: (tried[c], -abs(math.log(c))))  # ties: the C nearest 1
-    model = fit(best_c)
-    predicted = model.predict(vectorizer.transform(dataset["test"]["text"]))
+    predicted = fit(best_c).predict(vectorizer.transform(dataset["test"]["text"]))
     return {**scores(np.asarray(dataset["test"]["label"]), predicted, num_labels),
             "features": int(features.shape[1]), "seconds": time.perf_counter() - start, "C": best_c}
 
@@ -1012,13 +1028,8 @@ def tfidf_baseline(dataset: datasets.DatasetDict, seed: int = 0,
 def tfidf_predict(dataset: datasets.DatasetDict, texts: list[str], c: float, seed: int = 0) -> np.ndarray:
     """Class ids predicted for ``texts`` by the TF-IDF + logistic regression model fit on ``dataset["train"]``
     with regularisation ``c`` (the ``"C"`` that :func:`tfidf_baseline` chose), e.g. for an out-of-domain test."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-    features = vectorizer.fit_transform(dataset["train"]["text"])
-    model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(features, dataset["train"]["label"])
-    return model.predict(vectorizer.transform(list(texts)))
+    vectorizer, _, fit = _tfidf_model(dataset["train"], seed)
+    return fit(c).predict(vectorizer.transform(list(texts)))
 
 
 # ----------------------------------------------------------------------------------- prediction

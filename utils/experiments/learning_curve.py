@@ -78,11 +78,7 @@ def curve_data(data: datasets.DatasetDict, sizes: list[int], seed: int = 0) -> d
     if not resolved or resolved != sorted(set(resolved)):
         raise input_error(f"sizes={sizes!r}", "must be distinct and increasing (0, all rows, last)",
                           "list them from the smallest, e.g. [100, 1000, 0]")
-    labels = list(data["train"]["label"])
-    picked, takes = {}, None
-    for n in resolved:  # each size's class counts never below the smaller size's: the subsets nest
-        takes = clf._class_takes(labels, n, at_least=takes)
-        picked[n] = clf._stratified_indices(labels, n, seed, take=takes)
+    picked = clf.nested_subsets(list(data["train"]["label"]), resolved, seed)
     return {n: datasets.DatasetDict({"train": data["train"].select(picked[n]), "validation": data["validation"],
                                      "test": data["test"]}) for n in resolved}
 
