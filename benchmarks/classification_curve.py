@@ -30,11 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from utils import classification as clf  # noqa: E402
 from utils import sentiment_data  # noqa: E402
+from utils.evaluation.seeds import mean_std  # noqa: E402
 from utils.experiments import learning_curve as lc  # noqa: E402
 from utils.models import MINILM_ID, SMOLLM2_ID  # noqa: E402
 from utils.profile import environment_report  # noqa: E402
@@ -160,9 +160,8 @@ def main() -> None:
                 logits = clf.predict_logits(model, tokenizer, texts, max_length=args.max_length)
                 per_seed.append(clf.scores(truth, logits.argmax(-1), 2)["macro_f1"])
                 del model
-            scores[best["label"]] = {"macro_f1": float(np.mean(per_seed)),
-                                     "macro_f1_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0,
-                                     "per_seed": per_seed}
+            mean, std = mean_std(per_seed)
+            scores[best["label"]] = {"macro_f1": mean, "macro_f1_std": std, "per_seed": per_seed}
         ood[domain] = scores
     expected = {(m.label, n) for m in methods for n in points}
     seeds_done = {(r["label"], r["n_train"]): r["seeds"] for r in summary}

@@ -626,3 +626,16 @@ def test_a_bare_rate_an_empty_size_list_and_a_one_row_class_are_input_errors():
     lonely = labelled({"train": [0] * 6 + [1] * 6 + [2], "test": [0, 1, 2]}, 3)
     with pytest.raises(InputError, match=r"single training row.*Fix: add examples of them"):
         clf.hold_out_validation(lonely, 3)
+
+
+def test_out_of_domain_rows_judge_each_method_against_tfidf_on_the_same_set():
+    ood = {"tweets": {"rows": 10, "tfidf": {"accuracy": 0.6, "macro_f1": 0.60},
+                      "full": {"macro_f1": 0.70, "macro_f1_std": 0.02, "per_seed": []},  # gap 0.10 > 0.04: beats
+                      "qlora": {"macro_f1": 0.63, "macro_f1_std": 0.02, "per_seed": []}},  # gap 0.03 <= 0.04: level
+           "amazon": {"rows": 5, "tfidf": {"accuracy": 0.8, "macro_f1": 0.80},
+                      "full": {"macro_f1": 0.70, "macro_f1_std": 0.01, "per_seed": []}}}  # gap -0.10: falls short
+    rows = lc.out_of_domain_rows(ood)
+    assert [(r["set"], r["method"], r["verdict"]) for r in rows] == [
+        ("tweets", "full", "beats"), ("tweets", "qlora", "is level with"), ("amazon", "full", "falls short of")]
+    assert rows[0]["tfidf_macro_f1"] == 0.60 and rows[2]["sentences"] == 5
+    assert lc.out_of_domain_rows({}) == []

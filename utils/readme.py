@@ -850,15 +850,14 @@ def render_classification_curve(run: dict[str, Any]) -> str:
     first = cross["first_beats"]
     missing = "; ".join(f"`{m['label']}` at {m['n_train']:,} rows ran {m['seeds_run']} of {m['seeds']} seeds"
                         for m in run["missing"])
-    from utils.evaluation.seeds import verdict_against as verdict
+    from utils.experiments.learning_curve import out_of_domain_rows
 
     ood = run.get("out_of_domain") or {}
     ood_text = "; ".join(
-        f"on {scores['rows']:,} {domain} sentences TF-IDF reaches {scores['tfidf']['macro_f1']:.3f}, "
-        + ", ".join(f"`{name}` {v['macro_f1']:.3f} ± {v['macro_f1_std']:.3f} "
-                    f"({verdict(v['macro_f1'], v['macro_f1_std'], scores['tfidf']['macro_f1'])} it)"
-                    for name, v in scores.items() if name not in ("rows", "tfidf"))
-        for domain, scores in ood.items())
+        f"on {ood[domain]['rows']:,} {domain} sentences TF-IDF reaches {ood[domain]['tfidf']['macro_f1']:.3f}, "
+        + ", ".join(f"`{r['method']}` {r['macro_f1']:.3f} ± {r['macro_f1_std']:.3f} ({r['verdict']} it)"
+                    for r in out_of_domain_rows(ood) if r["set"] == domain)
+        for domain in ood)
     again = run.get("out_of_domain_models") or {}
     again_text = "; ".join(f"`{name}` {sum(v['macro_f1']) / len(v['macro_f1']):.3f} in domain against "
                            f"{sum(v['logged_macro_f1']) / len(v['logged_macro_f1']):.3f} on the GPU"

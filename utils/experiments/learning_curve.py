@@ -209,6 +209,19 @@ def crossover(summary: list[dict[str, Any]], tfidf: dict[int, dict[str, Any]]) -
     return {"points": points, "first_beats": first}
 
 
+def out_of_domain_rows(ood: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A record's out-of-domain scores as rows: per set and method, its mean ± std macro-F1 over seeds, TF-IDF's
+    on the same sentences and the verdict (``verdict_against``: the gap against twice the seed spread).
+
+    Args:
+        ood: ``{set: {"rows": n, "tfidf": {"macro_f1": ...}, method: {"macro_f1", "macro_f1_std", ...}}}``.
+    """
+    return [{"set": domain, "sentences": scores["rows"], "method": name, "macro_f1": v["macro_f1"],
+             "macro_f1_std": v["macro_f1_std"], "tfidf_macro_f1": scores["tfidf"]["macro_f1"],
+             "verdict": verdict_against(v["macro_f1"], v["macro_f1_std"], scores["tfidf"]["macro_f1"])}
+            for domain, scores in ood.items() for name, v in scores.items() if name not in ("rows", "tfidf")]
+
+
 def method_table(methods: list[Method]) -> list[dict[str, Any]]:
     """The methods as plain dicts (for a record)."""
     return [asdict(m) for m in methods]
