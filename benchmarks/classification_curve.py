@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "classification_curve")
     parser.add_argument("--lr-from-first-size", action="store_true",
                         help="at the larger sizes train only each method's learning rate chosen (on validation) at "
-                             "the first size: a third of the compute")
+                             "the first size: one run per seed instead of one per learning rate and seed")
     parser.add_argument("--from-log", type=Path, default=None,
                         help="build the record from this runs.jsonl (of a run elsewhere, e.g. a GPU) without "
                              "training: runs missing there stay missing (the record lists them)")
