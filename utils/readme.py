@@ -179,8 +179,8 @@ def classification_summary(nb06: dict[str, Any]) -> dict[str, Any]:
     return {"model": nb06["model"], "decoder": nb06["decoder"], "data": nb06["data"], "train_rows": nb06["train_rows"],
             "epochs": nb06["epochs"], "seeds": len(nb06["seeds"]), "best": nb06["best"], "verdict": nb06["verdict"],
             "baseline_macro_f1": nb06["majority_baseline"]["macro_f1"], "tfidf_macro_f1": nb06["tfidf_baseline"]["macro_f1"],
-            "methods": {name: {"mean": m["macro_f1"], "std": m["macro_f1_std"], "trainable": m["trainable_params"]}
-                        for name, m in nb06["methods"].items()}}
+            "methods": {name: {"mean": m["macro_f1"], "std": m["macro_f1_std"], "trainable": m["trainable_params"],
+                               "seeds": int(m["seeds"])} for name, m in nb06["methods"].items()}}
 
 
 # --- reading the committed records ------------------------------------------------------------------------------
@@ -818,7 +818,8 @@ def render_train_speed_findings(speed: dict[str, dict[str, Any]], profile: dict[
 def render_smoke_classification(course: dict[str, Any]) -> str:
     """Notebook 06's live slice in the smoke profile (a smoke check, not evidence: the curve below is)."""
     c = course["classification"]
-    scores = ", ".join(f"{name} {m['mean']:.2f} ± {m['std']:.2f}" for name, m in c["methods"].items())
+    scores = ", ".join(f"{name} {m['mean']:.2f} ± {m['std']:.2f}"
+                       + (f" ({m['seeds']} seeds)" if m["seeds"] != c["seeds"] else "") for name, m in c["methods"].items())
     return (f"Smoke slice (`./run.sh course`, {course['date']}, commit {course['commit']}: {c['data']}, "
             f"{c['train_rows']} training sentences, {c['epochs']} epochs, {c['seeds']} seeds; macro-F1 mean ± std): "
             f"{scores}; TF-IDF + logistic regression {c['tfidf_macro_f1']:.2f}, majority class "
