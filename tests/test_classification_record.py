@@ -44,14 +44,24 @@ def test_fine_tuning_beats_tfidf_at_every_size_with_three_seeds(record):
     assert tfidf[0] == 0.56 and tfidf[-1] == 0.80 and tfidf == sorted(tfidf)
 
 
-def test_the_decoder_leads_at_small_sizes_at_6_to_21_times_the_encoders_time(cell, record):
-    for n in (100, 1000):
+def test_the_record_is_complete_and_ran_on_one_card(record):
+    assert record["missing"] == [] and record["out_of_domain_missing"] is False
+    assert record["run_devices"] == ["cuda (NVIDIA H100 80GB HBM3)"] == sorted({r["device"] for r in record["runs"]})
+    assert record["versions"]["bitsandbytes"] == "0.50.2" and record["versions"]["transformers"] == "5.24.0"
+
+
+def test_the_decoder_is_best_at_every_size_at_4_to_21_times_the_encoders_time(cell):
+    for n in (100, 1000, 8536):
         assert max((r for (label, size), r in cell.items() if size == n), key=lambda r: r["macro_f1"])["label"] == DECODER
         ratios = [cell[DECODER, n]["seconds"] / cell[m, n]["seconds"] for m in ENCODER]
-        assert 6 <= round(min(ratios)) and round(max(ratios)) <= 21, ratios
-    assert cell[DECODER, 8536]["seeds"] == 1  # what the record still lacks, and says so
-    assert record["missing"] == [{"label": DECODER, "n_train": 8536, "seeds_run": 1, "seeds": 3}]
-    assert record["crossover"]["points"][-1]["best"] == "full"
+        assert 4 <= round(min(ratios)) and round(max(ratios)) <= 21, ratios
+    d, f = cell[DECODER, 100], cell["full", 100]  # "at 100 the two are within it"
+    assert compare_over_seeds("d", d["macro_f1"], d["macro_f1_std"], "f", f["macro_f1"], f["macro_f1_std"]) == \
+        "within seed noise"
+    for n in (1000, 8536):  # "beats full fine-tuning of MiniLM by more than twice the seed spread"
+        d, f = cell[DECODER, n], cell["full", n]
+        assert compare_over_seeds("d", d["macro_f1"], d["macro_f1_std"], "f", f["macro_f1"],
+                                  f["macro_f1_std"]).startswith("d better by")
 
 
 def test_qlora_is_level_with_full_fine_tuning_at_every_size_and_head_is_last(cell):
@@ -63,26 +73,39 @@ def test_qlora_is_level_with_full_fine_tuning_at_every_size_and_head_is_last(cel
     assert round(100 * cell["qlora", 100]["trainable_params"] / cell["full", 100]["trainable_params"], 1) == 1.5
 
 
-def test_every_chosen_rate_is_the_top_of_its_grid(record, cell):
+def test_where_the_chosen_rates_sit_in_their_grids(record, cell):
     grids = {m["label"]: m["lrs"] for m in record["settings"]["methods"]}
-    assert all(cell[label, 100]["lr"] == max(grid) for label, grid in grids.items())
-    assert record["baselines"]["100"]["tfidf"]["C"] == record["baselines"]["8536"]["tfidf"]["C"] == 100.0
+    inside = {label for label, grid in grids.items() if min(grid) < cell[label, 100]["lr"] < max(grid)}
+    assert inside == {"head", "lora", "qlora"}  # "chose a value inside their grid"
+    assert all(cell[label, 100]["lr"] == max(grids[label]) for label in ("full", "last_n", DECODER))
+    assert len(grids[DECODER]) == 2 and all(len(grids[m]) == 3 for m in ENCODER)  # "SmolLM2's grid was not extended"
+    full = {r["lr"]: [] for r in record["runs"] if r["label"] == "full" and r["n_train"] == 100}
+    for r in record["runs"]:
+        if r["label"] == "full" and r["n_train"] == 100:
+            full[r["lr"]].append(r["validation_macro_f1"])
+    best, second = sorted((sum(v) / len(v) for v in full.values()), reverse=True)[:2]
+    assert round(best - second, 3) == 0.001  # "full fine-tuning by 0.001 of validation macro-F1"
+    from utils.classification import TFIDF_C_GRID
+
+    assert all(min(TFIDF_C_GRID) < b["tfidf"]["C"] < max(TFIDF_C_GRID) for b in record["baselines"].values())
 
 
-def test_out_of_domain_fine_tuning_beats_tfidf_and_tweets_are_harder(record):
+def test_out_of_domain_fine_tuning_beats_tfidf_and_the_decoder_is_level_with_full(record):
     ood = record["out_of_domain"]
     assert {d: s["rows"] for d, s in ood.items()} == {"tweets": 3362, "amazon": 2934}
     for scores in ood.values():
-        assert set(scores) == {"rows", "tfidf", "full", "qlora"}  # the best two by validation with three seeds
-        for name in ("full", "qlora"):
+        assert set(scores) == {"rows", "tfidf", DECODER, "full"}  # the best two by validation
+        for name in (DECODER, "full"):
             v = scores[name]
             assert len(v["per_seed"]) == 3
             assert v["macro_f1"] - scores["tfidf"]["macro_f1"] > 2 * v["macro_f1_std"], (name, v, scores["tfidf"])
-    for name in ("full", "qlora"):  # "both score lower on tweets than on Amazon sentences"
+        d, f = scores[DECODER], scores["full"]
+        assert compare_over_seeds("d", d["macro_f1"], d["macro_f1_std"], "f", f["macro_f1"], f["macro_f1_std"]) == \
+            "within seed noise"
+    for name in (DECODER, "full"):  # "both score lower on tweets than on Amazon sentences"
         assert ood["tweets"][name]["macro_f1"] < ood["amazon"][name]["macro_f1"]
     assert abs(ood["tweets"]["tfidf"]["macro_f1"] - ood["amazon"]["tfidf"]["macro_f1"]) < 0.01  # "about the same"
-    again = record["out_of_domain_models"]
-    mean = {name: sum(v["macro_f1"]) / 3 for name, v in again.items()}
-    logged = {name: sum(v["logged_macro_f1"]) / 3 for name, v in again.items()}
-    assert abs(mean["full"] - logged["full"]) < 0.01  # "score as the GPU's did for full fine-tuning"
-    assert min(again["qlora"]["macro_f1"]) < min(again["qlora"]["logged_macro_f1"]) - 0.03  # "one QLoRA seed lower"
+    again = record["out_of_domain_models"]  # "the same in-domain macro-F1 as logged, to the last digit"
+    assert again == {DECODER: {"device": "cuda (NVIDIA H100 80GB HBM3)", "seeds": [0],
+                               "macro_f1": again[DECODER]["logged_macro_f1"],
+                               "logged_macro_f1": again[DECODER]["logged_macro_f1"]}}

@@ -639,3 +639,32 @@ def test_out_of_domain_rows_judge_each_method_against_tfidf_on_the_same_set():
         ("tweets", "full", "beats"), ("tweets", "qlora", "is level with"), ("amazon", "full", "falls short of")]
     assert rows[0]["tfidf_macro_f1"] == 0.60 and rows[2]["sentences"] == 5
     assert lc.out_of_domain_rows({}) == []
+
+
+def test_train_runs_resumes_skips_logged_runs_and_keeps_a_stopped_runs_folder(tmp_path, monkeypatch):
+    """A resumed benchmark: a logged run is returned as it was, never trained again; the folder of a run that
+    stopped before it was logged is renamed (kept), and the run trains again into a new, empty folder."""
+    data = labelled({"train": [0, 1] * 3, "validation": [0, 1], "test": [0, 1]}, 2)
+    trained = []
+
+    def fake_train(model, tokenizer, data, *, output_dir, lr, seed, **kwargs):
+        assert not Path(output_dir).exists()  # always a new folder
+        Path(output_dir).mkdir(parents=True)
+        trained.append((lr, seed))
+        return clf.RunResult(accuracy=0.5, macro_f1=0.5, trainable_params=1, total_params=2, seconds=1.0,
+                             peak_bytes=0, adapter_bytes=1, confusion=[[1, 0], [0, 1]], loss_history=[0.7],
+                             best_epoch=1, validation_history=[0.4])
+
+    monkeypatch.setattr(clf, "load_classifier", lambda *a, **k: (object(), object()))
+    monkeypatch.setattr(clf, "train_and_evaluate", fake_train)
+    method = lc.Method("head", MINILM_ID, "head", (1e-2,))
+    stopped = tmp_path / "n6" / "head_lr0.01_seed1"
+    stopped.mkdir(parents=True)
+    (stopped / "checkpoint").write_text("half a run")
+    logged = {"label": "head", "lr": 0.01, "seed": 0, "n_train": 6, "macro_f1": 0.9}
+    seen = []
+    rows = lc.train_runs(data, [method], [0, 1], epochs=1, batch_size=2, max_length=8, run_root=tmp_path,
+                         done={("head", 0.01, 0, 6): logged}, on_run=seen.append)
+    assert rows[0] is logged and trained == [(1e-2, 1)] and seen == [rows[1]]
+    kept = [p for p in stopped.parent.iterdir() if p.name.startswith("head_lr0.01_seed1.old-")]
+    assert len(kept) == 1 and (kept[0] / "checkpoint").read_text() == "half a run"

@@ -978,7 +978,7 @@ def majority_baseline(dataset: datasets.DatasetDict) -> dict[str, float]:
     return scores(truth, predicted, len(label_names(dataset)))
 
 
-TFIDF_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # inverse regularisation strengths tried on the validation split
+TFIDF_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)  # inverse regularisation strengths tried on the validation split
 
 
 def _tfidf_model(train: datasets.Dataset, seed: int) -> tuple[Any, Any, Any]:

@@ -860,8 +860,10 @@ def render_classification_curve(run: dict[str, Any]) -> str:
                     for r in out_of_domain_rows(ood) if r["set"] == domain)
         for domain in ood)
     again = run.get("out_of_domain_models") or {}
-    again_text = "; ".join(f"`{name}` {sum(v['macro_f1']) / len(v['macro_f1']):.3f} in domain against "
-                           f"{sum(v['logged_macro_f1']) / len(v['logged_macro_f1']):.3f} on the GPU"
+    again_text = "; ".join(f"`{name}`'s seed{'s' if len(v['macro_f1']) > 1 else ''} "
+                           f"{', '.join(str(s) for s in v.get('seeds', []))} trained again ({v['device']}) with the "
+                           f"logged settings, in domain {sum(v['macro_f1']) / len(v['macro_f1']):.3f} against "
+                           f"{sum(v['logged_macro_f1']) / len(v['logged_macro_f1']):.3f} logged"
                            for name, v in again.items())
     return (f"The learning curve (`results/2026-12-06_sentiment_curve/`, {run['measured']}, "
             f"{', '.join(run['run_devices'])}; its README has the command and versions): macro-F1 on the "
@@ -871,8 +873,8 @@ def render_classification_curve(run: dict[str, Any]) -> str:
             + ("Fine-tuning beats TF-IDF " + (f"from {first:,} labelled sentences on" if first else "at no size")
                + f" (the best method with two or more seeds, the gap against twice its seed spread): {points}.")
             + (f" Not in the record yet: {missing}." if missing else "")
-            + (f"\n\nOut of domain, trained on all the movie sentences (mean ± std over seeds; the models trained "
-               f"again on 2 CPU cores with the logged settings: {again_text}): {ood_text}." if ood
+            + (f"\n\nOut of domain, the best two methods by validation, trained on all the movie sentences (mean ± "
+               f"std over seeds{'; ' + again_text if again_text else ''}): {ood_text}." if ood
                else " The out-of-domain test is not in the record yet.") + "\n")
 
 

@@ -34,6 +34,7 @@ from utils import classification as clf
 from utils.errors import input_error
 from utils.evaluation.seeds import mean_std, verdict_against
 from utils.progress import progress_bar
+from utils.report import move_aside
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,9 @@ def train_runs(data: datasets.DatasetDict, methods: list[Method], seeds: list[in
 
     Args:
         data: ``train``, ``validation`` and ``test``; the epoch kept is the best on ``validation``.
-        methods, seeds: what runs; each run is saved in ``run_root/<label>_lr<lr>_seed<seed>`` (a new folder).
+        methods, seeds: what runs; each run is saved in ``run_root/n<rows>/<label>_lr<lr>_seed<seed>`` (a new
+            folder: one left there by a run that stopped before ``on_run`` logged it is renamed
+            ``<name>.old-<time>``, never deleted).
         epochs, batch_size, max_length, optimizer: the budget every method shares.
         rank, alpha, last_n: LoRA's rank and alpha (``lora``/``qlora``) and ``last_n``'s block count.
         done: rows of earlier runs keyed by ``(label, lr, seed, n_train)``, returned as they are instead of
@@ -118,6 +121,8 @@ def train_runs(data: datasets.DatasetDict, methods: list[Method], seeds: list[in
                                                last_n=last_n, seed=seed, id2label=id2label)
         slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in m.label.replace(" · ", "_"))
         run_dir = Path(run_root) / f"n{n_train}" / f"{slug}_lr{lr:g}_seed{seed}"
+        if run_dir.exists():  # a run that stopped before it was logged (``done`` has every finished one): kept aside
+            move_aside(run_dir)
         result = clf.train_and_evaluate(model, tokenizer, data, epochs=epochs, lr=lr, batch_size=batch_size,
                                         max_length=max_length, seed=seed, output_dir=run_dir, optimizer=optimizer)
         rows.append({"label": m.label, "model": m.model_id, "method": m.method, "lr": float(lr), "seed": int(seed),
