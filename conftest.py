@@ -11,9 +11,13 @@ no longer reads, so the groups are silently ignored; the scheduler below groups 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# notebook kernels (nbval) inherit this: each progress bar prints its final line only, as in `./run.sh course`
+os.environ.setdefault("QLORA_PROGRESS", "final")
 
 SHARED_GROUPS = {  # notebook -> unit of work, for notebooks that read what another one wrote
     "04_phi2_qlora_training.ipynb": "notebooks 04+05",

@@ -76,6 +76,7 @@ def run_notebook(notebook: Path, output_dir: Path, parameters: dict[str, Any] | 
     executed = output_dir / "notebooks" / (output_name or notebook.name)
     executed.parent.mkdir(parents=True, exist_ok=True)
     os.environ["QLORA_OUTPUT_DIR"] = str(output_dir)
+    os.environ.setdefault("QLORA_PROGRESS", "final")  # the kernel's bars print one final line each (utils.progress)
     with tempfile.TemporaryDirectory(prefix="qlora-kernel-") as sockets:  # short path: sockets allow ~100 bytes
         papermill.execute_notebook(
             str(notebook), str(executed), parameters=parameters or {}, cwd=str(notebook.parent),

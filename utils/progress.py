@@ -14,6 +14,7 @@ A cell that trains eleven runs then prints eleven tables. The course keeps the l
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -28,9 +29,49 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 _NOISY = ("NotebookProgressCallback", ProgressCallback.__name__, PrinterCallback.__name__)
 
 
+FINAL_ONLY_ENV = "QLORA_PROGRESS"  # "final": each bar prints one line when it closes, nothing while it runs
+
+
+def final_only() -> bool:
+    """Whether bars print only their final line (``$QLORA_PROGRESS == "final"``): set where nobody watches the bar
+    live and its frames would be saved, i.e. notebooks executed by ``python -m utils.cli.course`` (papermill) and
+    under the test suite (nbval). Interactive use (Colab, Jupyter, a terminal) keeps live bars."""
+    return os.environ.get(FINAL_ONLY_ENV, "") == "final"
+
+
+class _CourseBar(tqdm):
+    """A text tqdm bar that stays silent while another course bar is open: a loop inside a loop (the training steps
+    of each run of a sweep, the runs of each size of a curve) shows the outer bar only, so a finished cell keeps one
+    line per loop it ran, not one per inner task. With :func:`final_only` it prints that line once, at the end."""
+
+    open_bars = 0  # course bars drawn and not yet closed, in this process
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if _CourseBar.open_bars:
+            kwargs["disable"] = True
+        self._final_only = final_only()
+        if self._final_only:
+            kwargs["delay"] = float("inf")  # never drawn while running; close() writes the final line
+        super().__init__(*args, **kwargs)
+        self._counted = not self.disable
+        if self._counted:
+            _CourseBar.open_bars += 1
+
+    def close(self) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
+            _CourseBar.open_bars -= 1
+            if self._final_only and self.leave is not False:
+                self._ema_dt = lambda: None  # the overall rate, as tqdm's own final frame shows
+                self.fp.write(f"{self}\n")
+                self.fp.flush()
+        super().close()
+
+
 def progress_bar(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
-    """``tqdm(iterable, **kwargs)`` as plain text on stdout (see the module docstring), redrawn at most once a second."""
-    return tqdm(iterable, **({"file": sys.stdout, "ncols": 100, "mininterval": 1.0} | kwargs))
+    """``tqdm(iterable, **kwargs)`` as plain text on stdout (see the module docstring), redrawn at most once a second;
+    silent (``disable``) while another bar of this function is open, so nested loops show their outer bar only."""
+    return _CourseBar(iterable, **({"file": sys.stdout, "ncols": 100, "mininterval": 1.0} | kwargs))
 
 
 class StepBar(TrainerCallback):
