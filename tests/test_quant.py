@@ -50,6 +50,12 @@ def test_dynamic_map_equals_bitsandbytes():
     assert torch.equal(Q.dynamic_map(), bnbF.create_dynamic_map())
 
 
+def test_dynamic_map_is_strictly_increasing():
+    # notebook 01 reads neighbouring 8-bit codes as neighbouring values (its double-quantization near-tie check)
+    table = Q.dynamic_map()
+    assert table.numel() == 256 and (table[1:] > table[:-1]).all()
+
+
 # --- codes and dequantized values equal bitsandbytes ------------------------------------------
 
 

@@ -85,15 +85,15 @@ def check_nf4_levels(nf4_levels_yours: Callable) -> str:
 
 
 WHY_OUTLIER_BLOCK = Choice(
-    "Why does the block-wise error ratio hardly change when the outlier moves to the middle of W?",
-    {"a": "the outlier stretches the grid of its own block only, one block among thousands, wherever it sits",
+    "Why do the other weights change their 4-bit value in the outlier's own block only, wherever it sits in W?",
+    {"a": "each block is scaled by its own absmax, and the outlier raises only its own block's absmax",
      "b": "bitsandbytes clips weights larger than the block's absmax",
      "c": "an outlier in the middle of a matrix is rounded to zero"},
-    "a", "Each block has its own absmax: the outlier coarsens one block's levels, whichever block that is, and the "
-    "other blocks keep theirs, so the error on all other weights barely moves.",
+    "a", "Each block has its own absmax: the outlier raises its own block's absmax, which coarsens that block's levels, "
+    "whichever block it is; every other block keeps its scale, so its weights keep their 4-bit values.",
     "compare how many blocks the outlier's absmax applies to with how many blocks W has.")
 
 
 def check_why_outlier_block(answer: str | None) -> str:
-    """Exercise 3's question: why the block-wise ratio hardly depends on where the outlier is."""
+    """Exercise 3's question: why an outlier changes its own block only, wherever it is."""
     return WHY_OUTLIER_BLOCK.check(answer)
