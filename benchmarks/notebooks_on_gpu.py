@@ -33,13 +33,17 @@ DATA = [REPO / "data/qa/train.json", REPO / "data/qa/validation.json"]
 T4_EMULATION = REPO / "benchmarks" / "t4_emulation"  # a sitecustomize that hides bf16 from torch
 
 
-def parameters(model: str) -> dict[str, dict]:
-    """Each notebook's parameters for a random-weight run (the rest are the full profile's)."""
+def parameters(model: str, run_dir: Path) -> dict[str, dict]:
+    """Each notebook's parameters for a random-weight run (the rest are the full profile's); 04 saves its adapter
+    where 05 reads it (05's default names the Hub model, not the random checkpoint)."""
+    adapter = str(run_dir / "phi2-random-qa-adapter")
     return {
         "04_phi2_qlora_training": {"MODEL_ID": model, "TARGET_MODULES": list(ARCHITECTURES["phi"].lora_targets),
                                    "DATASET": str(DATA[0]), "TRAIN_SIZE": 0, "MAX_STEPS": 30,
-                                   "SAVE_STEPS": 15, "F1_QUESTIONS": 32, "QUALITY_ASSERTS": False},
-        "05_phi2_qa_evaluation": {"EVAL_DATASET": str(DATA[1]), "EVAL_SIZE": 56, "QUALITY_ASSERTS": False},
+                                   "SETTINGS": {"save_steps": 15}, "F1_QUESTIONS": 32, "QUALITY_ASSERTS": False,
+                                   "ADAPTER_DIR": adapter},
+        "05_phi2_qa_evaluation": {"EVAL_DATASET": str(DATA[1]), "EVAL_SIZE": 56, "QUALITY_ASSERTS": False,
+                                  "ADAPTER": adapter},
     }
 
 
@@ -64,7 +68,7 @@ def main() -> None:
         pythonpath = [os.environ.get("PYTHONPATH"), str(REPO), str(T4_EMULATION) if mode == "fp16" else None]
         os.environ.update({"QLORA_PROFILE": "smoke" if args.dry_run else "full", "PYTHONUNBUFFERED": "1",
                            "PYTHONPATH": os.pathsep.join(filter(None, pythonpath))})
-        for name, params in parameters(args.model).items():
+        for name, params in parameters(args.model, out / f"run_{mode}").items():
             start = time.perf_counter()
             try:
                 run_notebook(NOTEBOOK_DIR / f"{name}.ipynb", out / f"run_{mode}", params)

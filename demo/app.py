@@ -1,7 +1,7 @@
 """Question-answering demo, like the original course's Hugging Face Space: base model + LoRA adapter.
 
-    python -m demo.app                                   # adapter from notebook 04 (outputs/phi2-qa-adapter)
-    python -m demo.app --adapter outputs/phi2-qa-adapter --share
+    python -m demo.app                                   # adapter from notebook 04 (outputs/<model>-qa-adapter)
+    python -m demo.app --adapter outputs/phi-2-qa-adapter --share
 
 The base model is the one notebook 04 trained on (recorded in ``training_params.json``: Phi-2 in the full
 profile, SmolLM2-135M-Instruct in smoke), loaded in 4-bit NF4 like in training; the adapter is applied on top,
@@ -15,7 +15,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from utils.report import output_dir
 
 EXAMPLE_CONTEXT = ("Brindlemoor is a small town on the river Oss. It was founded in 1342 by a miller named "
                    "Edda Varn. Its flag shows a grey heron.")
@@ -23,8 +22,12 @@ EXAMPLE_QUESTION = "Who founded Brindlemoor?"
 
 
 def default_adapter() -> Path:
-    """Where notebook 04 saves the adapter."""
-    return output_dir() / "phi2-qa-adapter"
+    """Where notebook 04 saves the adapter of the profile's base model (``utils.qa.storage.default_adapter_dir``)."""
+    from utils.profile import get_profile
+    from utils.qa.config import QAConfig
+    from utils.qa.storage import default_adapter_dir
+
+    return default_adapter_dir(QAConfig.resolve(get_profile()).model_id)
 
 
 def load(adapter_dir: str | Path, quantized: bool = True) -> tuple[Any, Any, Any]:

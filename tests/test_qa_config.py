@@ -55,21 +55,47 @@ def test_replace_checks_names_and_values_like_resolve():
         config.replace(max_steps=0)
 
 
-def test_bad_profile_or_preset_and_a_notebook_missing_a_constant():
+def test_bad_profile_or_preset():
     with pytest.raises(ConfigError, match="PRESET must be one of"):
         QAConfig.resolve("full", "asignment")
     with pytest.raises(ConfigError, match="profile must be one of"):
         QAConfig.resolve("gpu")
-    namespace = {name.upper(): None for name in QAConfig.field_names()}
-    del namespace["LORA_RANK"]
-    with pytest.raises(ConfigError, match=r"must define \['LORA_RANK'\]"):
+
+
+def test_a_notebook_sets_a_few_settings_as_constants_and_any_other_in_settings():
+    """Notebook 04's parameters cell: the constants it shows (LORA_RANK), any other field by name in SETTINGS; both
+    win over the preset and the profile, and a field the cell does not mention is the preset's or the profile's."""
+    namespace = {"LORA_RANK": 8, "MAX_STEPS": None, "SETTINGS": {"batch_size": 2, "save_steps": 2}}
+    config, sources = QAConfig.from_namespace("smoke", "assignment", namespace)
+    assert (config.lora_rank, config.batch_size, config.save_steps) == (8, 2, 2)
+    assert (sources["lora_rank"], sources["batch_size"], sources["max_steps"], sources["model_id"]) == (
+        "you", "you", "preset", "profile")
+    assert QAConfig.from_namespace("smoke", "course", {})[0] == QAConfig.resolve("smoke")  # nothing set: defaults
+    assert QAConfig.from_namespace("smoke", "course", {"GRAD_ACCUM": 2})[0].grad_accum == 2  # a constant of any field
+
+
+@pytest.mark.parametrize("namespace,message", [
+    ({"SETTINGS": [("batch_size", 8)]}, r"^SETTINGS: SETTINGS must be a dict of QA settings by name, got \[\('batch_size', 8\)\] "
+                                         r"\(list\)\. Fix: write it like \{\"batch_size\": 8"),
+    ({"SETTINGS": {"bach_size": 8}}, r"^SETTINGS: SETTINGS names unknown QA setting\(s\) \['bach_size'\].*Fix: correct the "
+                                     r"name \(bach_size -> batch_size\)"),
+    ({"SETTINGS": {"BATCH_SIZE": 8}}, r"^SETTINGS: SETTINGS names settings in upper case: \['BATCH_SIZE'\]\. Fix: write each "
+                                      r"as its field name in lower case, e\.g\. 'batch_size'"),
+    ({"LORA_RANK": 8, "SETTINGS": {"lora_rank": 4}}, r"^SETTINGS: \['LORA_RANK'\] are set both as constants and in SETTINGS "
+                                                     r"\(\{'lora_rank': \[8, 4\]\}\)\. Fix: set each once"),
+    ({"SETTINGS": {"max_steps": 0}}, r"^MAX_STEPS \(--max-steps\): max_steps must be a positive integer, got 0\. Fix:"),
+])
+def test_bad_settings_in_a_notebook_are_clear_errors(namespace, message):
+    with pytest.raises(ConfigError, match=message):
         QAConfig.from_namespace("smoke", "course", namespace)
 
 
-def test_notebook_04_defines_every_setting_as_none_in_its_parameters_cell():
+def test_notebook_04_shows_a_few_settings_and_reaches_every_other_through_settings():
     params = notebooks.notebook_parameters(NB04)
-    assert {n.upper() for n in QAConfig.field_names()} <= set(params)
-    assert {"PROFILE", "PRESET"} <= set(params)
+    shown = {n for n in QAConfig.field_names() if n.upper() in params}
+    assert {"PROFILE", "PRESET", "SETTINGS", "ADAPTER_DIR"} <= set(params)
+    assert {"model_id", "dataset", "lora_rank", "learning_rate", "max_steps"} <= shown
+    assert len(shown) <= len(QAConfig.field_names()) // 3, f"the parameters cell shows {sorted(shown)}: keep it short"
 
 
 def test_training_params_round_trip_and_refuse_what_they_cannot_read(tmp_path):
@@ -117,18 +143,25 @@ PHI_TARGETS = list(C.ARCHITECTURES["phi"].lora_targets)
 
 
 def test_papermill_preset_assignment_with_lora_rank_8_trains_rank_8(tmp_path, monkeypatch, tiny_base):
-    """The bug this config fixes: the preset cell used to overwrite what papermill injected."""
+    """The bug this config fixes: the preset cell used to overwrite what papermill injected. The settings the
+    parameters cell does not show go in SETTINGS; the adapter's folder is named after the model that trained."""
+    from utils.qa.storage import default_adapter_dir
+
     monkeypatch.setenv("QLORA_OUTPUT_DIR", str(tmp_path))  # run_notebook points it at the run; restored after
     data = _guanaco_file(tmp_path / "guanaco.jsonl")
     notebooks.run_notebook(NB04, tmp_path, {"PRESET": "assignment", "LORA_RANK": 8, "DATASET": str(data),
                                             "MODEL_ID": tiny_base, "TARGET_MODULES": PHI_TARGETS,
-                                            "TRAIN_SIZE": 16, "MAX_LENGTH": 96, "MAX_STEPS": 6, "BATCH_SIZE": 4,
-                                            "GRAD_ACCUM": 1, "LEARNING_RATE": 5e-3, "LOGGING_STEPS": 1,
+                                            "TRAIN_SIZE": 16, "MAX_STEPS": 6, "LEARNING_RATE": 5e-3,
+                                            "SETTINGS": {"max_length": 96, "batch_size": 4, "grad_accum": 1,
+                                                         "logging_steps": 1},
                                             "F1_QUESTIONS": 4})
-    adapter = json.loads((tmp_path / "phi2-qa-adapter" / "adapter_config.json").read_text())
+    folder = default_adapter_dir(tiny_base)
+    assert folder.parent == tmp_path and folder.name == "phi-qa-adapter"  # tiny_base is a folder named phi
+    adapter = json.loads((folder / "adapter_config.json").read_text())
     assert adapter["r"] == 8 and adapter["lora_alpha"] == C.ASSIGNMENT["lora_alpha"]  # yours, and the preset's
-    config, run = C.read_params(tmp_path / "phi2-qa-adapter")
+    config, run = C.read_params(folder)
     assert (config.lora_rank, config.text_format, config.max_steps, run["preset"]) == (8, "guanaco", 6, "assignment")
+    assert (config.max_length, config.batch_size, config.grad_accum) == (96, 4, 1)  # from SETTINGS
 
 
 def test_an_adapter_trained_by_the_command_line_is_evaluated_by_notebook_05(tmp_path, monkeypatch, tiny_base):

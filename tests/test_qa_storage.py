@@ -128,7 +128,7 @@ def test_nothing_found_lists_every_place_looked_and_what_to_run_or_set(tmp_path,
                    f"Hub repo your-name/phi2-qa-adapter: not in the Hugging Face cache ({hub_cache.cache}), "
                    "and HF_HUB_OFFLINE=1"):
         assert looked in message, (looked, message)
-    for fix in (f"run notebook 04 first (it saves the adapter to {default})", f"or set ADAPTER = '{copy}'",
+    for fix in (f"run notebook 04 first (it saves the adapter to {outputs / '<model name>-qa-adapter'})", f"or set ADAPTER = '{copy}'",
                 "drive.mount(", "or ADAPTER = 'your-name/phi2-qa-adapter' (pushed with PUSH_TO_HUB)"):
         assert fix in message, (fix, message)
 

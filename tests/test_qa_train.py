@@ -397,3 +397,20 @@ def test_trainer_on_rows_with_the_head_at_graded_positions_logs_the_models_own_l
     # as in the answer-only test above: float32 rounding differences, moved through 1-2 AdamW updates
     torch.testing.assert_close(curves[0], curves[1], rtol=1e-3, atol=1e-4)
     assert len(curves[0]) == 2
+
+
+@pytest.mark.parametrize("row_length,pack_multiple", [(0, 256), (0, 1), (256, 256)])
+def test_token_budget_counts_what_the_batching_gives_the_model(features, row_length, pack_multiple):
+    """token_budget (notebook 04's packing-vs-padding sentence) counts the tokens the run's own collator produces, and
+    padding by hand: each pass of batch_size examples to its longest, every example to max_length."""
+    config = QAConfig.resolve("smoke", max_length=128, batch_size=3, row_length=row_length, pack_multiple=pack_multiple)
+    budget = training.token_budget(config, features, pad_token_id=0)
+    lengths = [len(f["input_ids"]) for f in features]
+    items, collator, _ = training.batching(config, features, 0)
+    per_pass = [collator(items[i:i + config.batch_size]) for i in range(0, len(items), config.batch_size)]
+    assert budget["this run"] == sum(b["input_ids"].numel() for b in per_pass)
+    passes = [lengths[i:i + 3] for i in range(0, len(lengths), 3)]
+    assert budget["padded to the longest"] == sum(len(p) * max(p) for p in passes)
+    assert budget["padded to max_length"] == 128 * len(lengths) and budget["real"] == sum(lengths)
+    if not row_length and pack_multiple == 1:
+        assert budget["this run"] == budget["real"]  # packing with nothing added: the real tokens only

@@ -90,7 +90,7 @@ class StepBar(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:  # noqa: ANN001
         if self.bar is not None and logs and "loss" in logs:
-            self.bar.set_postfix(loss=f"{logs['loss']:.3f}")
+            self.bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=not final_only())  # final-only: no frame now
 
     def on_train_end(self, args, state, control, **kwargs) -> None:  # noqa: ANN001
         if self.bar is not None:

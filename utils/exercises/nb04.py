@@ -73,7 +73,8 @@ def check_padding_waste(padding_waste: Callable) -> str:
     """``padding_waste(lengths, pad_to=None) -> float``: share of a padded batch's tokens that are padding.
 
     ``pad_to=None`` pads every example to the longest one (dynamic padding); an integer pads to that
-    many tokens (e.g. ``MAX_LENGTH``). Packing (``DataCollatorWithFlattening``) keeps only real tokens.
+    many tokens (e.g. ``MAX_LENGTH``). Packing with nothing added (``DataCollatorWithFlattening``) keeps only real
+    tokens.
     """
     from transformers import DataCollatorWithFlattening
 
@@ -102,7 +103,7 @@ def check_padding_waste(padding_waste: Callable) -> str:
         else:
             hint = "padded batch = n_examples x padded length tokens; padding share = 1 - real tokens / that."
         raise CheckFailed(f"{where}: expected {expected:.4f}, got {got:.4f}. {hint}")
-    return "✓ padding_waste is right: packing saves exactly this share of the compute."
+    return "✓ padding_waste is right: packing with nothing added saves exactly this share of the tokens processed."
 
 
 _ADAM_MOMENT_KEYS = ("exp_avg", "exp_avg_sq", "state1", "state2", "absmax1", "absmax2")

@@ -2,7 +2,8 @@
 
 Measured on a Phi-2-shaped model (``benchmarks/train_speed.py``, ``results/train_speed_squad_runA.md``, ``..._runE.md``): at SQuAD
 lengths a training step of the plain stack spends more GPU time in elementwise kernels and dtype copies than
-in matrix products. Two causes are fixed here, each the same function computed with fewer kernels:
+in matrix products (``results/train_speed_squad_profile_before.txt``; checked in tests/test_speed_findings.py).
+Three causes are fixed here, each the same function computed with fewer kernels:
 
 * Phi-2's activation ``gelu_new`` is written in Python (``0.5 * x * (1 + tanh(...(x + 0.044715 * x**3)))``):
   eight elementwise kernels forward and more backward, each a pass over a ``(tokens, 10240)`` tensor.

@@ -8,7 +8,9 @@ this one definition. A setting is resolved in one order everywhere (:meth:`QACon
     field default  <  profile default (smoke / full)  <  preset (course / assignment)  <  what you set
 
 so a preset fills only what you did not set: ``-p PRESET assignment -p LORA_RANK 8`` trains rank 8.
-"Not set" is ``None`` (the notebook's parameters cell and the command line's defaults).
+"Not set" is ``None`` (the notebook's parameters cell and the command line's defaults). Notebook 04's parameters
+cell shows the few settings a learner changes as constants (``LORA_RANK``) and takes any other one by its field name
+in one dict, ``SETTINGS = {"batch_size": 8}`` (:meth:`QAConfig.from_namespace`).
 """
 
 from __future__ import annotations
@@ -116,18 +118,44 @@ class QAConfig:
         return cls(**values).validate().check_paths()
 
     @classmethod
-    def from_namespace(cls, profile: str, preset: str, namespace: Mapping[str, Any]) -> tuple[QAConfig, dict]:
-        """Resolve from a notebook's constants: each field's UPPER_CASE name (``LORA_RANK`` for ``lora_rank``),
-        None meaning "not set". Returns ``(config, sources)`` (see :meth:`sources`).
+    def from_namespace(cls, profile: str, preset: str, namespace: Mapping[str, Any],
+                       settings: str = "SETTINGS") -> tuple[QAConfig, dict]:
+        """Resolve from a notebook's parameters: each field's UPPER_CASE constant where the namespace defines one
+        (``LORA_RANK`` for ``lora_rank``), and any field by its own name in the dict named ``settings``
+        (``SETTINGS = {"batch_size": 8}``); None, or a field given neither way, means "not set". Returns
+        ``(config, sources)`` (see :meth:`sources`).
 
         Raises:
-            ConfigError: the namespace lacks a constant for some field (names it), or what :meth:`resolve` raises.
+            ConfigError: ``SETTINGS`` is not a dict, names a setting that does not exist (or in upper case), or
+                sets one that its constant sets too; or what :meth:`resolve` raises.
         """
-        missing = [n.upper() for n in cls.field_names() if n.upper() not in namespace]
-        if missing:
-            raise setting_error("the parameters cell", f"the parameters cell must define {missing}",
-                                "add each as a constant set to None (None: the preset's or profile's value)")
-        explicit = {n: namespace[n.upper()] for n in cls.field_names()}
+        extra = namespace.get(settings)
+        extra = {} if extra is None else extra
+        if not isinstance(extra, Mapping):
+            raise setting_error(settings, f"{settings} must be a dict of QA settings by name, got {extra!r} "
+                                f"({type(extra).__name__})", 'write it like {"batch_size": 8, "save_steps": 50}, '
+                                "or {} for none")
+        fields = cls.field_names()
+        upper = sorted(k for k in extra if isinstance(k, str) and k.lower() in fields and k != k.lower())
+        if upper:
+            raise setting_error(settings, f"{settings} names settings in upper case: {upper}", "write each as its "
+                                f"field name in lower case, e.g. {upper[0].lower()!r}, as the settings table spells it")
+        bad = [k for k in extra if not isinstance(k, str)]
+        if bad:
+            raise setting_error(settings, f"{settings} has keys that are not setting names: {bad}",
+                                'use the names as strings, e.g. {"batch_size": 8}')
+        unknown = sorted(set(extra) - set(fields))
+        if unknown:
+            close = {u: difflib.get_close_matches(u, fields, n=1) for u in unknown}
+            hint = ", ".join(f"{u} -> {c[0]}" for u, c in close.items() if c)
+            raise setting_error(settings, f"{settings} names unknown QA setting(s) {unknown}; the settings are: "
+                                f"{', '.join(fields)}", f"correct the name{f' ({hint})' if hint else ''}, or drop it")
+        twice = [n for n in fields if namespace.get(n.upper()) is not None and extra.get(n) is not None]
+        if twice:
+            raise setting_error(settings, f"{[n.upper() for n in twice]} are set both as constants and in {settings} "
+                                f"({ {n: [namespace[n.upper()], extra[n]] for n in twice} })",
+                                f"set each once: the constant, or {settings}")
+        explicit = {n: namespace[n.upper()] if namespace.get(n.upper()) is not None else extra.get(n) for n in fields}
         return cls.resolve(profile, preset, **explicit), cls.sources(profile, preset, **explicit)
 
     @classmethod
@@ -263,10 +291,12 @@ class QAConfig:
         """Plain JSON-ready values (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
-    def table(self, sources: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        """One row per setting (``setting``, ``value`` and, given :meth:`sources`, ``from``), for display."""
-        return [{"setting": k, "value": v, **({"from": sources[k]} if sources else {})}
-                for k, v in self.as_dict().items()]
+    def table(self, sources: Mapping[str, str] | None = None, meaning: bool = False) -> list[dict[str, Any]]:
+        """One row per setting (``setting``, ``value``; given :meth:`sources`, ``from``; with ``meaning``, the field's
+        one line of help, as ``python -m utils.cli.finetune --help`` shows it), for display."""
+        helps = {f.name: f.metadata["help"] for f in dataclasses.fields(self)}
+        return [{"setting": k, "value": v, **({"from": sources[k]} if sources else {}),
+                 **({"meaning": helps[k]} if meaning else {})} for k, v in self.as_dict().items()]
 
 
 # ---------------------------------------------------------------------- profiles and presets

@@ -53,6 +53,15 @@ class AdapterNotFoundError(InputError, FileNotFoundError):
     ``FileNotFoundError``."""
 
 
+def default_adapter_dir(model_id: str) -> Path:
+    """Where notebook 04 saves its adapter unless told otherwise, and where notebook 05 looks for it:
+    ``output_dir() / "<model name>-qa-adapter"``, named after the base model that trained it (the last part of a
+    Hub id or folder path), e.g. ``phi-2-qa-adapter`` (full profile) or ``SmolLM2-135M-Instruct-qa-adapter``
+    (smoke)."""
+    name = re.sub(r"[^\w.-]+", "_", Path(str(model_id).rstrip("/")).name) or "model"
+    return output_dir() / f"{name}-qa-adapter"
+
+
 def my_drive() -> Path:
     """The user's files on a mounted Google Drive: ``<DRIVE_MOUNT>/MyDrive``."""
     return DRIVE_MOUNT / "MyDrive"
@@ -381,7 +390,7 @@ def find_adapter(source: str | Path, *, drive_dir: str | Path | None = None, hub
     name = path.name if not hub_like else text.split("/")[-1]
     raise AdapterNotFoundError(*input_error(
         f"ADAPTER = {text!r}", "no trained adapter there; looked in: " + "; ".join(looked),
-        f"run notebook 04 first (it saves the adapter to {output_dir() / 'phi2-qa-adapter'}), "
+        f"run notebook 04 first (it saves the adapter to {output_dir() / '<model name>-qa-adapter'}), "
         f"or set ADAPTER = '{my_drive() / DRIVE_COURSE_FOLDER / name}' (where notebook 04 kept it with "
         f"KEEP_ON_DRIVE; mount Google Drive first: `{MOUNT_COMMAND}`), or ADAPTER = 'your-name/{name}' (pushed with "
         "PUSH_TO_HUB)").args)

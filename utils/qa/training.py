@@ -1,11 +1,13 @@
 """QLoRA training of a causal LM on QA with transformers' ``Trainer``: arguments, collators, loss, saving.
 
-Training uses ``DataCollatorWithFlattening``: each batch is the examples laid end to end in one row, with
-``position_ids`` restarting at 0 for every example, so no compute is spent on padding; Phi's attention
-mask is built from those position ids so that no example attends to its neighbour (checked in
-tests/test_qa_train.py against padded batches). :class:`PaddedCollator` is the naive alternative (pad
-every example to a fixed length), kept for the speed benchmark's baseline. With ``answer_logits_only``
-the language-model head runs only at the positions whose next token is graded (the answer).
+Training packs examples instead of padding each one (:func:`batching`): with ``row_length > 0`` into rows of exactly
+that many tokens made in advance (:func:`pack_rows`), with ``row_length == 0`` each pass's examples laid end to end
+in one row (``DataCollatorWithFlattening``) and rounded up to a multiple of ``pack_multiple`` tokens. Either way
+``position_ids`` restart at 0 for every example, and the attention mask built from them keeps each example from
+attending to its neighbour (checked in tests/test_qa_train.py against padded batches); the only tokens that carry
+no example are a row's filler or rounding, which :func:`token_budget` counts. :class:`PaddedCollator` is the naive
+alternative (pad every example to a fixed length), kept for the speed benchmark's baseline. With
+``answer_logits_only`` the language-model head runs only at the positions whose next token is graded (the answer).
 """
 
 from __future__ import annotations
@@ -223,6 +225,29 @@ def batching(config: QAConfig, features: Sequence[Mapping[str, list[int]]],
     return list(features), packing_collator(pad_token_id, config.pack_multiple), False
 
 
+def token_budget(config: QAConfig, features: Sequence[Mapping[str, list[int]]],
+                 pad_token_id: int) -> dict[str, int]:
+    """Tokens processed in one pass through ``features`` (in their order), by ``config``'s batching and by padding.
+
+    Returns ``{"examples", "real"`` (the examples' own tokens), ``"this run"`` (what :func:`batching` gives the model:
+    rows of ``row_length`` tokens, filler included, or each pass's ``batch_size`` examples in one row rounded up to a
+    multiple of ``pack_multiple``; packing with nothing added would process the real tokens alone),
+    ``"padded to the longest"`` (each pass of ``batch_size`` examples padded to its longest example, as a padding
+    collator does) and ``"padded to max_length"`` (every example padded to ``max_length``)``}``. The Trainer draws
+    the examples in a shuffled order, so its passes group them differently; the totals are per pass through the data
+    in the given order.
+    """
+    lengths = [len(f["input_ids"]) for f in features]
+    passes = [lengths[i:i + config.batch_size] for i in range(0, len(lengths), config.batch_size)]
+    if config.row_length:
+        this_run = len(pack_rows(features, config.row_length, pad_token_id)) * config.row_length
+    else:
+        this_run = sum(-(-sum(p) // config.pack_multiple) * config.pack_multiple for p in passes)
+    return {"examples": len(lengths), "real": sum(lengths), "this run": this_run,
+            "padded to the longest": sum(len(p) * max(p) for p in passes),
+            "padded to max_length": len(lengths) * config.max_length}
+
+
 def apply_fused_kernels(model: torch.nn.Module, config: QAConfig) -> None:
     """The speed settings of :mod:`utils.models.kernels`: with ``config.fused_kernels`` the one-kernel tanh-GELU,
     LoRA's addition in one pass over the 4-bit layers' output and, under 16-bit autocast, 16-bit norm outputs (the
@@ -354,11 +379,11 @@ class TokenCounter:
         return batch
 
     def largest(self) -> dict[str, int]:
-        """The micro-batch with the most processed tokens: ``{"tokens", "graded"}``."""
+        """The micro-batch with the most processed tokens: ``{"tokens", "real", "graded"}``."""
         if not self.processed:
             raise ValueError("no batch has been collated yet: train first.")
         i = max(range(len(self.processed)), key=self.processed.__getitem__)
-        return {"tokens": self.processed[i], "graded": self.graded[i]}
+        return {"tokens": self.processed[i], "real": self.real[i], "graded": self.graded[i]}
 
 
 def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features: Sequence[Mapping],
@@ -432,7 +457,7 @@ def _check_writable(out: Path) -> None:
     """Create ``out`` (and its parents) and write a probe file there, or raise InputError saying why not."""
     if out.exists() and not out.is_dir():
         raise input_error(f"--output-dir {out}", "it is a file, not a folder",
-                          "choose a folder (it is created if missing), e.g. outputs/phi2-qa-adapter")
+                          "choose a folder (it is created if missing), e.g. outputs/phi-2-qa-adapter")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
