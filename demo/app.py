@@ -15,7 +15,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-
 EXAMPLE_CONTEXT = ("Brindlemoor is a small town on the river Oss. It was founded in 1342 by a miller named "
                    "Edda Varn. Its flag shows a grey heron.")
 EXAMPLE_QUESTION = "Who founded Brindlemoor?"
