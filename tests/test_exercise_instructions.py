@@ -43,8 +43,6 @@ EXERCISE_HEADING = re.compile(r"^###\s+Exercise\s+(\d+)", re.M)
 # Problems found in notebooks this test's author does not own: (notebook number, exercise number) -> why. Each is an
 # expected failure until the notebook's owner fixes it; then remove its entry (the test then passes, strict).
 KNOWN_PROBLEMS: dict[tuple[str, int], str] = {
-    ("03", 2): "notebook 03, exercise 2 points the student at `PageLoRA` ('`PageLoRA` above'), a class section 2 defines "
-               "and the grader never runs: name `L.LoRALinear` (set-up) instead, or define what is needed in the section",
 }
 
 # Edits an instruction asks the student to make to a given cell and run again: (notebook number, exercise number) ->

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import bitsandbytes.functional as bnbF
 import pytest
@@ -330,6 +331,10 @@ def test_a_run_that_diverges_or_stalls_is_flagged():
     assert ablation.failed_to_train([1.61, 1.66, 1.70, 1.64, 1.60, 1.59])  # stalled: fell less than 10%
     assert ablation.failed_to_train([1.4, float("nan"), 1.0])
     assert ablation.failed_to_train([])
+    # the fall it judges: last 3 logged losses against the first 3, as a share of where the curve started
+    assert ablation.loss_fall([2.0, 2.0, 2.0, 1.0, 1.0, 1.0]) == pytest.approx(0.5)
+    assert ablation.loss_fall([1.0, 2.0]) == pytest.approx(-1.0)  # window capped at half the curve: it rose
+    assert math.isnan(ablation.loss_fall([])) and math.isnan(ablation.loss_fall([1.0, float("inf")]))
 
 
 @pytest.mark.parametrize("kwargs,match", [({"ranks": [4, 0]}, "rank must be a positive integer"),
@@ -380,3 +385,52 @@ def test_late_share_is_the_part_of_a_loss_curves_fall_after_two_thirds():
     assert ablation.late_share(flat_end) == pytest.approx(0.0)
     # windows of 4: start 1.925 (steps 0-3), two thirds 1.225 (steps 14-17), end 0.925 (steps 20-23) -> 0.3 / 1.0
     assert ablation.late_share(still_falling) == pytest.approx(0.3, rel=1e-12)
+
+
+def test_the_first_adam_step_moves_b_by_the_learning_rate_and_scales_with_s_not_with_the_gradient(minilm):
+    """Adam's first step divides the gradient by its own size: every entry of B moves by about lr, so the update
+    dW = s dB A is proportional to the scaling s (at one rank, the same A), whatever s does to the gradient."""
+    base = minilm.get_submodule(QUERY)
+    g = torch.Generator().manual_seed(0)
+    x, grad_y = torch.randn(4, 6, 384, generator=g), torch.randn(4, 6, 384, generator=g)
+    layer = L.LoRALinear(copy.deepcopy(base), rank=8, alpha=16)
+    a_before = layer.lora_A.detach().clone()
+    optimizer = torch.optim.Adam([layer.lora_A, layer.lora_B], lr=1e-3)
+    layer(x).backward(grad_y)
+    optimizer.step()
+    assert torch.equal(layer.lora_A, a_before)  # A's gradient is zero while B = 0
+    assert torch.allclose(layer.lora_B.abs(), torch.full_like(layer.lora_B, 1e-3), rtol=1e-3)  # |g| >> eps here
+    sizes = {alpha: L.first_adam_step(base, x, grad_y, 8, alpha, lr=1e-3) for alpha in (2, 16, 128)}
+    assert sizes[16] / sizes[2] == pytest.approx(8, rel=1e-3) and sizes[128] / sizes[16] == pytest.approx(8, rel=1e-3)
+    assert L.first_adam_step(base, x, grad_y, 64, 16, use_rslora=True) == pytest.approx(
+        L.first_adam_step(base, x, grad_y, 64, 128), rel=1e-3)  # 16 / sqrt(64) = 128 / 64
+    assert torch.equal(base.weight, minilm.get_submodule(QUERY).weight) and base.weight.requires_grad
+
+
+def test_at_a_constant_scaling_the_first_step_grows_with_the_rank(minilm):
+    """dW = s dB A sums r rank-one pieces of about the same size: more pieces, a larger step (about sqrt(r) for
+    pieces at random angles, as here)."""
+    base = minilm.get_submodule(QUERY)
+    g = torch.Generator().manual_seed(1)
+    x, grad_y = torch.randn(4, 6, 384, generator=g), torch.randn(4, 6, 384, generator=g)
+    sizes = [L.first_adam_step(base, x, grad_y, r, 2 * r) for r in (1, 4, 16, 64)]
+    assert sizes == sorted(sizes)
+    assert 64**0.3 < sizes[-1] / sizes[0] < 64**0.7  # random directions: about 64**0.5 = 8
+
+
+def test_layer_input_and_output_grad_is_what_autograd_sees(minilm):
+    model = copy.deepcopy(minilm)
+    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102]])
+
+    def loss_fn(m: torch.nn.Module) -> torch.Tensor:
+        return m(input_ids=ids).last_hidden_state.pow(2).mean()
+
+    x, grad_y = L.layer_input_and_output_grad(model, QUERY, loss_fn)
+    assert x.shape == (1, 6, 384) and grad_y.shape == (1, 6, 384)
+    assert all(p.grad is None for p in model.parameters())  # cleared afterwards
+    # the layer's own weight gradient is grad_y^T x: compare with autograd's
+    loss_fn(model).backward()
+    want = model.get_submodule(QUERY).weight.grad
+    assert torch.allclose(grad_y.reshape(-1, 384).T @ x.reshape(-1, 384), want, rtol=1e-4, atol=1e-8)
+    with pytest.raises(ValueError, match="needs no gradient"):
+        L.layer_input_and_output_grad(model.requires_grad_(False), QUERY, loss_fn)

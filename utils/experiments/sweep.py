@@ -16,7 +16,8 @@ Output folder (``--output``, default ``outputs/sweep``)::
     runs/<run-id>/error.txt                    the traceback of a failed run
     runs/<run-id>.old-<time>/                  a finished run that --force replaced, kept as it was
     sweep_results.csv / sweep_results.json     every row of every finished run in runs/, with its parameters
-    sweep_summary.csv                          mean, std and count over seeds per configuration
+    sweep_summary.csv                          mean, std and count over seeds per configuration (runs that
+                                               diverged or stalled counted, not averaged)
     sweep_plot.png                             score vs rank (log axis), mean +- std over seeds
 
 Re-running into the same folder never loses results:
@@ -639,11 +640,14 @@ def config_key(row: dict[str, Any], keys: Iterable[str] = CONFIG_KEYS) -> tuple:
 
 def summarise(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_METRICS,
               keys: Sequence[str] = CONFIG_KEYS) -> list[dict[str, Any]]:
-    """Mean, sample std (0 for one seed) and count of each metric per configuration (rows differing only by seed).
+    """Mean, sample std and count of each metric per configuration (rows differing only by seed), over the seeds
+    that trained: a row whose ``failed`` is true (diverged or stalled, notebook 03) is counted, not averaged.
 
-    Returns one dict per configuration, sorted by variant then rank: the ``keys`` columns,
-    ``n_seeds``, ``<metric>_mean``, ``<metric>_std``, plus ``trainable_params`` and ``adapter_bytes``
-    (equal across seeds) when present.
+    Returns one dict per configuration, sorted by variant then rank: the ``keys`` columns, ``n_seeds`` (rows in
+    the means), ``n_failed`` (rows left out), ``<metric>_mean`` (``nan`` if no row trained), ``<metric>_std``
+    (``nan`` unless at least two rows trained: one seed does not measure the seed noise), plus ``trainable_params``
+    and ``adapter_bytes`` (equal across seeds), ``seconds`` and ``peak_bytes`` (means over every row: a failed
+    run's time and memory are measured too) when present.
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
@@ -651,11 +655,12 @@ def summarise(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_METRI
     table = []
     for key, members in groups.items():
         entry = dict(zip(keys, key, strict=True))
-        entry["n_seeds"] = len(members)
+        trained = [m for m in members if not m.get("failed")]
+        entry["n_seeds"], entry["n_failed"] = len(trained), len(members) - len(trained)
         for metric in metrics:
-            values = [float(m[metric]) for m in members if m.get(metric) is not None]
+            values = [float(m[metric]) for m in trained if m.get(metric) is not None]
             entry[f"{metric}_mean"] = statistics.fmean(values) if values else math.nan
-            entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
         for extra in ("trainable_params", "adapter_bytes", "seconds", "peak_bytes"):
             values = [m[extra] for m in members if m.get(extra) is not None]
             if values:
@@ -667,7 +672,8 @@ def summarise(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_METRI
 
 def plot_scores(rows: list[dict[str, Any]], x: str = "rank", metric: str = "accuracy",
                 baseline: float | None = None, ax=None, title: str | None = None):
-    """Mean +- std (over seeds) of ``metric`` against ``x`` on a log axis, one line per variant; dots are seeds.
+    """Mean +- std (over the seeds that trained) of ``metric`` against ``x`` on a log axis, one line per variant;
+    dots are seeds, crosses are runs that failed (``failed`` true: diverged or stalled), drawn but not averaged.
 
     Args:
         x: ``"rank"``, ``"trainable_params"`` or another numeric column :func:`summarise` keeps.
@@ -679,15 +685,24 @@ def plot_scores(rows: list[dict[str, Any]], x: str = "rank", metric: str = "accu
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 4))
     variants = sorted({str(r.get("variant", "")) for r in rows})
+    failed_label = "failed run (not in the mean)"
     for i, variant in enumerate(variants):
         mine = [r for r in rows if str(r.get("variant", "")) == variant and r.get(x) is not None]
-        summary = sorted((e for e in summarise(mine) if e.get(x) is not None), key=lambda e: e[x])
-        xs = [e[x] for e in summary]
-        means = [e[f"{metric}_mean"] for e in summary]
-        stds = [e[f"{metric}_std"] for e in summary]
+        summary = sorted((e for e in summarise(mine) if e.get(x) is not None and e["n_seeds"]), key=lambda e: e[x])
         color = f"C{i}"
-        ax.errorbar(xs, means, yerr=stds, fmt="o-", color=color, capsize=3, label=variant or None)
-        ax.scatter([r[x] for r in mine], [r[metric] for r in mine], s=10, color=color, alpha=0.35)
+        ax.errorbar([e[x] for e in summary], [e[f"{metric}_mean"] for e in summary],
+                    yerr=[0.0 if math.isnan(e[f"{metric}_std"]) else e[f"{metric}_std"] for e in summary],
+                    fmt="o-", color=color, capsize=3, label=variant or None)
+        trained = [r for r in mine if not r.get("failed")]
+        ax.scatter([r[x] for r in trained], [r[metric] for r in trained], s=10, color=color, alpha=0.35)
+        failed = [r for r in mine if r.get("failed")]
+        if failed:
+            ax.scatter([r[x] for r in failed], [r[metric] for r in failed], marker="x", s=40, color=color,
+                       label=failed_label if len(variants) == 1 else f"{variant}: {failed_label}")
+            for at in sorted({r[x] for r in failed}):  # crosses of equal scores coincide: say how many there are
+                here = [r[metric] for r in failed if r[x] == at]
+                ax.annotate(f"{len(here)} failed", (at, statistics.fmean(here)), textcoords="offset points",
+                            xytext=(0, 7), ha="center", fontsize=8, color=color)
     if baseline is not None:
         ax.axhline(baseline, color="grey", ls="--", label=f"majority class ({baseline:.2f})")
     ax.set_xscale("log")
@@ -697,7 +712,8 @@ def plot_scores(rows: list[dict[str, Any]], x: str = "rank", metric: str = "accu
         ax.minorticks_off()
     ax.set_xlabel({"rank": "LoRA rank r (log scale)",
                    "trainable_params": "trainable parameters (log scale)"}.get(x, f"{x} (log scale)"))
-    ax.set_ylabel(f"test {metric.replace('_', '-')}")
+    ax.set_ylabel(f"test {metric.replace('_', '-')} (fraction of the test set)" if metric == "accuracy"
+                  else f"test {metric.replace('_', '-')}")
     ax.set_title(title or f"{metric.replace('_', '-')} vs {x.replace('_', ' ')} (mean +- std over seeds)")
     ax.legend(fontsize=8)
     return ax

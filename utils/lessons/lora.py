@@ -15,7 +15,9 @@ precision and are the only tensors that receive gradients.
 
 Contents: :class:`LoRALinear`, :class:`FrozenLinear4bit`, :class:`QLoRALinear`,
 :func:`inject_lora` (put our layers into a whole model), :func:`copy_lora_weights` (take A and B
-from a peft layer), :func:`lora_parameter_count`, and two teaching plots.
+from a peft layer), :func:`lora_parameter_count`, two teaching plots, and :func:`first_adam_step` (the size of the
+update after one Adam step, for a rank and a scaling; :func:`layer_input_and_output_grad` gives it a real layer's
+input and output gradient).
 """
 
 from __future__ import annotations
@@ -417,7 +419,54 @@ saved_tensor_bytes = memory.saved_tensor_bytes  # (output, bytes kept for backwa
 
 
 # ----------------------------------------------------------------------------------------------
-# the rank ablation (notebook 03): which runs, and running them
+# the first optimizer step: what the scaling alpha / r (or alpha / sqrt(r)) does to the update (notebook 03)
 # ----------------------------------------------------------------------------------------------
 
 
+def layer_input_and_output_grad(model: nn.Module, layer_name: str, loss_fn) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    """What one training step shows a layer: its input ``x`` (..., in) and the gradient ``dL/dy`` (..., out) of the
+    loss with respect to its output, from one forward and backward pass ``loss_fn(model)`` (a scalar loss).
+    ``model``'s parameter gradients are cleared afterwards.
+
+    Raises:
+        ValueError: the layer's output needs no gradient (a frozen model whose inputs need none either).
+    """
+    layer = model.get_submodule(layer_name)
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if not output.requires_grad:
+            raise ValueError(f"the output of {layer_name!r} needs no gradient: unfreeze the model "
+                             "(model.requires_grad_(True)) before asking for its output gradient.")
+        seen["x"] = inputs[0].detach()
+        output.register_hook(lambda grad: seen.__setitem__("grad_y", grad.detach()))
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        loss_fn(model).backward()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    return seen["x"], seen["grad_y"]
+
+
+def first_adam_step(base: nn.Linear, x: torch.Tensor, grad_y: torch.Tensor, rank: int, alpha: float,
+                    use_rslora: bool = False, lr: float = 1e-3, seed: int = 0) -> float:
+    """``||dW|| / ||W||`` (Frobenius norms) after one Adam step of LoRA around a copy of ``base``, from its start
+    (``B = 0``), for a layer that sees input ``x`` and output gradient ``grad_y`` (:func:`layer_input_and_output_grad`).
+
+    On the first step only ``B`` moves (``A``'s gradient is ``s B^T ...``: zero while ``B = 0``), and Adam moves each
+    entry of ``B`` by ``lr * g / (|g| + eps)``: about ``lr``, whatever the gradient's size. So the update
+    ``dW = s * dB @ A`` is the scaling ``s`` times a sum of ``r`` rank-one pieces. ``A`` is drawn from ``seed``
+    (the global random state is left as it was); ``base`` is not changed.
+    """
+    import copy
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layer = LoRALinear(copy.deepcopy(base), rank, alpha, use_rslora=use_rslora)
+    optimizer = torch.optim.Adam([layer.lora_A, layer.lora_B], lr=lr)
+    layer(x).backward(grad_y)
+    optimizer.step()
+    with torch.no_grad():
+        return (layer.delta_weight().norm() / layer.base.weight.norm()).item()
