@@ -115,10 +115,11 @@ def test_q4_0_whole_smollm2_with_a_merged_lora_adapter(smol, tmp_path):
     check = verify_gguf(files["gguf"], merged, sequences, tokenizer)
     assert check["ok"] and check["weights_equal"], check  # every weight is exactly Q4_0/Q8_0 round trip of merged's
     assert check["tokenizer_ids_match"] and check["chat_template_match"] and check["tokenizer_metadata_ok"]
-    row = export.summary_row(files, check)  # notebook 05's table
-    assert (row["file"], row["max |Δlogit|"], row["tolerance"]) == ("smol-qa.q4_0.gguf", check["max_abs_diff"],
-                                                                    check["tolerance"])
+    row = export.summary_row(files, check)  # notebook 05's table: the sharp checks and the next-token agreement
+    assert (row["file"], row["weights exact"], row["top-1 as merged"]) == ("smol-qa.q4_0.gguf", True,
+                                                                           check["top1_agreement"])
     assert row["same weights max |Δlogit|"] == check["same_weights_max_abs_diff"] <= row["floor"] == check["floor"]
+    assert check["positions"] == sum(map(len, sequences)) and 0.5 < check["top1_agreement"] <= 1
     assert check["same_weights_max_abs_diff"] <= check["floor"] < 1e-3 * check["max_abs_logit"]
     # 4-bit noise moves a 135M model's logits a lot (the coarse bound), but the same-weights comparison is sharp: the
     # exporter's likeliest bug, q/k rows not reordered, changes the logits ~1000x its floor (what such a file reloads
@@ -208,6 +209,13 @@ def test_the_check_fails_a_file_whose_q_and_k_rows_were_not_reordered(tiny_llama
         # the tiny model's rounding noise is as large as the bug's effect (1.44 vs a bound of 1.46 here), which is
         # why the sharp same-weights check above exists
         assert check["mean_abs_diff"] > check["mean_tolerance"], check
+    # without the coarse bound (notebook 05 checks the file's answers instead), the sharp checks still fail it, and a
+    # model the caller loaded already is used as it is
+    reloaded = export.load_gguf(bad["gguf"])
+    sharp = verify_gguf(bad["gguf"], model, tokens, tokenizer, reloaded=reloaded, reference_noise=False)
+    assert not sharp["ok"] and not sharp["logits_ok"] and "tolerance" not in sharp, sharp
+    assert sharp["same_weights_max_abs_diff"] == check["same_weights_max_abs_diff"]
+    assert verify_gguf(good["gguf"], model, tokens, tokenizer, reference_noise=False)["ok"]
 
 
 # ------------------------------------------------------------------------------------------ Phi-2 (phi2)
@@ -317,6 +325,11 @@ def test_refusals_name_what_is_wrong_and_the_fix(tiny, tiny_llama, tmp_path):
         verify_gguf(files["gguf"], phi, [[1, 2]])
     with pytest.raises(InputError, match=r"tokens: expected one or more non-empty token id sequences"):
         verify_gguf(files["gguf"], model, [[]])
+    with pytest.raises(InputError, match=r"missing\.gguf: there is no such file"):
+        export.load_gguf(tmp_path / "missing.gguf")
+    phi_file = export_gguf(phi, tokenizer, tmp_path / "phi", modelfile=False)
+    with pytest.raises(InputError, match=r"transformers cannot load llama\.cpp 'phi2' files.*llama\.cpp itself"):
+        export.load_gguf(phi_file["gguf"])
 
 
 # ------------------------------------------------------------------------------------------ the command

@@ -1,6 +1,6 @@
 """Notebook 05's fair comparison: few-shot prompts, a generation budget from training answers, prompts that never
 depend on where the answer is, three ways scored over seeds, the seed rule, forgetting on real passages with its
-noise scale, and SQuAD's offline stand-in."""
+noise scale, the merge and the deployed models checked by their answers, and SQuAD's offline stand-in."""
 
 from __future__ import annotations
 
@@ -140,6 +140,49 @@ def test_three_ways_score_tuned_few_shot_and_zero_shot_once(base):
     summary = qa_eval.summarize_ways(first + again)
     assert summary["zero-shot base"] == {"mean": first[2]["f1"], "std": 0.0, "seeds": 1}
     assert summary["tuned"]["seeds"] == 2 and summary["tuned"]["std"] == 0.0
+    assert all(r["seconds"] > 0 for r in first + again)  # section 7 times the 4-bit + adapter from these
+
+
+# ------------------------------------------------------------------------------------------ merged and exported models
+def test_compare_answers_counts_the_same_normalised_answers_and_scores_each_model():
+    references = [["Oss"], ["1342"], ["a miller"]]
+    table = qa_eval.compare_answers({"4-bit": ["the Oss", "1342", "baker"], "merged": ["Oss!", "1343", "miller"]},
+                                    references)
+    assert table["4-bit"] == {"exact_match": pytest.approx(200 / 3), "f1": pytest.approx(200 / 3), "n": 3,
+                              "same answers": 3}
+    assert table["merged"]["same answers"] == 1 and table["merged"]["exact_match"] == pytest.approx(200 / 3)
+    short = qa_eval.compare_answers({"4-bit": ["Oss", "1342", "miller"], "file": ["Oss"]}, references)
+    assert short["file"]["n"] == 1 and short["file"]["same answers"] == 1  # fewer questions: the first ones
+    with pytest.raises(ValueError, match="only 1"):
+        qa_eval.compare_answers({"4-bit": ["Oss"], "file": ["Oss", "1342"]}, references)
+    with pytest.raises(ValueError, match="no answers"):
+        qa_eval.compare_answers({}, references)
+
+
+def test_merge_check_is_exact_up_to_rounding_and_reports_top1_against_the_4bit_model(base, tmp_path):
+    """Merging in float32 moves the logits far less than its rounding bound; the report's top-1 agreements are
+    shares of the batch's positions. A wrongly scaled merge (the adapter added twice) breaks the bound."""
+    folder, tokenizer = base
+    model = tuned(folder)
+    model.save_pretrained(tmp_path / "adapter")
+    features, _ = qa_data.encode_rows(qa_data.load_qa_split(DATA[1])[:2], tokenizer, 128, fmt=qa_data.INSTRUCT)
+    batch = training.sample_batch(features, 2)
+    merged, report = qa_eval.merge_check(model, folder, tmp_path / "adapter", batch, torch.float32)
+    assert report["positions"] == batch["input_ids"].numel()
+    assert report["max |merged - unmerged|"] <= report["rounding floor"] < 1e-3 * report["max |logit|"]
+    assert report["top-1 agreement merged vs unmerged"] == 1.0
+    assert 0 <= report["top-1 agreement merged vs 4-bit + adapter"] <= 1
+    twice = qa_eval.load_tuned(folder, tmp_path / "adapter", None, dtype=torch.float32)
+    for module in twice.modules():
+        if hasattr(module, "lora_A"):  # a LoRA layer: its scaling is {adapter: alpha / r}
+            module.scaling = {k: 2 * v for k, v in module.scaling.items()}
+    with torch.no_grad():
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        wrong = (twice.merge_and_unload()(**inputs).logits - merged(**inputs).logits).abs().max().item()
+    assert wrong > 10 * report["rounding floor"], wrong
+    assert qa_eval.timed_generation(merged, tokenizer, qa_data.load_qa_split(DATA[1])[:2], max_new_tokens=2,
+                                    max_length=128, fmt=qa_data.INSTRUCT).keys() == {"answers", "seconds",
+                                                                                     "questions_per_s"}  # CPU: no peak
 
 
 # ------------------------------------------------------------------------------------------ the seed rule
@@ -194,6 +237,18 @@ def test_general_text_perplexity_sets_the_adapter_against_nf4(base):
     assert report["nf4"]["ratio"] == pytest.approx(report["perplexity"]["base"] / report["perplexity"]["unquantized"])
     assert report["nf4"]["ratio"] != 1 and report["passages"] == 3 and report["tokens"] == sum(tokens)
     assert "nf4" not in qa_eval.general_text_perplexity(tuned(folder), tokenizer, passages, 64)
+
+
+def test_passages_scored_in_padded_batches_give_the_sums_of_one_at_a_time(base):
+    folder, tokenizer = base
+    passages = [r["context"] for r in TRAIN[:24:8]] + [r["question"] for r in TRAIN[:2]]  # of different lengths: padded
+    model = tuned(folder)
+    one, tokens = qa_eval.passage_nll(model, tokenizer, passages, 64, batch_size=1)
+    batched, same_tokens = qa_eval.passage_nll(model, tokenizer, passages, 64, batch_size=3)
+    assert len(set(tokens)) > 1 and same_tokens == tokens
+    assert batched == pytest.approx(one, rel=1e-4)
+    with pytest.raises(ValueError, match="batch_size"):
+        qa_eval.passage_nll(model, tokenizer, passages, 64, batch_size=0)
 
 
 # ------------------------------------------------------------------------------------------ data sources

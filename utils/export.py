@@ -55,7 +55,10 @@ rotates its two halves; ``convert_hf_to_gguf.py`` therefore reorders the rows of
     the type sets the size (f16's round-to-nearest, |e| <= 2^-11 |w|; Q4_0's blocks, |e| <= one step max|w|/8 at
     the clipped end, half a step elsewhere; Q8_0's, half of max|w|/127), and a deeper or more sensitive model moves
     its logits more for both alike. At 4 bits on a 135M model that effect is large (SmolLM2: mean |change| ~3 for
-    a mean |logit| ~6.5), so this bound is coarse there; (a) and the same-weights comparison are the sharp checks.
+    a mean |logit| ~6.5), so this bound is coarse there; (a) and the same-weights comparison are the sharp checks,
+    and ``reference_noise=False`` skips it. What the rounding does to the model's *behaviour* is measured by the
+    report's ``top1_agreement`` (greedy next token, reloaded vs merged) and, in notebook 05, by the reloaded file's
+    answers (:func:`load_gguf`, then ``utils.evaluation.qa.compare_answers`` against the 4-bit + adapter model).
 
 Memory: the export holds one tensor at a time beyond the model; the check of a ``llama`` file holds two float32
 copies of the model on the CPU (the reference and the reloaded one).
@@ -604,16 +607,18 @@ def export_gguf(model: Any, tokenizer: Any, out_dir: str | Path, quant: str = "q
 
 
 # ------------------------------------------------------------------------------------------ verification
-def rounding_floor(config: Any, tokens: int, scale: float) -> float:
-    """Float32 rounding allowed between two evaluations of the same weights (e.g. a config value read back as
-    float32): Higham and Mary's probabilistic bound 2 * lam * sqrt(n) * u * scale with lam = 6, u = 2^-24 and n the
-    inner dimensions on the longest path (per layer: q/k/v, head dim, tokens attended, output projection, the MLP's
-    two products; then the LM head), ``scale`` the largest |logit|."""
+def rounding_floor(config: Any, tokens: int, scale: float, unit: float = 2.0 ** -24) -> float:
+    """Rounding allowed between two evaluations of the same weights (e.g. a config value read back as float32, or an
+    adapter merged into the weights instead of added after them): Higham and Mary's probabilistic bound
+    2 * lam * sqrt(n) * u * scale with lam = 6, ``unit`` roundoff u (float32: 2^-24; bfloat16 2^-8, float16 2^-11:
+    ``torch.finfo(dtype).eps / 2``) and n the inner dimensions on the longest path (per layer: q/k/v, head dim, tokens
+    attended, output projection, the MLP's two products; then the LM head), ``scale`` the largest |logit|. In 16 bit
+    the bound exceeds ``scale`` for models of a few layers already: there it says nothing."""
     heads = config.num_attention_heads
     per_layer = [config.hidden_size, config.hidden_size // heads, tokens, config.hidden_size, config.hidden_size,
                  config.intermediate_size]
     n = config.num_hidden_layers * sum(per_layer) + config.hidden_size
-    return 2 * 6.0 * math.sqrt(n) * 2.0 ** -24 * scale
+    return 2 * 6.0 * math.sqrt(n) * unit * scale
 
 
 @dataclass
@@ -637,6 +642,14 @@ class GgufContents:
         qtype = _gguf().GGMLQuantizationType
         return cls(metadata, {i.name: (qtype(i.ggml_type), tuple(i.shape), raw[i.name].data) for i in header.tensors})
 
+    @staticmethod
+    def architecture(path: str | Path) -> str | None:
+        """``general.architecture`` of a GGUF file, read from its metadata only."""
+        from transformers.integrations.gguf import read_gguf_metadata
+
+        metadata, _ = read_gguf_metadata(str(path), ())
+        return metadata.get("general.architecture")
+
     def dequantized(self, name: str) -> np.ndarray:
         """Tensor ``name`` as float32 in its PyTorch shape, decoded by ``gguf.quants``."""
         qtype, shape, data = self.tensors[name]
@@ -654,6 +667,32 @@ def _as_sequences(tokens: Any) -> list[list[int]]:
     return sequences
 
 
+RELOADABLE = ("llama",)  # llama.cpp architectures transformers can load from a GGUF file (not phi2)
+
+
+def load_gguf(gguf_path: str | Path) -> Any:
+    """The model transformers builds from a GGUF file (float32, CPU, eval mode): every tensor dequantized, the
+    architecture from the file's metadata. Only :data:`RELOADABLE` architectures.
+
+    Raises:
+        InputError: the file does not exist, or its architecture is one transformers cannot load (``phi2``).
+    """
+    from transformers import AutoModelForCausalLM
+
+    from utils.progress import no_library_bars
+
+    gguf_path = Path(gguf_path)
+    if not gguf_path.is_file():
+        raise input_error(str(gguf_path), "there is no such file", "pass the .gguf file export_gguf wrote")
+    arch = GgufContents.architecture(gguf_path)
+    if arch not in RELOADABLE:
+        raise input_error(str(gguf_path), f"transformers cannot load llama.cpp {arch!r} files (only {RELOADABLE})",
+                          "run it with llama.cpp itself, or check it with verify_gguf (weights, metadata, tokenizer)")
+    with no_library_bars():
+        return AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
+                                                    dtype=torch.float32).eval()
+
+
 @torch.no_grad()
 def _logits(model: Any, sequences: list[list[int]]) -> torch.Tensor:
     """(total tokens, vocab) float32 logits, one sequence at a time (no padding)."""
@@ -668,7 +707,8 @@ def _same(got: Any, expected: Any) -> bool:
 
 
 def verify_gguf(gguf_path: str | Path, merged_model: Any, tokens: Any, tokenizer: Any = None,
-                texts: Sequence[str] | None = None, seed: int = 0) -> dict[str, Any]:
+                texts: Sequence[str] | None = None, seed: int = 0, reloaded: Any = None,
+                reference_noise: bool = True) -> dict[str, Any]:
     """Check a file :func:`export_gguf` wrote against the merged model it came from (the module docstring explains
     the two steps and the tolerance). Runs on the CPU in float32.
 
@@ -680,6 +720,11 @@ def verify_gguf(gguf_path: str | Path, merged_model: Any, tokens: Any, tokenizer
             compared, and (llama) the tokenizer transformers rebuilds from the file must encode ``texts`` (default:
             the decoded ``tokens``, plus a chat prompt when there is a template) to the same ids.
         seed: of the reference perturbation's random signs.
+        reloaded: the model :func:`load_gguf` built from this file, if the caller has it already (it is used, not
+            modified); default: loaded here (``llama`` files only).
+        reference_noise: whether to run the coarse check of step (b) (the reference perturbation of the same size).
+            A caller that compares the reloaded model's answers itself (notebook 05) can skip it: ``False`` leaves
+            ``max_abs_diff``, ``mean_abs_diff`` and ``top1_agreement`` measured and the tolerances out.
 
     Returns:
         ``metadata_ok`` (the architecture keys llama.cpp reads), ``tensors_ok`` (names, types, shapes),
@@ -688,9 +733,9 @@ def verify_gguf(gguf_path: str | Path, merged_model: Any, tokens: Any, tokenizer
         (reloaded vs the merged model carrying the round-trip weights; allowed: ``floor``), ``max_abs_diff`` and
         ``mean_abs_diff`` of the logits with their tolerances ``tolerance`` and ``mean_tolerance`` (``MAX_FACTOR`` /
         ``MEAN_FACTOR`` times the reference perturbation's ``reference_max_abs_diff`` / ``reference_mean_abs_diff``,
-        plus ``floor``),
-        ``max_abs_logit``, ``tokenizer_metadata_ok``, ``tokenizer_ids_match``, ``chat_template_match``, and ``ok``
-        (every check made holds).
+        plus ``floor``), ``top1_agreement`` (the share of the ``positions`` where the reloaded model's top-1 next
+        token is the merged model's), ``max_abs_logit``, ``tokenizer_metadata_ok``, ``tokenizer_ids_match``,
+        ``chat_template_match``, and ``ok`` (every check made holds).
     """
     gguf_path = Path(gguf_path)
     arch = check_exportable(merged_model)
@@ -714,15 +759,10 @@ def verify_gguf(gguf_path: str | Path, merged_model: Any, tokens: Any, tokenizer
 
     check_logits = arch == "llama"
     if check_logits:
-        from transformers import AutoModelForCausalLM
-
-        from utils.progress import no_library_bars
-
         reference = copy.deepcopy(merged_model).to("cpu", torch.float32).eval()  # the merged model, fp32, own config
         logits_merged = _logits(reference, sequences)
-        with no_library_bars():
-            reloaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
-                                                            dtype=torch.float32).eval()
+        if reloaded is None:
+            reloaded = load_gguf(gguf_path)
         logits_gguf = _logits(reloaded, sequences)
         reloaded_state, reference_state = reloaded.state_dict(), reference.state_dict()
     source = merged_model.state_dict()
@@ -740,24 +780,27 @@ def verify_gguf(gguf_path: str | Path, merged_model: Any, tokens: Any, tokenizer
     report.update(weights_equal=max_error == 0.0, max_weight_error=max_error, logits_checked=check_logits)
     if check_logits:
         logits_rounded = _logits(reference, sequences)
-        generator = torch.Generator().manual_seed(seed)
-        for p in plans:  # (b)'s reference: the same rounding errors with random signs
-            weight = torch.from_numpy(_float32(source[p.hf_name]))
-            signs = torch.randint(0, 2, weight.shape, generator=generator, dtype=torch.int8) * 2 - 1
-            reference_state[p.hf_name].copy_(weight + signs * (reference_state[p.hf_name] - weight))
-        logits_reference = _logits(reference, sequences)
-        diff, reference_diff = (logits_gguf - logits_merged).abs(), (logits_reference - logits_merged).abs()
+        diff = (logits_gguf - logits_merged).abs()
         floor = rounding_floor(config, max(map(len, sequences)), logits_merged.abs().max().item())
         report.update(max_abs_logit=logits_merged.abs().max().item(), mean_abs_logit=logits_merged.abs().mean().item(),
                       same_weights_max_abs_diff=(logits_gguf - logits_rounded).abs().max().item(),
-                      max_abs_diff=diff.max().item(), mean_abs_diff=diff.mean().item(),
-                      reference_max_abs_diff=reference_diff.max().item(),
-                      reference_mean_abs_diff=reference_diff.mean().item(), floor=floor)
-        report["tolerance"] = MAX_FACTOR * report["reference_max_abs_diff"] + floor
-        report["mean_tolerance"] = MEAN_FACTOR * report["reference_mean_abs_diff"] + floor
-        report["logits_ok"] = (report["same_weights_max_abs_diff"] <= floor
-                               and report["max_abs_diff"] <= report["tolerance"]
-                               and report["mean_abs_diff"] <= report["mean_tolerance"])
+                      max_abs_diff=diff.max().item(), mean_abs_diff=diff.mean().item(), floor=floor,
+                      positions=int(diff.shape[0]),
+                      top1_agreement=(logits_gguf.argmax(-1) == logits_merged.argmax(-1)).float().mean().item())
+        report["logits_ok"] = report["same_weights_max_abs_diff"] <= floor
+        if reference_noise:
+            generator = torch.Generator().manual_seed(seed)
+            for p in plans:  # (b)'s reference: the same rounding errors with random signs
+                weight = torch.from_numpy(_float32(source[p.hf_name]))
+                signs = torch.randint(0, 2, weight.shape, generator=generator, dtype=torch.int8) * 2 - 1
+                reference_state[p.hf_name].copy_(weight + signs * (reference_state[p.hf_name] - weight))
+            reference_diff = (_logits(reference, sequences) - logits_merged).abs()
+            report.update(reference_max_abs_diff=reference_diff.max().item(),
+                          reference_mean_abs_diff=reference_diff.mean().item())
+            report["tolerance"] = MAX_FACTOR * report["reference_max_abs_diff"] + floor
+            report["mean_tolerance"] = MEAN_FACTOR * report["reference_mean_abs_diff"] + floor
+            report["logits_ok"] &= (report["max_abs_diff"] <= report["tolerance"]
+                                    and report["mean_abs_diff"] <= report["mean_tolerance"])
         del reference, reloaded
 
     if tokenizer is not None:
@@ -783,20 +826,20 @@ def verify_gguf(gguf_path: str | Path, merged_model: Any, tokens: Any, tokenizer
 
 
 def summary_row(export: Mapping[str, Any], check: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One table row for a notebook: file, size, bits per weight and (with ``check``) the logit comparison."""
+    """One table row for a notebook: file, size, bits per weight and (with ``check``) the sharp checks: the file's
+    weights against their round trip, the reloaded file's logits against the merged model carrying those rounded
+    weights (within the float32 ``floor``), and the share of positions where its top-1 next token is the merged
+    model's."""
     row = {"file": Path(export["gguf"]).name, "size MB": export["size_bytes"] / 1e6,
            "bits/weight": export["bits_per_weight"], "quantized bits/weight": export["quantized_bits_per_weight"]}
     if check is not None:
-        # the sharp check first: the reloaded file vs the merged model carrying the file's rounded weights (within the
-        # float32 floor), then the coarse one: vs the merged model itself, bounded by same-size rounding noise
-        row |= {"same weights max |Δlogit|": check.get("same_weights_max_abs_diff"), "floor": check.get("floor"),
-                "max |Δlogit|": check.get("max_abs_diff"), "tolerance": check.get("tolerance"),
-                "mean |Δlogit|": check.get("mean_abs_diff"), "mean tolerance": check.get("mean_tolerance"),
-                "ok": check["ok"]}
+        row |= {"weights exact": check.get("weights_equal"),
+                "same weights max |Δlogit|": check.get("same_weights_max_abs_diff"), "floor": check.get("floor"),
+                "top-1 as merged": check.get("top1_agreement"), "ok": check["ok"]}
     return row
 
 
-__all__ = ["QUANTS", "SUPPORTED", "ChatML", "InputError", "PlannedTensor", "check_exportable", "check_free",
-           "export_gguf", "from_llama_cpp_rotary", "modelfile_text", "output_paths", "plan_tensors",
-           "recognize_chatml", "round_trip", "summary_row", "tensor_type", "to_llama_cpp_rotary",
+__all__ = ["QUANTS", "RELOADABLE", "SUPPORTED", "ChatML", "InputError", "PlannedTensor", "check_exportable",
+           "check_free", "export_gguf", "from_llama_cpp_rotary", "load_gguf", "modelfile_text", "output_paths",
+           "plan_tensors", "recognize_chatml", "round_trip", "summary_row", "tensor_type", "to_llama_cpp_rotary",
            "tokenizer_metadata", "verify_gguf"]

@@ -1,8 +1,11 @@
 """A trained QA adapter as one GGUF file for llama.cpp, Ollama and LM Studio, checked by reloading it.
 
-    python -m utils.cli.export outputs/phi2-qa-adapter --out outputs/gguf               # q4_0 (4.5 bits/weight)
-    python -m utils.cli.export outputs/phi2-qa-adapter --out outputs/gguf --quant f16
-    ollama create phi2-qa -f outputs/gguf/phi2-qa-adapter.q4_0.Modelfile && ollama run phi2-qa
+    python -m utils.cli.export outputs/phi-2-qa-adapter --out outputs/gguf               # q4_0 (4.5 bits/weight)
+    python -m utils.cli.export outputs/phi-2-qa-adapter --out outputs/gguf --quant f16
+    ollama create phi2-qa -f outputs/gguf/phi-2-qa-adapter.q4_0.Modelfile && ollama run phi2-qa
+
+(``outputs/<model name>-qa-adapter`` is where notebook 04 saves the adapter of that base model:
+``utils.qa.storage.default_adapter_dir``; the smoke profile's is ``outputs/SmolLM2-135M-Instruct-qa-adapter``.)
 
 It loads the base model that the adapter's training_params.json names (or --base) unquantized (float32 on a CPU,
 float16 on a GPU), applies the adapter with peft and merges it in (utils.evaluation.qa.merge_adapter), writes

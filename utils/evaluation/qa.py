@@ -6,6 +6,7 @@ Scores of the answers are :mod:`utils.evaluation.squad`'s (official SQuAD v1.1 E
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -103,7 +104,7 @@ def score_three_ways(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapp
         generate: :func:`generate_answers`' settings (``max_new_tokens``, ``max_length``, ``fmt``, ...).
     Returns:
         one record per way: ``way``, ``seed`` (None for the zero-shot base), ``exact_match``, ``f1`` (percent),
-        ``n`` and the ``answers``.
+        ``n``, the ``answers`` and the ``seconds`` their generation took.
     """
     from utils.evaluation.squad import squad_scores
     from utils.qa.data import few_shot_examples
@@ -111,17 +112,20 @@ def score_three_ways(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapp
     references = [r["answers"]["text"] for r in rows]
     generate = {"progress": False, **generate}
 
-    def record(way: str, answers: list[str], seed: int | None) -> dict[str, Any]:
+    def record(way: str, seed: int | None, **kwargs: Any) -> dict[str, Any]:
+        start = time.perf_counter()
+        answers = generate_answers(model, tokenizer, rows, **generate, **kwargs)
+        seconds = time.perf_counter() - start  # the answers are decoded strings: the device has finished
         scores = squad_scores(answers, references)
         return {"way": way, "seed": seed, "exact_match": scores["exact_match"], "f1": scores["f1"], "n": scores["n"],
-                "answers": answers}
+                "answers": answers, "seconds": seconds}
 
-    records = [record("tuned", generate_answers(model, tokenizer, rows, **generate), seed)]
+    records = [record("tuned", seed)]
     shots = few_shot_examples(shots_from, few_shot, seed)
     with model.disable_adapter():
-        records.append(record("few-shot base", generate_answers(model, tokenizer, rows, shots=shots, **generate), seed))
+        records.append(record("few-shot base", seed, shots=shots))
         if zero_shot:
-            records.append(record("zero-shot base", generate_answers(model, tokenizer, rows, **generate), None))
+            records.append(record("zero-shot base", None))
     return records
 
 
@@ -176,13 +180,48 @@ def answer_perplexity(model: torch.nn.Module, features: Sequence[Mapping[str, li
 
 @torch.no_grad()
 def timed_generation(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapping[str, Any]],
-                     **kwargs: Any) -> dict[str, float]:
-    """Seconds and peak memory of :func:`generate_answers` (peak: GPU tensors, or process RSS on CPU)."""
+                     **kwargs: Any) -> dict[str, Any]:
+    """:func:`generate_answers` (no progress bar), timed: ``answers``, ``seconds``, ``questions_per_s`` and, on a GPU,
+    ``peak_gib`` (the peak of GPU tensors; on a CPU the process's peak memory never goes down, so it would measure
+    everything loaded before, and is left out)."""
     from utils.memory import track_peak
 
     with track_peak() as peak:
-        generate_answers(model, tokenizer, rows, progress=False, **kwargs)
-    return {"seconds": peak.seconds, "peak_gib": peak.gib, "questions_per_s": len(rows) / peak.seconds}
+        answers = generate_answers(model, tokenizer, rows, **{**kwargs, "progress": False})
+    report = {"answers": answers, "seconds": peak.seconds, "questions_per_s": len(rows) / peak.seconds}
+    if peak.device == "cuda":
+        report["peak_gib"] = peak.gib
+    return report
+
+
+def compare_answers(answers: Mapping[str, Sequence[str]], references: Sequence[Sequence[str]],
+                    reference_model: str | None = None) -> dict[str, dict[str, Any]]:
+    """EM and F1 (percent) of each model's answers to the same questions, and how many of its answers are those of
+    ``reference_model`` (default: the first), after SQuAD's normalisation (so "the Oss" and "Oss" count as the same).
+
+    Args:
+        answers: ``{model name: its answers}``, every list in the order of ``references`` (the first ``len(answers)``
+            questions when a model answered fewer).
+        references: each question's reference answers.
+    Returns:
+        ``{model name: {"exact_match", "f1", "n", "same answers"}}``.
+    """
+    from utils.evaluation.squad import normalize_answer, squad_scores
+
+    if not answers:
+        raise ValueError("no answers to compare: pass {model name: answers}")
+    reference_model = reference_model or next(iter(answers))
+    if reference_model not in answers:
+        raise ValueError(f"reference_model {reference_model!r} is not one of {list(answers)}")
+    base = [normalize_answer(a) for a in answers[reference_model]]
+    table = {}
+    for name, given in answers.items():
+        if len(given) > len(base):
+            raise ValueError(f"{name} answered {len(given)} questions, {reference_model} only {len(base)}")
+        scores = squad_scores(list(given), list(references[:len(given)]))
+        table[name] = {"exact_match": scores["exact_match"], "f1": scores["f1"], "n": scores["n"],
+                       "same answers": sum(normalize_answer(a) == b for a, b in zip(given, base[:len(given)], strict=True))}
+    return table
 
 
 def merge_adapter(base_path: str | Path, adapter_path: str | Path, dtype: torch.dtype) -> torch.nn.Module:
@@ -214,17 +253,24 @@ def load_tuned(base_path: str | Path, adapter_path: str | Path, quantization: An
 
 @torch.no_grad()
 def merge_check(tuned: torch.nn.Module, base_path: str | Path, adapter_path: str | Path,
-                batch: Mapping[str, torch.Tensor], dtype: torch.dtype) -> tuple[torch.nn.Module, dict[str, float]]:
+                batch: Mapping[str, torch.Tensor], dtype: torch.dtype) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Merge the adapter into a ``dtype`` copy of the base and compare logits on ``batch``.
 
     Three models see the same batch: ``tuned`` (the 4-bit base + adapter, as trained), the unquantized
-    ``dtype`` base with the adapter unmerged, and that same copy with the adapter merged in (``merge_and_unload``, as in :func:`merge_adapter`).
-    Merging alone must change nothing but rounding; the 4-bit vs 16-bit gap is quantization.
+    ``dtype`` base with the adapter unmerged, and that same copy with the adapter merged in (``merge_and_unload``, as
+    in :func:`merge_adapter`). Merging alone must change nothing but rounding: the merged and unmerged logits may
+    differ by at most ``rounding floor``, :func:`utils.export.rounding_floor` with ``dtype``'s unit roundoff (in
+    float32 a sharp bound; in 16 bit it can exceed the logits themselves, and the top-1 agreement is the check).
+    Against ``tuned`` the difference is not rounding: the merged copy carries the original base weights, the adapter
+    was trained on their NF4 rounding.
 
     Returns:
-        ``(merged model, report)``; the report's differences are shares of the unmerged model's largest
-        |logit|, plus the share of positions whose top-1 token agrees.
+        ``(merged model, report)``: ``dtype``, ``positions`` compared, ``max |logit|`` (unmerged),
+        ``max |merged - unmerged|`` and its ``rounding floor``, and the share of positions whose top-1 (greedy next)
+        token agrees: ``top-1 agreement merged vs unmerged`` and ``top-1 agreement merged vs 4-bit + adapter``.
     """
+    from utils.export import rounding_floor
+
     device = next(tuned.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
     logits_4bit = tuned(**batch, use_cache=False).logits.float()
@@ -233,32 +279,49 @@ def merge_check(tuned: torch.nn.Module, base_path: str | Path, adapter_path: str
     merged = unmerged.merge_and_unload().eval()  # the same copy, merged in place (what merge_adapter does): one load
     logits_merged = merged(**batch, use_cache=False).logits.float()
     scale = logits_unmerged.abs().max().item()
+    top1 = logits_merged.argmax(-1)
     return merged, {
         "dtype": str(dtype).removeprefix("torch."),
-        "max |merged - unmerged| / max|logit|": (logits_merged - logits_unmerged).abs().max().item() / scale,
-        "top-1 agreement": (logits_merged.argmax(-1) == logits_unmerged.argmax(-1)).float().mean().item(),
-        "max |merged - 4-bit + adapter| / max|logit|": (logits_merged - logits_4bit).abs().max().item() / scale,
+        "positions": int(top1.numel()),
+        "max |logit|": scale,
+        "max |merged - unmerged|": (logits_merged - logits_unmerged).abs().max().item(),
+        "rounding floor": rounding_floor(merged.config, batch["input_ids"].shape[-1], scale,
+                                         unit=torch.finfo(dtype).eps / 2),
+        "top-1 agreement merged vs unmerged": (top1 == logits_unmerged.argmax(-1)).float().mean().item(),
+        "top-1 agreement merged vs 4-bit + adapter": (top1 == logits_4bit.argmax(-1)).float().mean().item(),
     }
 
 
 @torch.no_grad()
-def passage_nll(model: torch.nn.Module, tokenizer: Any, passages: Sequence[str], max_length: int
-                ) -> tuple[list[float], list[int]]:
+def passage_nll(model: torch.nn.Module, tokenizer: Any, passages: Sequence[str], max_length: int,
+                batch_size: int = 8) -> tuple[list[float], list[int]]:
     """Summed negative log-likelihood (nats) and scored tokens of each passage, on its first ``max_length`` tokens
-    (one window each: every passage is scored with the same context length whatever the model)."""
+    (one window each: every passage is scored with the same context length whatever the model).
+
+    Passages go ``batch_size`` at a time, right-padded (a padded position is neither attended to nor scored, and
+    the real tokens keep their positions): the same sums as one passage at a time up to float rounding, with fewer
+    forward passes (a 4-bit model dequantizes its weights once per pass).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = next(model.parameters()).device
+    encoded = [tokenizer(text, truncation=True, max_length=max_length)["input_ids"] for text in passages]
+    for ids, text in zip(encoded, passages, strict=True):
+        if len(ids) < 2:
+            raise ValueError(f"a passage of {len(ids)} token(s) has nothing to predict: {text[:60]!r}")
     was_training = model.training
     model.eval()
-    nll, tokens = [], []
-    for text in passages:
-        ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_length).input_ids.to(device)
-        if ids.size(1) < 2:
-            raise ValueError(f"a passage of {ids.size(1)} token(s) has nothing to predict: {text[:60]!r}")
-        loss = model(input_ids=ids, labels=ids, use_cache=False).loss.float().item()  # mean over ids.size(1)-1 targets
-        nll.append(loss * (ids.size(1) - 1))
-        tokens.append(ids.size(1) - 1)
+    nll: list[float] = []
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start:start + batch_size]
+        width = max(map(len, chunk))
+        input_ids = torch.tensor([ids + [0] * (width - len(ids)) for ids in chunk], device=device)
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in chunk], device=device)
+        logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+        token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), input_ids[:, 1:], reduction="none")
+        nll += (token_nll * mask[:, 1:]).sum(dim=1).tolist()  # targets 1..len-1 of each passage
     model.train(was_training)
-    return nll, tokens
+    return nll, [len(ids) - 1 for ids in encoded]
 
 
 def perplexity_ratio(nll_a: Sequence[float], nll_b: Sequence[float], tokens: Sequence[int], n_boot: int = 2000,
