@@ -101,7 +101,8 @@ def perplexity(model: torch.nn.Module, tokenizer, text: str, max_length: int = 5
     """Perplexity of a causal LM on ``text``, with a sliding window of ``max_length`` tokens.
 
     Each window scores only the tokens not scored by the previous one (the usual strided
-    evaluation), so every token is predicted once with up to ``max_length - stride`` of context.
+    evaluation), so every token is predicted once: those of the first window with every token before them as
+    context, the others with at least ``max_length - stride`` tokens of context (at most ``max_length - 1``).
     """
     if not text.strip():
         raise ValueError("perplexity needs a non-empty text.")
