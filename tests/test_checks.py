@@ -27,11 +27,11 @@ def test_absmax_int4():
 
 
 def test_bits_per_weight():
-    assert nb01.check_bits_per_weight({"block 32 + double quant": 4 + 8 / 32 + 32 / (32 * 256), "block 128": 4.25})
+    assert nb01.check_bits_per_weight({"block 16 + double quant": 4 + 8 / 16 + 32 / (16 * 256), "block 512": 4.0625})
     with pytest.raises(common.CheckFailed, match="fill in"):
-        nb01.check_bits_per_weight({"block 32 + double quant": None, "block 128": 4.25})
+        nb01.check_bits_per_weight({"block 16 + double quant": None, "block 512": 4.0625})
     with pytest.raises(common.CheckFailed, match="one float32"):
-        nb01.check_bits_per_weight({"block 32 + double quant": 4.2539, "block 128": 4.125})
+        nb01.check_bits_per_weight({"block 16 + double quant": 4.5078, "block 512": 4.125})
 
 
 def test_spoiled_block():

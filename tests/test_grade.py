@@ -120,7 +120,7 @@ def graded(tmp_path_factory):
     # an added cell that crashes before the exercises, and a crashing lesson cell (never run by the grader)
     bob = copy.deepcopy(edition)
     _cell(bob, EXERCISE_IDS[0]).source = WRONG_ABSMAX
-    _cell(bob, EXERCISE_IDS[1]).source = 'bits_answers = {"block 32 + double quant": 4 + 8 / 32 +, "block 128": 4.25}'
+    _cell(bob, EXERCISE_IDS[1]).source = 'bits_answers = {"block 16 + double quant": 4 + 8 / 16 +, "block 512": 4.0625}'
     _cell(bob, EXERCISE_IDS[2]).source = _solutions()[EXERCISE_IDS[2]] + "\nraise ValueError('stopped here')"
     bob.cells.insert(_index(bob, EXERCISE_IDS[0]), nbformat.v4.new_code_cell("total = undefined_name + 1"))
     lesson = next(c for c in bob.cells[5:] if c.cell_type == "code")

@@ -38,15 +38,16 @@ def check_absmax_int4(absmax_int4: Callable) -> str:
 
 
 def check_bits_per_weight(answers: dict[str, float]) -> str:
-    """``answers = {"block 32 + double quant": ..., "block 128": ...}`` in bits per weight."""
-    expected = {"block 32 + double quant": quant.bits_per_parameter(32, double_quant=True),
-                "block 128": quant.bits_per_parameter(128)}
+    """``answers = {"block 16 + double quant": ..., "block 512": ...}`` in bits per weight (block sizes that
+    section 6's table does not list)."""
+    expected = {"block 16 + double quant": quant.bits_per_parameter(16, double_quant=True),
+                "block 512": quant.bits_per_parameter(512)}
     for key, value in expected.items():
         if key not in answers or answers[key] is None:
             raise CheckFailed(f"fill in answers[{key!r}] with a number of bits per weight.")
         if abs(float(answers[key]) - value) > 1e-3:
-            hint = ("4 bits for the code, plus 8/32 for the 8-bit absmax, plus 32/(32*256) for the second-level scale"
-                    if "double" in key else "4 bits for the code plus one float32 (32 bits) shared by 128 weights")
+            hint = ("4 bits for the code, plus 8/16 for the 8-bit absmax, plus 32/(16*256) for the second-level scale"
+                    if "double" in key else "4 bits for the code plus one float32 (32 bits) shared by 512 weights")
             raise CheckFailed(f"{key}: {answers[key]} is not right. Count {hint}.")
     return "✓ both storage costs are right."
 
