@@ -32,13 +32,13 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from tools.readme import machine  # noqa: E402
 from utils import classification as clf  # noqa: E402
 from utils import sentiment_data  # noqa: E402
 from utils.evaluation.seeds import mean_std  # noqa: E402
 from utils.experiments import learning_curve as lc  # noqa: E402
 from utils.models import MINILM_ID, SMOLLM2_ID  # noqa: E402
-from utils.profile import environment_report  # noqa: E402
-from utils.readme import machine  # noqa: E402
+from utils.run_mode import environment_report  # noqa: E402
 
 SMOLLM2 = SMOLLM2_ID.rsplit("/", 1)[-1]
 METHODS = [  # learning-rate grids: two typical values for each kind of training; on MiniLM one step (x3) above

@@ -42,10 +42,10 @@ from utils.models import (  # noqa: E402
     tiny_phi,  # noqa: E402
 )
 from utils.models.adapters import add_lora, count_parameters, weight_count  # noqa: E402
-from utils.profile import environment_report  # noqa: E402
 from utils.qa import data as qa_data  # noqa: E402
 from utils.qa import precision, training  # noqa: E402
 from utils.qa.config import QAConfig  # noqa: E402
+from utils.run_mode import environment_report  # noqa: E402
 
 QA = QAConfig.resolve("full")  # notebook 04's full-profile settings
 DATA = [REPO / "data/qa/train.json", REPO / "data/qa/validation.json"]

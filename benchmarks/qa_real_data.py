@@ -28,13 +28,13 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
+from tools.readme import machine  # noqa: E402
 from utils.evaluation import qa as qa_eval  # noqa: E402
 from utils.models import bnb_4bit_config  # noqa: E402
-from utils.profile import environment_report  # noqa: E402
 from utils.qa import data as qa_data  # noqa: E402
 from utils.qa import training  # noqa: E402
 from utils.qa.config import QAConfig, qa_set_file  # noqa: E402
-from utils.readme import machine  # noqa: E402
+from utils.run_mode import environment_report  # noqa: E402
 
 DATASET = "disfl-qa"
 

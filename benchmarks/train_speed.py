@@ -8,7 +8,7 @@
 Every configuration runs the notebook's own training code (``utils.qa.training.make_trainer`` with
 ``Trainer``, a 4-bit NF4 model from ``utils.models.load_model``, LoRA from ``utils.models.adapters.add_lora``)
 on batches of QA examples of SQuAD v1.1's length distribution (``--data squad``, the default: the course's
-examples lengthened with its own paragraphs, :mod:`utils.qa.lengths` states the distribution and its sources)
+examples lengthened with its own paragraphs, `benchmarks/lengths.py` states the distribution and its sources)
 or the course's short toy examples as they are (``--data toy``). The naive baseline
 (every example padded to 512 tokens) runs in the same invocation, so each speed-up is a ratio
 measured side by side. For each configuration we record:
@@ -155,9 +155,9 @@ def _cuda(name: str, *args):
 # ----------------------------------------------------------------------------------------------- worker
 def load_features(tokenizer, max_length: int, data: str = "squad", n: int = 3000) -> list[dict]:
     """Encoded training examples: ``squad`` (default): ``n`` examples of SQuAD v1.1's length distribution built
-    from the course's QA set (:func:`utils.qa.lengths.realistic_rows`); ``toy``: the course's QA set as it is."""
+    from the course's QA set (`benchmarks/lengths.py`: `realistic_rows`); ``toy``: the course's QA set as it is."""
+    from benchmarks import lengths
     from utils.qa import data as qa_data
-    from utils.qa import lengths
 
     rows = [*qa_data.load_qa_split(REPO / "data/qa/train.json"), *qa_data.load_qa_split(REPO / "data/qa/validation.json")]
     if data == "squad":
@@ -596,7 +596,7 @@ def data_line(meta: dict) -> str:
         d = meta.get("distribution") or {}
         return (f"QA examples of SQuAD v1.1's length ({meta.get('lengths')}): the course's examples lengthened with its "
                 f"own paragraphs to log-normal lengths of mean {d.get('mean')} tokens and spread "
-                f"{d.get('std_over_mean')} x the mean, cut at max_length {MAX_LENGTH} (utils.qa.lengths says where the "
+                f"{d.get('std_over_mean')} x the mean, cut at max_length {MAX_LENGTH} (benchmarks/lengths.py says where the "
                 "figures come from)")
     return f"the course's QA examples as they are ({meta.get('lengths')})"
 
@@ -665,7 +665,7 @@ def main() -> None:
     parser.add_argument("--groups", nargs="*", help="worker groups to run (default: all), e.g. bf16 profile")
     parser.add_argument("--list", action="store_true", help="list the configurations and exit")
     parser.add_argument("--data", choices=["squad", "toy"], default="squad",
-                        help="squad: SQuAD v1.1's lengths (utils.qa.lengths); toy: the course's short examples")
+                        help="squad: SQuAD v1.1's lengths (benchmarks/lengths.py); toy: the course's short examples")
     parser.add_argument("--model", help="model folder or Hub id (default: build a random Phi-2-shaped one)")
     parser.add_argument("--build", type=Path, help="folder for the random Phi-2-shaped model (kept, reused if there)")
     parser.add_argument("--out", type=Path, help="output stem (.jsonl/.csv/.md); default results/train_speed_<data>")
@@ -718,7 +718,7 @@ def main() -> None:
     import peft
     from transformers import AutoTokenizer
 
-    from utils.qa import lengths as qa_lengths
+    from benchmarks import lengths as qa_lengths
 
     lengths = [len(f["input_ids"]) for f in load_features(AutoTokenizer.from_pretrained(model_path), MAX_LENGTH,
                                                            args.data)]

@@ -22,9 +22,9 @@ EXAMPLE_QUESTION = "Who founded Brindlemoor?"
 
 def default_adapter() -> Path:
     """Where notebook 04 saves the adapter of the profile's base model (``utils.qa.storage.default_adapter_dir``)."""
-    from utils.profile import get_profile
     from utils.qa.config import QAConfig
     from utils.qa.storage import default_adapter_dir
+    from utils.run_mode import get_profile
 
     return default_adapter_dir(QAConfig.resolve(get_profile()).model_id)
 

@@ -10,12 +10,13 @@ import copy
 import json
 from pathlib import Path
 
+import datasets
 import pytest
 
 from utils import classification as clf
 from utils.errors import InputError
+from utils.paths import REPO_ROOT
 from utils.qa import data as qa
-from utils.report import REPO_ROOT
 
 OURS = (REPO_ROOT / "utils").resolve()
 
@@ -430,7 +431,7 @@ def fake_hub(monkeypatch, splits: dict[str, dict]) -> None:
     features = datasets.Features({"text": datasets.Value("string"),
                                   "label": datasets.ClassLabel(names=["neg", "pos"])})
     loaded = datasets.DatasetDict({k: datasets.Dataset.from_dict(v, features=features) for k, v in splits.items()})
-    monkeypatch.setattr(clf.datasets, "load_dataset", lambda *a, **k: loaded)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: loaded)
 
 
 def test_a_hub_dataset_leak_is_dropped_with_a_warning(monkeypatch):
@@ -449,9 +450,9 @@ def test_an_unlabelled_hub_split(monkeypatch):
 
 def test_a_labelled_hub_dataset_that_does_not_exist(monkeypatch):
     def not_found(*args, **kwargs):
-        raise clf.datasets.exceptions.DatasetNotFoundError("Dataset 'nobody/nothing' doesn't exist on the Hub")
+        raise datasets.exceptions.DatasetNotFoundError("Dataset 'nobody/nothing' doesn't exist on the Hub")
 
-    monkeypatch.setattr(clf.datasets, "load_dataset", not_found)
+    monkeypatch.setattr(datasets, "load_dataset", not_found)
     refused(clf.load_labelled, "nobody/nothing", match=r"nobody/nothing: is neither a local file or folder nor a Hub "
                                                        r"dataset id that exists")
 
@@ -501,7 +502,7 @@ def test_missing_path_folder_instead_of_file_and_other_file_types(tmp_path):
 
 # ------------------------------------------------------------------------------------- subsample
 @pytest.fixture(scope="module")
-def small() -> clf.datasets.DatasetDict:
+def small() -> datasets.DatasetDict:
     import datasets
 
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["a", "b", "c"])})

@@ -21,9 +21,9 @@ from utils.cli import finetune
 from utils.errors import InputError
 from utils.memory import estimate
 from utils.models import adapters, tiny_phi
+from utils.paths import REPO_ROOT
 from utils.qa import training
 from utils.qa.config import PARAMS_FILE, ConfigError, QAConfig, save_params
-from utils.report import REPO_ROOT
 
 DATA = REPO_ROOT / "data/qa/train.json"
 PHI2 = tiny_phi.phi2_shaped_config()

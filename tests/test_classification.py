@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -23,7 +24,7 @@ def head(c: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def smoke() -> clf.datasets.DatasetDict:
+def smoke() -> datasets.DatasetDict:
     return clf.load_labelled(clf.SMOKE_DATA, seed=0)
 
 

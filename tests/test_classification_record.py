@@ -9,7 +9,7 @@ import pytest
 
 from utils.evaluation.seeds import compare_over_seeds
 from utils.experiments import learning_curve as lc
-from utils.report import RESULTS_DIR
+from utils.paths import RESULTS_DIR
 
 NAME = "2026-12-06_sentiment_curve"
 DECODER = "qlora · SmolLM2-135M-Instruct"

@@ -1,4 +1,4 @@
-"""The Colab cell, the set-up it calls, and publishing (utils.publish, `python -m utils.cli.editions publish`).
+"""The Colab cell, the set-up it calls, and publishing (tools.publish, `python -m tools.editions publish`).
 
 The Colab cell runs for real in a subprocess: a stand-in ``google.colab`` module on PYTHONPATH, the clone
 target in tmp_path ($QLORA_COLAB_DIR), the repository a ``file://`` bare clone of a snapshot of this working
@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from utils import colab, lock, publish
+from tools import publish
+from tools.editions import build
+from utils import colab, lock
 from utils.errors import InputError
-from utils.exercises.editions import build
 from utils.notebooks import course_notebooks
-from utils.report import REPO_ROOT
+from utils.paths import REPO_ROOT
 
 FORK = "https://github.com/alice/qlora-fork"
 
@@ -77,7 +78,7 @@ def test_a_clone_that_fails_says_what_to_do(tmp_path):
     cell = publish.colab_cell(f"file://{tmp_path / 'no-such-repo.git'}", "main")
     result = _run_colab_cell(cell, tmp_path)
     assert result.returncode != 0
-    assert "RuntimeError: could not clone" in result.stderr and "utils.cli.editions publish" in result.stderr
+    assert "RuntimeError: could not clone" in result.stderr and "tools.editions publish" in result.stderr
     assert "CalledProcessError" not in result.stderr, result.stderr
 
 
@@ -135,7 +136,7 @@ def test_the_committed_notebooks_and_readme_are_published_from_publish_json():
     where = publish.load()
     for path in course_notebooks():
         assert _first_code_cell(path) == publish.colab_cell(where["repo"], where["branch"]), (
-            f"{path.name}: its Colab cell differs from publish.json's; run `python -m utils.cli.editions publish`")
+            f"{path.name}: its Colab cell differs from publish.json's; run `python -m tools.editions publish`")
     readme = (REPO_ROOT / "README.md").read_text()
     assert publish.rewrite_badges(readme, where["repo"], where["branch"]) == readme
 

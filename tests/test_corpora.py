@@ -13,8 +13,8 @@ import pytest
 from utils import corpora
 from utils.errors import InputError
 from utils.evaluation.squad import normalize_answer
+from utils.paths import REPO_ROOT
 from utils.qa import data as qa_data
-from utils.report import REPO_ROOT
 
 FOLDER = REPO_ROOT / "data/disfl_qa"
 README = (FOLDER / "README.md").read_text(encoding="utf-8")

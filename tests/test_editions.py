@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from utils.exercises import editions
+from tools import editions
 from utils.notebooks import course_notebooks
 
 

@@ -40,8 +40,8 @@ from utils.models import (
     tiny_phi,
 )
 from utils.models.architectures import ARCHITECTURES
+from utils.paths import REPO_ROOT
 from utils.qa import data as qa_data
-from utils.report import REPO_ROOT
 
 DATA = REPO_ROOT / "data/qa/train.json"
 ROW = qa_data.load_qa_split(REPO_ROOT / "data/qa/validation.json")[0]

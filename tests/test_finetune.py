@@ -12,9 +12,9 @@ import pytest
 from utils.cli import finetune
 from utils.models import tiny_phi
 from utils.models.architectures import ARCHITECTURES
+from utils.paths import REPO_ROOT
 from utils.qa.config import QAConfig
 from utils.qa.training import read_training_params
-from utils.report import REPO_ROOT
 
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
 

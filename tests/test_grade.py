@@ -19,10 +19,10 @@ import nbformat
 import pytest
 import torch
 
-from utils import grade
+from tools import grade
+from tools.editions import cell_tags, student_edition
 from utils.exercises import nb01
 from utils.exercises.common import CheckFailed
-from utils.exercises.editions import cell_tags, student_edition
 from utils.notebooks import NOTEBOOK_DIR
 
 INSTRUCTOR = NOTEBOOK_DIR / "01_quantization_visualized.ipynb"
@@ -328,7 +328,7 @@ def test_bad_input_is_a_clear_error(tmp_path, layout, extra_args, message):
     args = [str(tmp_path / a) if a == "no-such-folder" else a for a in extra_args]
     code, out, err = _main(subs, "--out", tmp_path / "grades.csv", *args)
     assert code == 2 and message in err and out == "", (code, err)
-    assert err.startswith("python -m utils.grade: error: ")
+    assert err.startswith("python -m tools.grade: error: ")
     if "grades.csv" in layout:
         assert (tmp_path / "grades.csv").read_text() == "old"  # never overwritten without --overwrite
     elif "feedback/ada.md" not in layout:

@@ -8,9 +8,9 @@ from transformers import AutoModelForCausalLM
 from transformers.activations import NewGELUActivation
 
 from utils.models import kernels, tiny_phi
+from utils.paths import REPO_ROOT
 from utils.qa import training
 from utils.qa.config import QAConfig
-from utils.report import REPO_ROOT
 
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
 

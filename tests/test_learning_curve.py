@@ -25,6 +25,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from utils import classification as clf
 from utils import sentiment_data as sd
+from utils.classification import train as clf_train
 from utils.errors import InputError
 from utils.experiments import learning_curve as lc
 from utils.models import MINILM_ID
@@ -420,8 +421,8 @@ def test_train_and_evaluate_refuses_a_folder_with_files_before_training(tmp_path
     def started(*args, **kwargs):
         raise AssertionError("training started before the folder was checked")
 
-    monkeypatch.setattr(clf, "tokenize", started)
-    monkeypatch.setattr(clf.transformers, "Trainer", started)
+    monkeypatch.setattr(clf_train, "tokenize", started)
+    monkeypatch.setattr(clf_train.transformers, "Trainer", started)
     with pytest.raises(FileExistsError) as err:
         clf.train_and_evaluate(model, tokenizer, data, epochs=1, lr=1e-2, batch_size=8, max_length=32, seed=0,
                                output_dir=folder, optimizer="adamw_torch")
@@ -488,10 +489,10 @@ def test_the_first_best_epoch_is_the_one_restored(monkeypatch):
     model = torch.nn.Linear(2, 2)
     model.weight.requires_grad_(False)  # frozen: not copied, not restored
     scripted = iter([0.5, 0.8, 0.8, 0.6])
-    monkeypatch.setattr(clf, "predict_logits", lambda *args, **kwargs: np.zeros((2, 2), np.float32))
-    monkeypatch.setattr(clf, "scores", lambda *args, **kwargs: {"accuracy": 0.0, "macro_f1": next(scripted)})
+    monkeypatch.setattr(clf_train, "predict_logits", lambda *args, **kwargs: np.zeros((2, 2), np.float32))
+    monkeypatch.setattr(clf_train, "scores", lambda *args, **kwargs: {"accuracy": 0.0, "macro_f1": next(scripted)})
     split = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]})
-    best = clf._BestOnValidation(model, None, split, max_length=8, batch_size=2, num_labels=2)
+    best = clf_train._BestOnValidation(model, None, split, max_length=8, batch_size=2, num_labels=2)
     for epoch in range(1, 5):
         with torch.no_grad():
             model.bias.fill_(epoch)

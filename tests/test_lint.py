@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from utils.report import REPO_ROOT
+from utils.paths import REPO_ROOT
 
 
 def test_ruff_is_clean():

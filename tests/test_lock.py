@@ -9,7 +9,7 @@ from importlib import metadata
 import pytest
 
 from utils import colab, lock
-from utils.report import REPO_ROOT
+from utils.paths import REPO_ROOT
 
 
 def test_every_requirement_is_pinned_to_an_exact_version():

@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM
 from utils.memory import estimate, model_storage_bytes
 from utils.models import bnb_4bit_config, load_model, tiny_phi
 from utils.models.adapters import add_lora, count_parameters
+from utils.paths import REPO_ROOT
 from utils.qa.config import QAConfig
-from utils.report import REPO_ROOT
 
 PHI2 = tiny_phi.phi2_shaped_config()
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]

@@ -7,7 +7,7 @@ import re
 import nbformat
 import pytest
 
-from utils.exercises.editions import check_layout
+from tools.editions import check_layout
 from utils.notebooks import course_notebooks
 
 NOTEBOOKS = course_notebooks()
@@ -117,7 +117,7 @@ def test_no_measured_number_is_typed_into_the_prose(path):
             prose = re.sub(r"`[^`]*`", "", cell.source)  # code spans name settings and expressions, not figures
             typed += [f"cell {i}: {n!r}" for n in LOOKS_MEASURED.findall(prose) if n not in allowed]
     assert not typed, (f"{path.name}: numbers typed into Markdown {typed}. Generate them in a code cell "
-                       "(Markdown(f'...') from the run's variables, or utils.report.committed_result for a GPU "
+                       "(Markdown(f'...') from the run's variables, or utils.paths.committed_result for a GPU "
                        "measurement), or, if one is a definition or a citation, add it to TYPED_NUMBERS with why.")
 
 

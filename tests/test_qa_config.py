@@ -9,9 +9,9 @@ import pytest
 
 from utils import notebooks
 from utils.cli import finetune
+from utils.paths import REPO_ROOT
 from utils.qa import config as C
 from utils.qa.config import ConfigError, QAConfig
-from utils.report import REPO_ROOT
 
 NB04 = notebooks.NOTEBOOK_DIR / "04_phi2_qlora_training.ipynb"
 NB05 = notebooks.NOTEBOOK_DIR / "05_phi2_qa_evaluation.ipynb"

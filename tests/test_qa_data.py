@@ -10,8 +10,8 @@ import pytest
 
 from utils.evaluation.squad import normalize_answer
 from utils.models import tiny_phi
+from utils.paths import REPO_ROOT
 from utils.qa import data as qa_data
-from utils.report import REPO_ROOT
 
 TRAIN = REPO_ROOT / "data/qa/train.json"
 VALID = REPO_ROOT / "data/qa/validation.json"

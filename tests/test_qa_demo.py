@@ -9,9 +9,9 @@ import torch
 
 from utils.models import bnb_4bit_config, load_model, tiny_phi
 from utils.models.adapters import add_lora
+from utils.paths import REPO_ROOT
 from utils.qa.config import QAConfig
 from utils.qa.training import save_adapter
-from utils.report import REPO_ROOT
 
 spec = importlib.util.spec_from_file_location("demo_app", REPO_ROOT / "demo/app.py")
 app = importlib.util.module_from_spec(spec)

@@ -18,10 +18,10 @@ from utils.evaluation import qa as qa_eval
 from utils.evaluation.seeds import mean_std, seed_verdict
 from utils.models import bnb_4bit_config, load_model, tiny_phi
 from utils.models.adapters import add_lora
+from utils.paths import REPO_ROOT
 from utils.qa import data as qa_data
 from utils.qa import training
 from utils.qa.config import QAConfig, qa_set_file
-from utils.report import REPO_ROOT
 
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
 TRAIN = qa_data.load_qa_split(DATA[0])
@@ -302,7 +302,7 @@ def test_the_real_data_runs_readme_states_its_records_numbers():
     its per-seed rows are the record's scores, to the decimal shown."""
     import re
 
-    from utils.report import committed_result
+    from utils.paths import committed_result
 
     run = committed_result("2026-12-06_qa_real_smollm2")
     text = (REPO_ROOT / "results/2026-12-06_qa_real_smollm2/README.md").read_text()

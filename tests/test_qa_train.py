@@ -22,10 +22,10 @@ from utils.errors import InputError
 from utils.evaluation import qa as qa_eval
 from utils.models import bnb_4bit_config, load_model, mixed_precision, tiny_phi
 from utils.models.adapters import add_lora
+from utils.paths import REPO_ROOT
 from utils.qa import data as qa_data
 from utils.qa import precision, training
 from utils.qa.config import QAConfig, read_params
-from utils.report import REPO_ROOT
 
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
 TARGETS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]

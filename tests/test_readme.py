@@ -1,4 +1,4 @@
-"""The README's measured figures are rendered from committed records (utils/readme.py), never typed by hand."""
+"""The README's measured figures are rendered from committed records (tools/readme.py), never typed by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from utils import readme
+from tools import readme
 
 BLOCKS = ["classification-curve", "course-times", "gpu-memory", "gpu-qa", "multi-gpu", "qa-real-data", "smoke-ablation", "smoke-classification",
           "smoke-figures", "smoke-quantization", "suite-runs", "train-speed", "train-speed-findings", "train-speed-run4", "train-speed-squad",
@@ -21,7 +21,7 @@ def test_the_readmes_generated_blocks_are_what_the_committed_records_render():
     blocks = readme.render_blocks(readme.load_records())
     assert sorted(blocks) == BLOCKS
     rendered = readme.render(text, blocks)
-    assert rendered == text, "README.md's generated blocks are out of date: python -m utils.cli.readme render"
+    assert rendered == text, "README.md's generated blocks are out of date: python -m tools.readme render"
 
 
 def test_a_block_without_a_renderer_is_an_error():
@@ -161,7 +161,7 @@ def test_no_measured_number_is_typed_into_the_readme():
     typed = typed_numbers(readme.README.read_text())
     assert not typed, ("measured-looking numbers typed into README.md outside its generated blocks: "
                        + "; ".join(f"{n!r} in {line.strip()!r}" for n, line in typed)
-                       + ". Render them from a results/ record (utils/readme.py), or, if one is a citation, a setting "
+                       + ". Render them from a results/ record (tools/readme.py), or, if one is a citation, a setting "
                          "or a labelled estimate, add it to TYPED_NUMBERS with why.")
     prose = re.sub(r"```.*?```", "", readme.BLOCK.sub("", readme.README.read_text()), flags=re.S)
     unused = [p for p in TYPED_NUMBERS if not re.search(p, prose, re.M)]

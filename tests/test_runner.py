@@ -63,7 +63,7 @@ def test_every_notebook_has_a_place_in_the_suites_schedule():
     """conftest.py starts notebooks in NOTEBOOK_ORDER (longest unit first); a new notebook must be placed there."""
     import importlib.util
 
-    from utils.report import REPO_ROOT
+    from utils.paths import REPO_ROOT
 
     spec = importlib.util.spec_from_file_location("root_conftest", REPO_ROOT / "conftest.py")
     root = importlib.util.module_from_spec(spec)

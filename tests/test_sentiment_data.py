@@ -14,7 +14,7 @@ import pytest
 
 from utils import sentiment_data as sd
 from utils.errors import InputError
-from utils.report import REPO_ROOT
+from utils.paths import REPO_ROOT
 
 # id, score, text per domain, as the real files write them (CRLF line ends, UTF-8, no newline after the last line)
 FAKE = {

@@ -1,7 +1,7 @@
 """SmolLM2 from its pip-packaged GGUF, the per-architecture table, chat prompts, and same seed -> same numbers.
 
 The converted model is the smoke profile's base (notebooks 04/05); it is converted once into the model cache
-(utils.report.model_cache_dir) and shared by every test and notebook of a run.
+(utils.paths.model_cache_dir) and shared by every test and notebook of a run.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from transformers import AutoModelForCausalLM
 from utils.errors import InputError
 from utils.models import SMOLLM2_ID, load_tokenizer, resolve_model_path, smollm2
 from utils.models.architectures import ARCHITECTURES, Architecture, architecture_of, prepare_tokenizer
+from utils.paths import REPO_ROOT
 from utils.qa import data as qa_data
 from utils.qa import training
 from utils.qa.config import QAConfig, save_params
-from utils.report import REPO_ROOT
 
 ROWS = qa_data.load_qa_split(REPO_ROOT / "data/qa/train.json")
 

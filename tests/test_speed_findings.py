@@ -10,8 +10,8 @@ import re
 
 import pytest
 
+from utils.paths import REPO_ROOT, committed_result
 from utils.qa.config import QAConfig
-from utils.report import REPO_ROOT, committed_result
 
 HEADING = "## Why notebook 04's settings are fast"
 

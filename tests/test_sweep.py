@@ -14,10 +14,10 @@ import pytest
 from utils.cli import sweep as sweep_cli
 from utils.errors import InputError
 from utils.experiments import sweep as S
-from utils.report import REPO_ROOT
+from utils.paths import REPO_ROOT
 
 TINY_SOURCE = '''
-from utils.report import save_results
+from utils.paths import save_results
 
 if FAIL_RANK in LORA_RANKS:
     raise ValueError(f"rank {FAIL_RANK} was told to fail")

@@ -1,11 +1,11 @@
 """The README's troubleshooting table: every case raises our InputError, from our code, with a message that
-names the file or setting (utils/troubleshooting.py)."""
+names the file or setting (tools/troubleshooting.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from utils import troubleshooting
+from tools import troubleshooting
 
 
 @pytest.mark.parametrize(("what", "case"), troubleshooting.CASES, ids=[what for what, _ in troubleshooting.CASES])

@@ -6,10 +6,13 @@
 ``classification``  notebook 06's pipeline: your labelled text, four fine-tuning methods
 ``evaluation``   SQuAD EM/F1, QA answers and merging, quantization error of whole models
 ``experiments``  the rank ablation and the notebook sweep
-``exercises``    each notebook's exercise checks, and the student edition
-``cli``          the commands (``python -m utils.cli.course``, ``finetune``, ``sweep``, ``editions``)
-``memory``, ``profile``, ``lock``, ``report``, ``plots``, ``notebooks``, ``bnb_cpu``, ``colab``, ``progress``,
-``quiet``, ``readme``: what they say
+``exercises``    each notebook's exercise checks
+``cli``          the learner's commands (``python -m utils.cli.course``, ``finetune``, ``sweep``, ``export``)
+``memory``, ``run_mode`` (smoke or full), ``lock``, ``paths`` (folders, cache, records), ``plots``, ``notebooks``, ``bnb_cpu``, ``colab``, ``progress``,
+``quiet``: what they say
+
+Maintainer tooling (README rendering, the student edition, publishing, grading) is the ``tools`` package beside
+this one: it imports ``utils``, never the reverse.
 """
 
 from utils.bnb_cpu import quiet_optional_kernel_message

@@ -2,17 +2,18 @@
 
 Used by ``python -m utils.cli.course`` (the README's "run the course" command), the sweep and the student
 edition. Executed notebooks go to ``<output>/notebooks/``; each notebook writes its key figures as
-``<output>/<notebook>.json`` (see :mod:`utils.report`).
+``<output>/<notebook>.json`` (see :mod:`utils.paths`).
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from utils.report import REPO_ROOT
+from utils.paths import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -29,15 +30,37 @@ def course_notebooks(selection: list[str] | None = None) -> list[Path]:
     return notebooks
 
 
-def notebook_parameters(notebook: Path) -> list[str]:
-    """Names assigned in the notebook's cell tagged ``parameters``."""
+def parameters_cell(notebook: Path) -> tuple[str, dict[str, ast.expr]]:
+    """The one reader of a notebook's cell tagged ``parameters``: its source, and the expression each top-level
+    assignment gives its name, in order (``NAME = ...`` or ``NAME: type = ...``; the runner checks names against it,
+    the sweep reads the defaults' kinds from it).
+
+    Raises:
+        ValueError: the notebook has no such cell, or the cell is not valid Python.
+    """
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise ValueError(f"{notebook.name} has no cell tagged 'parameters'.")
-    return re.findall(r"^([A-Za-z_]\w*)\s*=", cells[0].source, flags=re.M)
+    source = cells[0].source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise ValueError(f"{notebook.name}: its parameters cell is not valid Python ({err.msg}, line {err.lineno}).") from None
+    assigned = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            assigned[node.targets[0].id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            assigned[node.target.id] = node.value
+    return source, assigned
+
+
+def notebook_parameters(notebook: Path) -> list[str]:
+    """Names assigned in the notebook's cell tagged ``parameters`` (:func:`parameters_cell`)."""
+    return list(parameters_cell(notebook)[1])
 
 
 def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:

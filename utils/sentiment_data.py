@@ -38,7 +38,7 @@ PACKAGE = "vaderSentiment"
 VERSION = "3.3.2"
 SDIST_FILE = f"{PACKAGE}-{VERSION}.tar.gz"
 SDIST_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"  # 2,466,783 bytes, from PyPI
-CACHE_FOLDER = "vadersentiment"  # in utils.report.model_cache_dir()
+CACHE_FOLDER = "vadersentiment"  # in utils.paths.model_cache_dir()
 INNER_ARCHIVE = f"{PACKAGE}-{VERSION}/additional_resources/hutto_ICWSM_2014.tar.gz"
 INNER_FOLDER = "hutto_ICWSM_2014"
 DOMAIN_FILES = {  # domain -> member of the inner archive (in INNER_FOLDER)
@@ -114,7 +114,7 @@ def fetch_sdist(cache_dir: Path | None = None) -> Path:
     """The vaderSentiment 3.3.2 sdist, downloaded once with pip into ``cache_dir`` and checked against its sha256.
 
     Args:
-        cache_dir: the folder that keeps it (created if missing); default ``utils.report.model_cache_dir() /
+        cache_dir: the folder that keeps it (created if missing); default ``utils.paths.model_cache_dir() /
             "vadersentiment"``, i.e. ``outputs/cache/vadersentiment`` unless ``$QLORA_CACHE_DIR`` is set.
     Returns:
         The path of ``vaderSentiment-3.3.2.tar.gz`` in the cache folder (verified: its sha256 is
@@ -126,7 +126,7 @@ def fetch_sdist(cache_dir: Path | None = None) -> Path:
             (both hashes named).
     """
     if cache_dir is None:
-        from utils.report import model_cache_dir
+        from utils.paths import model_cache_dir
 
         cache_dir = model_cache_dir() / CACHE_FOLDER
     cache_dir = Path(cache_dir)
@@ -313,7 +313,7 @@ def polarity_csv(domain: str = "movies", margin: float = MARGIN, *, cache_dir: P
     """
     rows = polarity_rows(domain, margin, cache_dir=cache_dir)  # checks domain and margin, fetches the sdist
     if cache_dir is None:
-        from utils.report import model_cache_dir
+        from utils.paths import model_cache_dir
 
         cache_dir = model_cache_dir() / CACHE_FOLDER
     path = Path(cache_dir) / f"{domain}_polarity_margin{margin:g}.csv"

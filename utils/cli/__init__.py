@@ -3,10 +3,10 @@
 ``course``    execute the notebooks in order (``./run.sh course``)
 ``finetune``  notebook 04's QLoRA training as a command, for long runs, rank sweeps and several GPUs
 ``sweep``     re-run a notebook over a parameter grid
-``editions``  build and verify the student edition, and publish the course for a fork
 ``export``    merge an adapter and write it as GGUF for llama.cpp / Ollama (with its check)
 
-Grading students' notebooks is ``python -m utils.grade`` (:mod:`utils.grade`).
+The maintainers' commands (the README's figures, the student edition, publishing, grading) are in the ``tools``
+package beside ``utils``: ``python -m tools.readme``, ``tools.editions``, ``tools.grade``.
 
 This module holds the one argument-parser helper and the one value parser they all use.
 """

@@ -4,7 +4,7 @@
     python -m utils.cli.course 01 02 -p SEED 1      # some notebooks, with a parameter overridden
 
 Executed notebooks go to ``<output>/notebooks/``; each notebook writes its key figures as
-``<output>/<notebook>.json`` (see :mod:`utils.report`).
+``<output>/<notebook>.json`` (see :mod:`utils.paths`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from utils.cli import add_parameter_option, make_parser, parse_value
 from utils.notebooks import check_parameters, course_notebooks, run_notebook
-from utils.report import REPO_ROOT
+from utils.paths import REPO_ROOT
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         executed = run_notebook(notebook, Path(args.output), parameters)
         times[notebook.name[:2]] = time.perf_counter() - start
         print(f"{notebook.name}: {times[notebook.name[:2]]:.0f} s -> {executed}", flush=True)
-    # the README's course map reads these (python -m utils.cli.readme record); a partial run records its part
+    # the README's course map reads these (python -m tools.readme record); a partial run records its part
     (Path(args.output) / "course_times.json").write_text(json.dumps(times, indent=1) + "\n")
 
 

@@ -31,8 +31,8 @@ from typing import Any
 
 from utils.cli import make_parser, parse_value
 from utils.errors import InputError
-from utils.profile import get_profile
 from utils.qa.config import PRESETS, QAConfig
+from utils.run_mode import get_profile
 
 
 def _flag_type(hint: Any) -> dict[str, Any]:

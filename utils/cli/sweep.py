@@ -27,7 +27,7 @@ from typing import Any
 from utils.cli import add_parameter_option, make_parser, parse_value
 from utils.errors import InputError, input_error
 from utils.experiments.sweep import check_name, expand_grid, run_sweep
-from utils.report import REPO_ROOT
+from utils.paths import REPO_ROOT
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,8 +27,8 @@ class _CharTokenizer:
 
 
 def _qa_rows(n: int) -> list[dict]:
+    from utils.paths import REPO_ROOT
     from utils.qa.data import load_squad_json
-    from utils.report import REPO_ROOT
 
     return load_squad_json(REPO_ROOT / "data/qa/train.json")[:n]
 

@@ -33,8 +33,8 @@ import torch
 from utils import classification as clf
 from utils.errors import input_error
 from utils.evaluation.seeds import mean_std, verdict_against
+from utils.paths import move_aside
 from utils.progress import progress_bar
-from utils.report import move_aside
 
 
 @dataclass(frozen=True)

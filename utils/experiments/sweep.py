@@ -11,7 +11,7 @@ Each grid point is one papermill run of the notebook, with the point's values (p
 Output folder (``--output``, default ``outputs/sweep``)::
 
     runs/<run-id>/notebooks/<notebook>.ipynb   the executed notebook (figures, tables, asserts)
-    runs/<run-id>/<results>.json               what the notebook saved (utils.report.save_results)
+    runs/<run-id>/<results>.json               what the notebook saved (utils.paths.save_results)
     runs/<run-id>/sweep_run.json               the run's notebook, parameters, status and times
     runs/<run-id>/error.txt                    the traceback of a failed run
     runs/<run-id>.old-<time>/                  a finished run that --force replaced, kept as it was
@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import input_error
-from utils.report import move_aside
+from utils.paths import move_aside
 
 DEFAULT_METRICS = ("accuracy", "macro_f1")
 # columns that tell configurations apart (a row's "configuration" = these, minus the seed)
@@ -198,23 +198,18 @@ def _expr_kinds(node: ast.expr) -> set[str] | None:
 
 def default_kinds(notebook: Path) -> dict[str, tuple[set[str], str]]:
     """For each parameter of the notebook whose default we can read: (the kinds it can be, its source text)."""
-    import nbformat
+    from utils.notebooks import parameters_cell
 
-    nb = nbformat.read(str(notebook), as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not cells:
-        return {}
     try:
-        tree = ast.parse(cells[0].source)
-    except SyntaxError:
+        source, assigned = parameters_cell(notebook)
+    except ValueError:  # no parameters cell, or not Python: nothing to read
         return {}
     kinds = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            found = _expr_kinds(node.value)
-            if found is not None:
-                text = " ".join((ast.get_source_segment(cells[0].source, node.value) or "").split())
-                kinds[node.targets[0].id] = (found, text if len(text) <= 60 else text[:57] + "...")
+    for name, value in assigned.items():
+        found = _expr_kinds(value)
+        if found is not None:
+            text = " ".join((ast.get_source_segment(source, value) or "").split())
+            kinds[name] = (found, text if len(text) <= 60 else text[:57] + "...")
     return kinds
 
 
@@ -535,7 +530,7 @@ def run_sweep(notebook: str | Path, points: list[dict[str, Any]], output_dir: st
     """Execute ``notebook`` once per parameter point, then combine, summarise and plot every finished run.
 
     Args:
-        notebook: the ``.ipynb`` to run (it must save ``<results_name>.json`` with utils.report).
+        notebook: the ``.ipynb`` to run (it must save ``<results_name>.json`` with utils.paths).
         points: one parameters dict per run (see :func:`expand_grid`).
         output_dir: the sweep's folder (layout and re-run rules in the module docstring).
         results_name: the name the notebook passes to ``save_results`` (default: the one its source passes,

@@ -18,8 +18,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, BitsAndByt
 from utils.bnb_cpu import keep_4bit_trainable
 from utils.models.architectures import Architecture, architecture_of, prepare_tokenizer
 from utils.models.smollm2 import SMOLLM2_ID
-from utils.profile import get_profile
 from utils.progress import quiet_weight_loading_bars
+from utils.run_mode import get_profile
 
 quiet_weight_loading_bars()  # no "Loading weights" bar per model load (utils.progress)
 

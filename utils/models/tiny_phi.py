@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import PhiConfig, PhiForCausalLM, PreTrainedTokenizerFast
 
-from utils.report import build_folder_once
+from utils.paths import build_folder_once
 
 EOS = "<|endoftext|>"  # Phi-2's (CodeGen's) one special token: bos, eos and unk at once
 TINY_SIZES = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 512}

@@ -313,7 +313,7 @@ def qa_set_file(source: str, split: str) -> str:
     any other ``source`` (a file, a Hub id) is returned unchanged."""
     if source not in QA_SETS:
         return source
-    from utils.report import REPO_ROOT
+    from utils.paths import REPO_ROOT
 
     if split not in ("train", "validation"):
         raise setting_error("dataset", f"the offline set {source!r} has the splits 'train' and 'validation', not "

@@ -7,7 +7,7 @@ outlive a runtime:
 - **Google Drive**, once mounted (``from google.colab import drive; drive.mount("/content/drive")``): it is a
   folder, ``/content/drive/MyDrive``. :func:`keep_adapter` copies the adapter folder there, by default to
   ``MyDrive/qlora-course/<the adapter folder's name>`` (:func:`drive_copy_path`). An earlier copy of another
-  adapter is never overwritten: it is renamed ``<name>.old-<time>`` (:func:`utils.report.move_aside`), as notebook
+  adapter is never overwritten: it is renamed ``<name>.old-<time>`` (:func:`utils.paths.move_aside`), as notebook
   04 does with an earlier run's folder. A copy that is already there, byte for byte, is left as it is.
 - **The Hub**: :func:`keep_adapter` creates a (private, by default) model repo and uploads the folder with
   ``huggingface_hub``. The Hub keeps every upload as a commit, so a later upload never loses an earlier one.
@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import InputError, input_error
+from utils.paths import move_aside, output_dir
 from utils.qa.training import RESULT_FILES
-from utils.report import move_aside, output_dir
 
 ADAPTER_FILES = RESULT_FILES  # what a kept or found adapter folder must hold (what save_adapter writes)
 DRIVE_MOUNT = Path("/content/drive")  # where Colab mounts Google Drive; the user's files are in <mount>/MyDrive

@@ -652,7 +652,7 @@ def ensure_trained(config: QAConfig, folder: str | Path, *, set_aside: bool = Fa
 
     Args:
         set_aside: when ``folder`` holds another training (other settings, or written by an older version of the
-            course), rename it to ``<name>.old-<time>`` (:func:`utils.report.move_aside`; recorded in the run as
+            course), rename it to ``<name>.old-<time>`` (:func:`utils.paths.move_aside`; recorded in the run as
             ``"set_aside"``) and train anew, instead of raising.
 
     Raises:
@@ -676,7 +676,7 @@ def ensure_trained(config: QAConfig, folder: str | Path, *, set_aside: bool = Fa
             train_kwargs.setdefault("resume", last_checkpoint(where) is not None)
             break
         if set_aside:
-            from utils.report import move_aside
+            from utils.paths import move_aside
 
             kept = move_aside(folder)
             run = train_qa(config, folder, **train_kwargs)

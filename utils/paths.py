@@ -1,4 +1,5 @@
-"""Where notebooks put their key figures: one JSON file per notebook in the output folder.
+"""Where the course keeps what it writes and reads: the output folder, the model cache, and the key figures (one JSON
+file per notebook in the output folder; committed records in ``results/``).
 
 The folder is ``$QLORA_OUTPUT_DIR`` (default ``outputs/`` at the repository root); the course
 runner sets it so that executed notebooks and their figures land side by side.

@@ -6,18 +6,29 @@ records in ``results/``, and says which file and date each figure comes from:
 - ``smoke_course.json``: the key figures of one ``./run.sh course`` in the smoke profile (each notebook's time,
   notebooks 01 and 02's quantization figures, 03's ablation, 04's loss, 05's held-out F1 over seeds and its
   forgetting check, 06's comparison of methods), with date, commit and CPU, written by
-  ``python -m utils.cli.readme record`` from that run's output folder;
+  ``python -m tools.readme record`` from that run's output folder;
 - ``suite_runs.jsonl``: one line per measured ``./run.sh test`` (commit, date, CPU, tests passed, seconds),
-  appended by ``python -m utils.cli.readme suite --seconds S --passed N``;
+  appended by ``python -m tools.readme suite --seconds S --passed N``;
 - GPU runs of a Phi-2-shaped model with random weights (``benchmarks/``): ``gpu_phi2_shaped.json``,
   ``gpu_phi2_shaped_notebooks.json``, the table of ``gpu_notebooks_h100.md``, ``train_speed.jsonl`` (run 3),
   ``train_speed_run2.jsonl``, ``train_speed_run4.jsonl``, the profiler tables of ``train_speed_profile.txt``
   (run 2), and ``train_qa_scaling.json`` with the two runs it names (``train_qa_1gpu.json``, ``train_qa_2gpu.json``).
 
 One function per block renders it from plain dicts; :func:`load_records` reads every record (a missing file or
-key is an error naming it and the command that writes it again). ``python -m utils.cli.readme render`` rewrites
+key is an error naming it and the command that writes it again). ``python -m tools.readme render`` rewrites
 the blocks; ``tests/test_readme.py`` fails when a block differs from what its record renders, and when a
 measured-looking number is typed into the README outside the blocks.
+
+As a command:
+Keep the README's measured figures generated (above).
+
+    ./run.sh course && python -m tools.readme record    # results/smoke_course.json from the run in outputs/
+    python -m tools.readme suite --seconds 409 --passed 483 [--note "emulated, no avx512_bf16"]
+    python -m tools.readme render                       # rewrite README.md's generated blocks
+    python -m tools.readme check                        # exit 1 if README.md is not what the records give
+
+``render`` and ``check`` read every record the blocks quote (``tools.readme.load_records``: the smoke course run,
+the suite runs and the committed GPU runs); a missing file or key stops them with the command that writes it.
 """
 
 from __future__ import annotations
@@ -32,8 +43,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from utils import troubleshooting
-from utils.report import REPO_ROOT, RESULTS_DIR, committed_result
+from tools import troubleshooting
+from utils.cli import make_parser
+from utils.paths import REPO_ROOT, RESULTS_DIR, committed_result
 
 README = REPO_ROOT / "README.md"
 COURSE_RECORD = RESULTS_DIR / "smoke_course.json"
@@ -42,8 +54,8 @@ BLOCK = re.compile(r"(<!-- begin: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end:
 
 ON_GPU = " (on a CUDA GPU; see the file's header for the machine)"
 REGENERATE = {  # results/ file -> the command that writes it again
-    "smoke_course.json": "./run.sh course && python -m utils.cli.readme record",
-    "suite_runs.jsonl": "python -m utils.cli.readme suite --seconds S --passed N",
+    "smoke_course.json": "./run.sh course && python -m tools.readme record",
+    "suite_runs.jsonl": "python -m tools.readme suite --seconds S --passed N",
     "gpu_phi2_shaped.json": "python benchmarks/phi2_shaped_gpu.py" + ON_GPU,
     "gpu_phi2_shaped_notebooks.json": "python benchmarks/notebooks_on_gpu.py --t4" + ON_GPU,
     "gpu_notebooks_h100.md": "python benchmarks/notebooks_on_gpu.py --t4" + ON_GPU,
@@ -198,7 +210,7 @@ def _json(name: str) -> Record:
 
 
 def _dated(name: str) -> Record:
-    """results/<name> (.json, or a benchmark's .jsonl) with its date, by ``utils.report.committed_result``."""
+    """results/<name> (.json, or a benchmark's .jsonl) with its date, by ``utils.paths.committed_result``."""
     _text(name)
     try:
         folder_record = name.endswith("/record.json")  # a run kept as results/<date>_<name>/record.json
@@ -619,7 +631,7 @@ def _squad_default(f: dict[str, Any], e: dict[str, Any]) -> str:
             f"transformers {meta['transformers']}, peft {meta['peft']}, bitsandbytes {meta['bitsandbytes']}, "
             f"trl {meta['trl']}, liger-kernel {meta['liger_kernel']}, torchao {meta['torchao']}; data: {meta['lengths']}, "
             f"the course's examples lengthened with its own paragraphs to a log-normal of mean "
-            f"{meta['distribution']['mean']:.0f} tokens, `utils/qa/lengths.py` says where that comes from; "
+            f"{meta['distribution']['mean']:.0f} tokens, `benchmarks/lengths.py` says where that comes from; "
             f"{meta['steps']} timed steps after {meta['warmup']} warm-up; N = {meta['matmul_params'] / 1e9:.2f} B, peak "
             f"{meta['peak_tflops']:.0f} TFLOP/s). Run F ([`results/train_speed_squad_runF.md`](results/"
             "train_speed_squad_runF.md)), notebook 04's default and the baselines a user would pick instead, one after "
@@ -921,3 +933,50 @@ def render(text: str, blocks: dict[str, str]) -> str:
 
 def block_names(text: str) -> list[str]:
     return [m.group("name") for m in BLOCK.finditer(text)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = make_parser("tools.readme", __doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    record = sub.add_parser("record", help="record the key figures of a smoke course run")
+    record.add_argument("--output", default=str(REPO_ROOT / "outputs"), help="the course run's output folder")
+    suite = sub.add_parser("suite", help="append one measured ./run.sh test to results/suite_runs.jsonl")
+    suite.add_argument("--seconds", type=float, required=True, help="the suite's wall time (run.sh prints it)")
+    suite.add_argument("--passed", type=int, required=True, help="tests passed")
+    suite.add_argument("--note", default="", help="anything else about the machine, e.g. an emulated CPU")
+    suite.add_argument("--commit", help="the commit measured (default: HEAD)")
+    suite.add_argument("--without-avx512-bf16", action="store_true",
+                       help="the run emulated a CPU without avx512_bf16 (README: Tests)")
+    sub.add_parser("render", help="rewrite README.md's generated blocks from results/")
+    sub.add_parser("check", help="exit 1 if README.md's generated blocks differ from what results/ gives")
+    args = parser.parse_args(argv)
+    if args.command == "record":
+        times_file = Path(args.output) / "course_times.json"
+        if not times_file.is_file():
+            raise SystemExit(f"{times_file} is missing: run the course first (./run.sh course).")
+        times = json.loads(times_file.read_text())
+        if len(times) < len(list((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))):
+            raise SystemExit(f"{times_file} covers notebooks {sorted(times)} only: record a run of the whole course.")
+        COURSE_RECORD.write_text(json.dumps(record_course(Path(args.output), times), indent=1) + "\n")
+        print(f"wrote {COURSE_RECORD}; now run: python -m tools.readme render")
+    elif args.command == "suite":
+        if args.seconds <= 0 or args.passed <= 0:
+            raise SystemExit("--seconds and --passed must be positive: copy them from ./run.sh test's last lines.")
+        line = {**machine(), "passed": args.passed, "seconds": args.seconds, "note": args.note}
+        line["commit"] = args.commit or line["commit"]
+        line["avx512_bf16"] = line["avx512_bf16"] and not args.without_avx512_bf16
+        with SUITE_RECORD.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        print(f"appended to {SUITE_RECORD}; now run: python -m tools.readme render")
+    else:
+        text = README.read_text()
+        new = render(text, render_blocks(load_records()))
+        if args.command == "render":
+            README.write_text(new)
+            print(f"rendered {len(block_names(new))} blocks into {README}")
+        elif new != text:
+            raise SystemExit("README.md's generated blocks are out of date: python -m tools.readme render")
+
+
+if __name__ == "__main__":
+    main()

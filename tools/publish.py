@@ -6,11 +6,11 @@ they cannot drift apart; ``tests/test_colab.py`` checks that the committed noteb
 
 A fork runs, once, and commits what it changed::
 
-    python -m utils.cli.editions publish                    # repo from `git remote get-url origin`, current branch
-    python -m utils.cli.editions publish --repo https://github.com/OWNER/NAME --branch main
+    python -m tools.editions publish                    # repo from `git remote get-url origin`, current branch
+    python -m tools.editions publish --repo https://github.com/OWNER/NAME --branch main
 
 That rewrites ``publish.json``, every notebook's Colab cell and the README's badges (instructor edition, in
-``notebooks/``). A student edition built with ``python -m utils.cli.editions build DIR`` gets a ``README.md``
+``notebooks/``). A student edition built with ``python -m tools.editions build DIR`` gets a ``README.md``
 whose badges open the student notebooks in ``DIR`` (relative to the repository root), so commit ``DIR`` too.
 """
 
@@ -52,7 +52,7 @@ def load(path: Path = PUBLISH_FILE) -> dict[str, str]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data.get("repo"), str) or not isinstance(data.get("branch"), str):
         raise input_error(str(path), 'it needs {"repo": "https://github.com/OWNER/NAME", "branch": "main"}',
-                          "run `python -m utils.cli.editions publish` to rewrite it")
+                          "run `python -m tools.editions publish` to rewrite it")
     return {"repo": data["repo"], "branch": data["branch"]}
 
 
@@ -77,7 +77,7 @@ import sys
         except subprocess.CalledProcessError:
             raise RuntimeError(f"could not clone {{REPO}} (branch {{BRANCH}}); see git's message above. Check that "
                                "the repository is public and the branch exists; in a fork, run `python -m "
-                               "utils.cli.editions publish` once and commit, so this cell clones the fork.") from None
+                               "tools.editions publish` once and commit, so this cell clones the fork.") from None
     sys.path.insert(0, COURSE)
     from utils.colab import setup
 
@@ -177,5 +177,5 @@ def student_readme(notebooks: list[Path], folder: str, repo: str, branch: str) -
     badge per student notebook."""
     rows = "\n".join(f"| [{p.stem}]({p.name}) | {badge(repo, branch, f'{folder}/{p.name}')} |" for p in notebooks)
     return (f"# QLoRA course: student edition\n\nThe notebooks without their solutions, built by "
-            f"`python -m utils.cli.editions build {folder}`; the course's README is in the repository root.\n\n"
+            f"`python -m tools.editions build {folder}`; the course's README is in the repository root.\n\n"
             f"| notebook | Colab |\n|---|---|\n{rows}\n")

@@ -1,4 +1,4 @@
-"""utils.report: build_folder_once (readers never see a half-built folder, concurrent builders do not collide), move_aside."""
+"""utils.paths: build_folder_once (readers never see a half-built folder, concurrent builders do not collide), move_aside."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from utils import report
-from utils.report import build_folder_once
+from utils import paths
+from utils.paths import build_folder_once
 
 
 def _recipe_is(value: str):  # noqa: ANN202
@@ -67,9 +67,9 @@ def test_move_aside_keeps_the_earlier_run_under_a_new_name(tmp_path):
     run = tmp_path / "adapter"
     run.mkdir()
     (run / "adapter_config.json").write_text("{}")
-    first = report.move_aside(run)
+    first = paths.move_aside(run)
     run.mkdir()
-    second = report.move_aside(run)  # the same second: a suffix, never an overwrite
+    second = paths.move_aside(run)  # the same second: a suffix, never an overwrite
     assert not run.exists() and first != second
     assert (first / "adapter_config.json").read_text() == "{}" and second.is_dir()
     assert first.name.startswith("adapter.old-") and second.parent == tmp_path

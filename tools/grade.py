@@ -1,6 +1,6 @@
 """Grade students' notebooks: run each submission's exercises against the instructor's checks.
 
-    python -m utils.grade SUBMISSIONS_DIR --out grades.csv [--feedback-dir DIR] [--time-limit SECONDS]
+    python -m tools.grade SUBMISSIONS_DIR --out grades.csv [--feedback-dir DIR] [--time-limit SECONDS]
                           [--instructor-dir notebooks] [--jobs N] [--overwrite]
 
 SUBMISSIONS_DIR holds one folder per student, with the student's notebooks in it (nbgrader's layout; below
@@ -52,10 +52,10 @@ from pathlib import Path
 
 import nbformat
 
+from tools.editions import cell_tags, check_layout, exercise_start, has_exercises, setup_end
 from utils.errors import InputError, input_error
-from utils.exercises.editions import cell_tags, check_layout, exercise_start, has_exercises, setup_end
 from utils.notebooks import NOTEBOOK_DIR, kernel_config
-from utils.report import REPO_ROOT
+from utils.paths import REPO_ROOT
 
 DEFAULT_TIME_LIMIT = 600  # seconds per notebook for the student's cells and the checks together
 SETUP_TIME_LIMIT = 600  # seconds per notebook for the instructor's set-up cells (imports: ~7 s on one CPU core)
@@ -614,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     """Grade (see the module's docstring); prints one line per submission; returns the exit status."""
     from utils.cli import make_parser
 
-    parser = make_parser("utils.grade", __doc__)
+    parser = make_parser("tools.grade", __doc__)
     parser.add_argument("submissions", type=Path, help="the folder of submissions (layouts: see above)")
     parser.add_argument("--out", type=Path, required=True, help="the CSV to write, e.g. grades.csv")
     parser.add_argument("--feedback-dir", type=Path, help="where <student>.md go (default: feedback/ next to --out)")

@@ -1,6 +1,6 @@
 """The README's troubleshooting table, generated: each bad input a user is likely to give, and the message
 they get. Each case really runs (offline, in a temporary folder, in a second or less), so the table cannot
-drift from the code: ``python -m utils.cli.readme render`` writes it, ``tests/test_readme.py`` checks it, and
+drift from the code: ``python -m tools.readme render`` writes it, ``tests/test_readme.py`` checks it, and
 ``tests/test_troubleshooting.py`` requires every case to raise :class:`utils.errors.InputError`.
 """
 
