@@ -7,7 +7,7 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM
 
-from utils.memory import estimate, model_storage_bytes
+from utils.memory import estimate, full_profile_phi2, model_storage_bytes
 from utils.models import bnb_4bit_config, load_model, tiny_phi
 from utils.models.adapters import add_lora, count_parameters
 from utils.paths import REPO_ROOT
@@ -137,3 +137,17 @@ def test_summary_gives_parts_in_mib_and_the_error_against_a_measurement():
     table = e.summary(measured=e.total // 2)
     assert table["predicted peak (MiB)"] == round(e.total / 2**20, 1) and table["error"] == pytest.approx(1.0, abs=1e-3)
     assert table["weights (MiB)"] == round(e.parts["weights"] / 2**20, 1) and "error" not in e.summary()
+
+
+def test_the_full_profiles_pass_on_phi2_and_what_answer_only_logits_take_off():
+    """What notebook 04 predicts on a CPU and the README quotes: the full profile's pass shape on Phi-2's shapes."""
+    qa = QAConfig.resolve("full")
+    bound, shape = full_profile_phi2()
+    assert shape == {"batch": qa.batch_size, "row_length": qa.row_length, "max_length": qa.max_length,
+                     "tokens": qa.batch_size * (qa.row_length or qa.max_length)}
+    assert bound.total == estimate(PHI2, tokens=shape["tokens"], sequences=qa.batch_size if qa.row_length else 1,
+                                   qa=qa).total
+    answers_only, _ = full_profile_phi2(answer_share=0.1)  # the LM head on a tenth of the positions
+    assert answers_only.parts["transient"] < bound.parts["transient"] and answers_only.total < bound.total
+    assert {k: v for k, v in answers_only.parts.items() if k != "transient"} == \
+        {k: v for k, v in bound.parts.items() if k != "transient"}  # only the logits phase changes

@@ -290,15 +290,11 @@ def op(profile: dict[str, Any], prefix: str, name: str) -> float:
 def worst_case_estimate(answer_share: float) -> dict[str, Any]:
     """``utils.memory.estimate`` for the full profile's pass with every example at its maximum length (computed,
     not measured): what notebook 04 needs at most on a Phi-2-shaped model."""
-    from utils.memory import estimate
-    from utils.models.tiny_phi import phi2_shaped_config
-    from utils.qa.config import QAConfig
+    from utils.memory import full_profile_phi2
 
-    qa = QAConfig.resolve("full")
-    tokens = qa.batch_size * (qa.row_length or qa.max_length)  # rows: every pass has exactly this shape
-    gib = estimate(phi2_shaped_config(), tokens=tokens, sequences=qa.batch_size if qa.row_length else 1,
-                   logit_tokens=round(answer_share * tokens), qa=qa).gib
-    return {"batch": qa.batch_size, "max_length": qa.max_length, "row_length": qa.row_length, "gib": gib}
+    predicted, shape = full_profile_phi2(answer_share)
+    return {"batch": shape["batch"], "max_length": shape["max_length"], "row_length": shape["row_length"],
+            "gib": predicted.gib}
 
 
 def load_records() -> dict[str, Any]:

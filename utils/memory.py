@@ -337,6 +337,28 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
     return MemoryEstimate({k: int(v) for k, v in parts.items()})
 
 
+def full_profile_phi2(answer_share: float | None = None) -> tuple[MemoryEstimate, dict[str, int]]:
+    """:func:`estimate` for one training pass of the full profile's settings on microsoft/phi-2's shapes (no weights
+    loaded): the pass holds ``batch_size`` rows of ``row_length`` tokens (every pass has that shape), or with
+    ``row_length == 0`` ``batch_size`` examples of at most ``max_length`` tokens in one row.
+
+    Args:
+        answer_share: the share of positions the LM head runs on with answer-only logits (a measured share of
+            answer tokens); None counts every position's logits, an upper bound.
+    Returns:
+        the estimate, and the pass's shape: ``batch``, ``row_length``, ``max_length``, ``tokens``.
+    """
+    from utils.models.tiny_phi import phi2_shaped_config
+
+    qa = QAConfig.resolve("full")
+    tokens = qa.batch_size * (qa.row_length or qa.max_length)
+    logit_tokens = None if answer_share is None else round(answer_share * tokens)
+    predicted = estimate(phi2_shaped_config(), tokens=tokens, sequences=qa.batch_size if qa.row_length else 1,
+                         logit_tokens=logit_tokens, qa=qa)
+    return predicted, {"batch": qa.batch_size, "row_length": qa.row_length, "max_length": qa.max_length,
+                       "tokens": tokens}
+
+
 def saved_activation_bytes(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> int:
     """Bytes of the tensors autograd keeps for the backward pass of one forward on ``batch``.
 
