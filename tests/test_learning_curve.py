@@ -319,6 +319,23 @@ def test_first_beats_is_where_an_unbroken_run_of_beats_to_the_end_starts(verdict
 
 
 # ------------------------------------------------------------------------------- hold_out_validation
+def test_method_verdicts_put_each_challenger_against_each_incumbent_per_size_by_the_seed_rule():
+    def row(label, n, f1, std, model="enc"):
+        return {"label": label, "model": model, "n_train": n, "macro_f1": f1, "macro_f1_std": std}
+
+    summary = [row("lora", 100, 0.70, 0.01), row("full", 100, 0.60, 0.02), row("last_n", 100, 0.69, 0.01),
+               row("lora", 1000, 0.80, 0.01), row("full", 1000, 0.86, 0.01), row("last_n", 1000, 0.80, math.nan),
+               row("lora", 100, 0.99, 0.0, model="dec")]  # another model's row: not compared
+    got = lc.method_verdicts(summary, "enc", ["lora"], ["full", "last_n"])
+    # 100: +0.10 > 2 * 0.02; +0.01 <= 2 * 0.01; 1000: -0.06 beyond 2 * 0.01; last_n has one seed (nan)
+    assert [(r["n_train"], r["incumbent"], r["verdict"]) for r in got] == [
+        (100, "full", "higher"), (100, "last_n", "within seed noise"), (1000, "full", "lower"),
+        (1000, "last_n", "not comparable")]
+    assert got[0]["words"] == "lora better by 0.100" and got[2]["words"] == "full better by 0.060"
+    with pytest.raises(InputError, match=r"\['qlora'\] at 100 rows.*has no summary row of enc"):
+        lc.method_verdicts(summary, "enc", ["qlora"], ["full"])
+
+
 def test_hold_out_validation_splits_train_stratified_and_leaves_test_alone(smoke):
     held = clf.hold_out_validation(smoke, 50, seed=0)
     assert list(held) == ["train", "validation", "test"]

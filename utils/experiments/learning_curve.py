@@ -32,7 +32,7 @@ import torch
 
 from utils import classification as clf
 from utils.errors import input_error
-from utils.evaluation.seeds import mean_std, verdict_against
+from utils.evaluation.seeds import compare_over_seeds, mean_std, seed_verdict, verdict_against
 from utils.paths import move_aside
 from utils.progress import progress_bar
 
@@ -212,6 +212,37 @@ def crossover(summary: list[dict[str, Any]], tfidf: dict[int, dict[str, Any]]) -
             first = points[i]["n_train"]
             break
     return {"points": points, "first_beats": first}
+
+
+def method_verdicts(summary: list[dict[str, Any]], model: str, challengers: list[str],
+                    incumbents: list[str]) -> list[dict[str, Any]]:
+    """Each challenger method against each incumbent on the same ``model``, at every training size, by the seed rule
+    (``utils.evaluation.seeds.seed_verdict``: a gap counts beyond twice the larger seed std). Notebook 06 asks the
+    seed document's claim this way: do LoRA/QLoRA (challengers) beat full and last-N fine-tuning (incumbents)?
+
+    Args:
+        summary: :func:`summarize`'s rows (``label``, ``model``, ``n_train``, ``macro_f1``, ``macro_f1_std``).
+    Returns:
+        one row per (size, challenger, incumbent), sizes increasing: ``n_train``, ``challenger``, ``incumbent``,
+        ``verdict`` (``"higher"``, ``"lower"``, ``"within seed noise"``, ``"not comparable"``: the challenger's
+        macro-F1 against the incumbent's) and ``words`` (the same, as ``compare_over_seeds`` says it).
+    Raises:
+        InputError: a method has no row of ``model`` at some size.
+    """
+    rows = {(r["label"], r["n_train"]): r for r in summary if r["model"] == model}
+    out = []
+    for n in sorted({r["n_train"] for r in summary if r["model"] == model}):
+        for a, b in [(c, i) for c in challengers for i in incumbents]:
+            missing = [m for m in (a, b) if (m, n) not in rows]
+            if missing:
+                raise input_error(f"method_verdicts: {missing} at {n} rows", f"has no summary row of {model}",
+                                  "name methods the curve ran on that model (its labels)")
+            x, y = rows[(a, n)], rows[(b, n)]
+            out.append({"n_train": n, "challenger": a, "incumbent": b,
+                        "verdict": seed_verdict(x["macro_f1"], x["macro_f1_std"], y["macro_f1"], y["macro_f1_std"]),
+                        "words": compare_over_seeds(a, x["macro_f1"], x["macro_f1_std"], b, y["macro_f1"],
+                                                    y["macro_f1_std"])})
+    return out
 
 
 def out_of_domain_rows(ood: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
