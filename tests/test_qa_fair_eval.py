@@ -157,6 +157,13 @@ def test_compare_answers_counts_the_same_normalised_answers_and_scores_each_mode
         qa_eval.compare_answers({"4-bit": ["Oss"], "file": ["Oss", "1342"]}, references)
     with pytest.raises(ValueError, match="no answers"):
         qa_eval.compare_answers({}, references)
+    # with the seed spread, each F1 against the reference's by the seed rule (beyond twice the spread counts)
+    judged = qa_eval.compare_answers({"4-bit": ["Oss", "1342", "miller"], "merged": ["Oss", "1343", "baker"]},
+                                     references, spread=10.0)  # F1 100 vs 33.3: -66.7, beyond 2 * 10
+    assert judged["merged"]["f1 vs reference"] == "lower" and judged["4-bit"]["f1 vs reference"] == "within seed noise"
+    assert qa_eval.compare_answers({"4-bit": ["Oss"], "merged": ["the Oss"]}, references[:1],
+                                   spread=math.nan)["merged"]["f1 vs reference"] == "not comparable"
+    assert "f1 vs reference" not in table["merged"]
 
 
 def test_merge_check_is_exact_up_to_rounding_and_reports_top1_against_the_4bit_model(base, tmp_path):

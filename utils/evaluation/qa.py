@@ -195,7 +195,7 @@ def timed_generation(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapp
 
 
 def compare_answers(answers: Mapping[str, Sequence[str]], references: Sequence[Sequence[str]],
-                    reference_model: str | None = None) -> dict[str, dict[str, Any]]:
+                    reference_model: str | None = None, spread: float | None = None) -> dict[str, dict[str, Any]]:
     """EM and F1 (percent) of each model's answers to the same questions, and how many of its answers are those of
     ``reference_model`` (default: the first), after SQuAD's normalisation (so "the Oss" and "Oss" count as the same).
 
@@ -203,9 +203,14 @@ def compare_answers(answers: Mapping[str, Sequence[str]], references: Sequence[S
         answers: ``{model name: its answers}``, every list in the order of ``references`` (the first ``len(answers)``
             questions when a model answered fewer).
         references: each question's reference answers.
+        spread: the F1 standard deviation that retraining with other seeds gives (notebook 05: the tuned model's);
+            with it, each model's F1 gets the seed rule's verdict against the reference model's
+            (``utils.evaluation.seeds.seed_verdict``: a change counts beyond twice the spread).
     Returns:
-        ``{model name: {"exact_match", "f1", "n", "same answers"}}``.
+        ``{model name: {"exact_match", "f1", "n", "same answers"}}``, plus ``"f1 vs reference"`` (``"higher"``,
+        ``"lower"``, ``"within seed noise"``, ``"not comparable"`` for a ``nan`` spread) when ``spread`` is given.
     """
+    from utils.evaluation.seeds import seed_verdict
     from utils.evaluation.squad import normalize_answer, squad_scores
 
     if not answers:
@@ -221,6 +226,9 @@ def compare_answers(answers: Mapping[str, Sequence[str]], references: Sequence[S
         scores = squad_scores(list(given), list(references[:len(given)]))
         table[name] = {"exact_match": scores["exact_match"], "f1": scores["f1"], "n": scores["n"],
                        "same answers": sum(normalize_answer(a) == b for a, b in zip(given, base[:len(given)], strict=True))}
+    if spread is not None:
+        for row in table.values():  # the reference model's score is one run's: 0 spread of its own, the seeds' beside
+            row["f1 vs reference"] = seed_verdict(row["f1"], 0.0, table[reference_model]["f1"], spread)
     return table
 
 
