@@ -120,8 +120,8 @@ def failed_to_train(loss_history: list[float], window: int = 3, min_drop: float 
     """True if a run diverged or stalled: a non-finite loss, or a :func:`loss_fall` under ``min_drop`` (a tenth).
 
     Why a tenth: a new classifier head starts at the loss of a uniform guess over the classes, and a run that learns
-    nothing stays there, where the mean of a few logged losses (small batches) wobbles by a few percent; a run that
-    learns falls well below. Such a run measures a learning rate that does not suit its configuration, not the
+    falls well below it; a run that does not ends near where it started, or above (notebook 03's failed runs swing
+    around the guess). Such a run measures a learning rate that does not suit its configuration, not the
     configuration: report it, do not rank it (notebook 03 prints every run's fall next to the threshold)."""
     fall = loss_fall(loss_history, window)
     return math.isnan(fall) or fall < min_drop
