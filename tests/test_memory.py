@@ -50,9 +50,9 @@ def _rows(name):
             if r.get("peak_gib", 0) > 0 and "max_micro_tokens" in r]  # not Unsloth's row: its own trainer and settings
 
 
-SQUAD_RUNS = ["train_speed_squad_runA.jsonl", "train_speed_squad_runB.jsonl", "train_speed_squad_runD.jsonl",
-              "train_speed_squad_runE.jsonl", "train_speed_squad_runF.jsonl"]
-TOY_RUNS = ["train_speed.jsonl", "train_speed_run2.jsonl", "train_speed_run4.jsonl", "train_speed_toy_runE.jsonl"]
+SQUAD_RUNS = ["2026-11-30_train_speed_squad_runA/record.jsonl", "2026-11-30_train_speed_squad_runB/record.jsonl", "2026-11-30_train_speed_squad_runD/record.jsonl",
+              "2026-11-30_train_speed_squad_runE/record.jsonl", "2026-11-30_train_speed_squad_runF/record.jsonl"]
+TOY_RUNS = ["2026-11-23_train_speed_toy_run3/record.jsonl", "2026-11-23_train_speed_toy_run2/record.jsonl", "2026-11-23_train_speed_toy_run4/record.jsonl", "2026-11-30_train_speed_toy_runE/record.jsonl"]
 
 
 def _course_recipe(r):
@@ -81,7 +81,7 @@ def test_the_course_default_is_fast_at_squad_lengths_within_the_naive_memory():
     """Issue 18's bar, from the committed H200 run F (random-weight Phi-2 shape, SQuAD-length data): notebook 04's
     full default trains at >= 30% MFU, >= 2x both the naive and the pad_longest baselines timed in the same process,
     at no more peak memory than naive; in fp16 under a 15 GiB cap (the T4-shaped check) it fits."""
-    rows = {r["config"]: r for r in _rows("train_speed_squad_runF.jsonl")}
+    rows = {r["config"]: r for r in _rows("2026-11-30_train_speed_squad_runF/record.jsonl")}
     course, naive, longest = rows["course"], rows["naive"], rows["pad_longest"]
     assert course["mfu"] >= 0.30
     assert course["effective_tokens_per_s"] >= 2 * max(naive["effective_tokens_per_s"], longest["effective_tokens_per_s"])

@@ -111,24 +111,25 @@ def committed_result(name: str) -> dict[str, Any]:
     ``results/<name>.json`` is returned as it is; it records ``"measured"`` (its date) and, where the run wrote
     it, ``"environment"`` (GPU and versions). ``results/<name>.jsonl`` (a benchmark: a ``meta`` line, then one
     line per configuration) becomes ``{"measured": meta["date"], "environment": meta, "runs": {config: row}}``.
-    A run kept as a folder, ``results/<date>_<name>/`` (its README beside it), is read from its ``record.json``.
+    A run kept as a folder, ``results/<date>_<name>/`` (its README beside it), is read from its ``record.json``
+    or, for a benchmark, its ``record.jsonl``.
     A file without its date is an error.
     """
-    path = RESULTS_DIR / f"{name}.json"
-    if (RESULTS_DIR / name / "record.json").is_file():
-        path = RESULTS_DIR / name / "record.json"
-    if not path.is_file() and (RESULTS_DIR / f"{name}.jsonl").is_file():
-        lines = [json.loads(line) for line in (RESULTS_DIR / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    path, lines_path = RESULTS_DIR / f"{name}.json", RESULTS_DIR / f"{name}.jsonl"
+    if (RESULTS_DIR / name).is_dir():  # a run kept as a folder: its record.json, or a benchmark's record.jsonl
+        path, lines_path = RESULTS_DIR / name / "record.json", RESULTS_DIR / name / "record.jsonl"
+    if not path.is_file() and lines_path.is_file():
+        lines = [json.loads(line) for line in lines_path.read_text().splitlines() if line.strip()]
         meta = next((line["meta"] for line in lines if "meta" in line), {})
         result = {"environment": meta, "runs": {line["config"]: line for line in lines if "config" in line}}
         if "date" in meta:
             result["measured"] = meta["date"]
-        path = path.with_suffix(".jsonl")
+        path = lines_path
     elif path.is_file():
         result = json.loads(path.read_text())
     else:
         available = sorted([p.name for p in RESULTS_DIR.glob("*.json*")]
-                           + [f"{p.parent.name}/" for p in RESULTS_DIR.glob("*/record.json")])
+                           + [f"{p.parent.name}/" for p in RESULTS_DIR.glob("*/record.json*")])
         raise FileNotFoundError(f"no committed result {name}.json(l); results/ has: {available}")
     if "measured" not in result:
         raise ValueError(f"{path} has no date ('measured', or 'date' in its meta line): add when it was measured "

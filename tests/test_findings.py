@@ -1,0 +1,132 @@
+"""Each finding that benchmarks/README.md and README.md state in words (tools/templates/*.md) still holds in the
+committed records they are filled from. The templates state a comparison ("faster", "rises", "exact"); a new run
+that overturns one fails here instead of leaving the sentence false."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tools import readme
+from utils.paths import committed_result
+from utils.qa.config import QAConfig
+
+
+def tps(run: dict) -> float:
+    """Real (non-pad) tokens trained per second."""
+    return run["effective_tokens_per_s"]
+
+
+@pytest.fixture(scope="module")
+def records() -> dict:
+    return {"A": committed_result("2026-11-30_train_speed_squad_runA"), "E": committed_result("2026-11-30_train_speed_squad_runE"),
+            "F": committed_result("2026-11-30_train_speed_squad_runF"), "model": committed_result("2026-11-23_phi2_shaped_gpu"),
+            "notebook": committed_result("2026-11-23_notebooks_on_gpu")}
+
+
+def test_the_speed_runs_are_the_ones_the_section_names(records):
+    """speed-levers.md: "all three on 2026-11-30 on an NVIDIA H200", at SQuAD's lengths."""
+    for run in ("A", "E", "F"):
+        env = records[run]["environment"]
+        assert (env["gpu"], records[run]["measured"], env["data"]) == ("NVIDIA H200", "2026-11-30", "squad"), run
+
+
+def test_the_settings_described_are_notebook_04s_defaults(records):
+    """The full profile's defaults are run F's default configuration; the smoke profile still packs one row per
+    pass (what the section says of it)."""
+    course, full = records["F"]["runs"]["course"], QAConfig.resolve("full")
+    assert (full.row_length, full.batch_size, full.lora_dropout) == (course["row_length"], course["batch"], course["dropout"])
+    assert full.fused_kernels and full.residual_16bit and full.answer_logits_only and course["lean_lora"]
+    assert QAConfig.resolve("smoke").row_length == 0
+
+
+def test_each_comparison_of_the_section_holds_in_the_records(records):
+    A, E, F = (records[r]["runs"] for r in "AEF")
+    # rows of a fixed length beat one long row with the same kernel settings (and the same dropout, 0)
+    assert A["rows_1024x8"]["dropout"] == A["before+gelu+cast+d0"]["dropout"] == 0
+    assert A["rows_1024x8"]["mfu"] > A["before+gelu+cast+d0"]["mfu"]
+    # one long row: an example is at most 384 tokens, so the pairs within one example are at most 384 / row of all
+    longest = int(re.search(r"max (\d+)", records["A"]["environment"]["lengths"]).group(1))
+    assert 1 - longest / A["before"]["real_tokens_per_step"] >= 0.93
+    # each kernel lever is faster than the step before it, and dropout 0 than dropout 0.05
+    assert tps(A["before+gelu"]) > tps(A["before"]) and tps(A["before+gelu+cast"]) > tps(A["before+gelu"])
+    assert A["rows_1024x16_d05"]["dropout"] == 0.05 and tps(A["rows_1024x16"]) > tps(A["rows_1024x16_d05"])
+    # LoRA added in one pass won both back-to-back pairs
+    assert tps(F["course"]) > tps(F["course_peft_lora"]) and tps(F["course_again"]) > tps(F["course_peft_lora_again"])
+    # the default: within the naive baseline's memory, faster than both baselines; pad_longest slower than naive
+    assert F["course"]["peak_gib"] < F["naive"]["peak_gib"]
+    assert tps(F["course"]) > tps(F["naive"]) and tps(F["course"]) > tps(F["naive_last"])
+    assert tps(F["pad_longest"]) < tps(F["naive"])
+    assert F["naive"]["max_micro_tokens"] // F["naive"]["batch"] == 512  # each example padded to 512 tokens
+    # Unsloth was faster than that run's default, which still used peft's LoRA forward
+    assert tps(E["unsloth"]) > (tps(E["ab_course_1"]) + tps(E["ab_course_2"])) / 2
+    # memory: each QLoRA piece saves what the section says it saves
+    load, nb = records["model"]["build_and_load_4bit"], records["notebook"]["04_bf16"]
+    assert load["storage_4bit_gib"] < load["storage_bf16_gib"]
+    assert nb["activations"]["with checkpointing MiB"] < nb["activations"]["saved activations MiB (plain)"]
+    opt = nb["optimizer_memory"]
+    assert opt["paged 8-bit AdamW state MiB"] < opt["AdamW 32-bit state MiB"]
+
+
+def test_train_speed_findings_hold(records):
+    """train-speed.md: LoRA in one pass beat peft's forward in both pairs; Liger's LayerNorm won each pair; compile
+    did not help; only cold fp16 had slow steps; Unsloth was faster than its call's default."""
+    E, F = records["E"], records["F"]
+    assert min(readme.lean_lora_gains(F)) > 0
+    assert len(readme.liger_gains(E)) == 3 and min(readme.liger_gains(E)) > 0
+    assert tps(E["runs"]["course_compile"]) < tps(E["runs"]["course"])
+    slow = {name: readme.slow_steps(E["runs"][name]) for name in ("cold_bf16", "cold_fp16", "cold_fp16_no_cudnn")}
+    assert slow["cold_fp16"] > 0 and slow["cold_bf16"] == slow["cold_fp16_no_cudnn"] == 0, slow
+    assert tps(E["runs"]["unsloth"]) > readme.unsloth_call_default(E)
+
+
+def test_a_finding_the_records_no_longer_show_fails(records):
+    """The checks above can fail: an edited copy of run F where peft's forward wins is caught."""
+    import copy
+
+    f = copy.deepcopy(dict(records["F"]))
+    f["runs"] = {k: dict(v) for k, v in records["F"]["runs"].items()}
+    f["runs"]["course"]["effective_tokens_per_s"] = f["runs"]["course_peft_lora"]["effective_tokens_per_s"] * 0.99
+    assert min(readme.lean_lora_gains(f)) < 0
+
+
+@pytest.fixture(scope="module")
+def course() -> dict:
+    return readme.load_records()["course"]
+
+
+def test_smoke_quantization_findings_hold(course):
+    """smoke-quantization.md's words, on the recorded course run."""
+    q1, q2 = course["quantization"]["01"], course["quantization"]["02"]
+    ratio = q1["outlier_error_ratio"]
+    assert ratio["per_tensor"] > ratio["blockwise"]  # "raises the per-tensor error ... but the block-wise only"
+    assert q1["packed_bytes_equal_bitsandbytes"]  # "our packed bytes equal bitsandbytes'"
+    bits = q1["bits_per_weight"]
+    assert bits["measured_double_quant"] != bits["formula_double_quant"]  # "not the formula"
+    assert q2["nf4_below_symmetric_everywhere"]  # "at every block size"
+    asym = {w: b for w, b in q2["asym_int4_below_nf4_at"].items() if b}
+    assert asym and q2["asym_int4_stores_more_bits_there"]  # "edges NF4 only at ..., where it stores more bits"
+    err = q2["output_rel_error"]
+    assert err["nf4"] < err["int4"] < err["fp4"]  # the order the sentence lists them in
+    v = readme.smoke_quantization(course)
+    assert v["q41"]["SQNR gaussian (dB)"] > v["nf4_same"]  # "NF4 wins against symmetric grids, not against" Q4_1
+    assert v["again"]["mse"] == 0  # "Re-quantizing ... with Q4_1 is exact"
+    assert v["ppl"][1] > v["ppl"][0]  # "the perplexity ... rises"
+
+
+def test_smoke_qa_findings_hold(course):
+    """smoke-figures.md: "the answer loss falls"."""
+    train = course["qa_training"]
+    assert train["last_loss"] < train["first_loss"]
+
+
+def test_gpu_findings_hold():
+    """gpu-qa.md and gpu-memory.md: each QLoRA piece saves memory; multi-gpu.md: two GPUs are faster than one."""
+    records = readme.load_records()
+    load = records["phi2"]["build_and_load_4bit"]
+    assert load["storage_4bit_gib"] < load["storage_bf16_gib"]
+    saving = records["phi2"]["lora_and_memory_savings"]
+    assert saving["adamw8bit_state_mib"] < saving["adamw32_state_mib"]
+    scaling = readme.multi_gpu(records["scaling"], records["scaling_runs"])
+    assert 1 < scaling["speedup"] <= scaling["n"]
