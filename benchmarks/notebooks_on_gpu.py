@@ -57,12 +57,13 @@ def main() -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     from utils.models import tiny_phi
+    from utils.qa.data import qa_texts
 
     if not (Path(args.model) / "config.json").is_file():
         if args.dry_run:
-            tiny_phi.ensure_tiny_phi(args.model, DATA)
+            tiny_phi.ensure_tiny_phi(args.model, qa_texts(*DATA))
         else:
-            tiny_phi.build_random_phi2(args.model, DATA)
+            tiny_phi.build_random_phi2(args.model, qa_texts(*DATA))
     wall = {}
     for mode in ["bf16", "fp16"] if args.t4 else ["bf16"]:
         pythonpath = [os.environ.get("PYTHONPATH"), str(REPO), str(T4_EMULATION) if mode == "fp16" else None]

@@ -1,6 +1,6 @@
 """The full QLoRA training + evaluation code on a Phi-2-SHAPED model with RANDOM weights, on one GPU.
 
-    python benchmarks/phi2_shaped_gpu.py --out results/gpu_phi2_shaped.json
+    python benchmarks/phi2_shaped_gpu.py [--out results/<today>_phi2_shaped_gpu/record.json]
 
 Why random weights: the machine this was run on cannot reach the Hugging Face Hub, so real
 microsoft/phi-2 weights were not available. The model has Phi-2's exact architecture and sizes
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import statistics
 import sys
@@ -41,9 +42,9 @@ from utils.models import (  # noqa: E402
     load_model,
     tiny_phi,  # noqa: E402
 )
-from utils.models.adapters import add_lora, count_parameters, weight_count  # noqa: E402
+from utils.models.adapters import add_lora, count_parameters, load_adapter, weight_count  # noqa: E402
+from utils.qa import collate, precision, run_folder, training  # noqa: E402
 from utils.qa import data as qa_data  # noqa: E402
-from utils.qa import precision, training  # noqa: E402
 from utils.qa.config import QAConfig  # noqa: E402
 from utils.run_mode import environment_report  # noqa: E402
 
@@ -84,13 +85,18 @@ def section(results: dict, name: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="Hub id or folder; default: build a random Phi-2-shaped one")
-    parser.add_argument("--out", default=str(REPO / "results/gpu_phi2_shaped.json"))
+    parser.add_argument("--out", help="the record to write (default results/<today>_phi2_shaped_gpu/record.json); "
+                        "an existing one is never replaced")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--accum", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    args.out = args.out or str(REPO / f"results/{datetime.date.today().isoformat()}_phi2_shaped_gpu/record.json")
+    if Path(args.out).exists():
+        raise SystemExit(f"{args.out} holds an earlier run: pass another --out.")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     global OUT_PATH
     OUT_PATH = Path(args.out)
     transformers.set_seed(args.seed)
@@ -103,7 +109,7 @@ def main() -> None:
     with section(results, "build_and_load_4bit") as r:
         if model_path is None:
             t = time.perf_counter()
-            model_path = str(tiny_phi.build_random_phi2(work / "base", DATA, args.seed))
+            model_path = str(tiny_phi.build_random_phi2(work / "base", qa_data.qa_texts(*DATA), args.seed))
             torch.cuda.empty_cache()
             r["build_seconds"] = time.perf_counter() - t
         tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -127,7 +133,7 @@ def main() -> None:
         model = add_lora(model, QA.lora_rank, QA.lora_alpha, list(QA.target_modules), dropout=QA.lora_dropout,
                         task_type="CAUSAL_LM", gradient_checkpointing=True)
         r["parameters"] = count_parameters(model)
-        batch = {k: v.cuda() for k, v in training.sample_batch(features, args.batch).items()}
+        batch = {k: v.cuda() for k, v in collate.sample_batch(features, args.batch).items()}
         r["batch_tokens"] = int(batch["input_ids"].numel())
         with torch.autocast("cuda", dtype=torch.bfloat16):
             r["activations_checkpointing_mib"] = memory.saved_activation_bytes(model, batch) / 2**20
@@ -155,7 +161,7 @@ def main() -> None:
                  median_step_s=statistics.median(steady), peak_gib=torch.cuda.max_memory_allocated() / GIB,
                  tokens_per_step=tokens_per_step, tokens_per_s=tokens_per_step / statistics.median(steady),
                  losses=training.loss_history(trainer)[1])
-        training.save_adapter(model, tokenizer, adapter_dir, dataclasses.replace(QA, model_id=model_path),
+        run_folder.save_adapter(model, tokenizer, adapter_dir, dataclasses.replace(QA, model_id=model_path),
                               {"steps": args.steps, "random_weights": True})
         r["adapter_mib"] = sum(f.stat().st_size for f in adapter_dir.iterdir()) / 2**20
     del trainer
@@ -166,7 +172,7 @@ def main() -> None:
         # A T4 has no bf16, so Phi-2 trains with fp16 compute there. Real Phi-2 has large query/key
         # activations that overflow fp16 (65504) in Q K^T; random weights do not, so we ALSO check a
         # model whose q/k outputs are scaled up by hooks to reach Phi-2-like attention logits.
-        batch = training.sample_batch(features, args.batch)
+        batch = collate.sample_batch(features, args.batch)
         m = load_model(model_path, AutoModelForCausalLM, bnb_4bit_config(dtype=torch.float16), dtype=torch.float16)
         cases = {}
         for attn in ("eager", "sdpa"):
@@ -210,7 +216,7 @@ def main() -> None:
     with section(results, "evaluation") as r:
         n = len(eval_rows)
         refs = [row["answers"]["text"] for row in eval_rows]
-        tuned = qa_eval.load_tuned(model_path, adapter_dir, bnb_4bit_config())
+        tuned = load_adapter(model_path, adapter_dir, bnb_4bit_config())
         with track_peak() as peak:
             tuned_answers = qa_eval.generate_answers(tuned, tokenizer, eval_rows, max_new_tokens=24,
                                                       max_length=args.max_length, batch_size=16, progress=False)
@@ -223,7 +229,7 @@ def main() -> None:
                                                      max_length=args.max_length, progress=False)
             r["base_4bit"] = {k: v for k, v in squad_metrics.squad_scores(base_answers, refs).items()
                               if not k.startswith("per_")}
-        batch = training.sample_batch(eval_features, 4)
+        batch = collate.sample_batch(eval_features, 4)
         # merge into a 16-bit copy; compare with the unmerged 16-bit base + adapter and the 4-bit one
         merged, r["merge"] = qa_eval.merge_check(tuned, model_path, adapter_dir, batch, torch.bfloat16)
         del tuned

@@ -31,6 +31,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from tools.readme import machine  # noqa: E402
 from utils.evaluation import qa as qa_eval  # noqa: E402
 from utils.models import bnb_4bit_config  # noqa: E402
+from utils.models.adapters import load_adapter  # noqa: E402
 from utils.qa import data as qa_data  # noqa: E402
 from utils.qa import training  # noqa: E402
 from utils.qa.config import QAConfig, qa_set_file  # noqa: E402
@@ -71,7 +72,7 @@ def main() -> None:
         run, _ = training.ensure_trained(config, folder, quiet=True, profile="smoke")
         if model is None:
             tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = qa_eval.load_tuned(config.model_id, folder, bnb_4bit_config())  # its adapter: "default"
+            model = load_adapter(config.model_id, folder, bnb_4bit_config())  # its adapter: "default"
             fmt = qa_data.prompt_format(tokenizer, model)
             budget = qa_eval.answer_length_budget(train_rows, tokenizer, fmt)
             generate = {"max_new_tokens": budget["max_new_tokens"], "max_length": args.eval_max_length, "fmt": fmt}

@@ -1,6 +1,6 @@
 """QLoRA training speed and memory of a Phi-2-SHAPED model (RANDOM weights) on one GPU, lever by lever.
 
-    python benchmarks/train_speed.py                      # every configuration, SQuAD lengths -> results/train_speed_squad.*
+    python benchmarks/train_speed.py                      # every configuration, SQuAD lengths -> results/<today>_train_speed_squad/
     python benchmarks/train_speed.py --data toy           # the same on the course's short toy examples
     python benchmarks/train_speed.py --only naive course  # some of them
     python benchmarks/train_speed.py --list               # what each configuration changes
@@ -20,7 +20,8 @@ measured side by side. For each configuration we record:
 Why random weights: the GPU machine cannot reach the Hugging Face Hub. Speed and memory depend on
 shapes, not values, so they are Phi-2's; nothing here measures quality. Configurations that share a
 model set-up run in one worker process (a fresh ``Trainer`` each, memory freed in between); the
-others get their own process. Rows are appended to ``<out>.jsonl`` as they finish.
+others get their own process. Rows are appended to ``<out>/record.jsonl`` as they finish; ``<out>/README.md`` and
+``<out>/table.csv`` are the tables, ``<out>/profile_<name>.txt`` the profiler runs.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ class Levers:
 
     def __init__(self, model, cfg: dict, dtype):
 
-        from utils.models.kernels import (
+        from utils.models.forward_patches import (
             embeddings_and_head_in,
             lean_lora_4bit,
             norm_outputs_in,
@@ -213,7 +214,7 @@ class Levers:
                 self.upcast = embeddings_and_head_in(model.get_base_model(), dtype)
 
     def undo(self) -> None:
-        from utils.models.kernels import restore, undo_lean_lora_4bit
+        from utils.models.forward_patches import restore, undo_lean_lora_4bit
 
         restore(self.swapped)
         undo_lean_lora_4bit(self.lean)
@@ -257,7 +258,7 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
 
     from utils.models.adapters import weight_count
     from utils.models.loading import set_activation_checkpointing
-    from utils.qa import precision, training
+    from utils.qa import collate, precision, training
 
     cfg = dict(CONFIGS[name][1])
     if not torch.cuda.is_available():
@@ -277,14 +278,14 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
     graded_head = False
     if cfg["padding"] == "rows":  # a fixed token budget: batch rows of row_length tokens per pass
         picked = [features[rng.randrange(len(features))] for _ in range(len(features))]
-        items = training.pack_rows(picked, cfg["row_length"], tokenizer.eos_token_id)
-        base, graded_head = training.RowsCollator(), cfg["answer_logits"]
+        items = collate.pack_rows(picked, cfg["row_length"], tokenizer.eos_token_id)
+        base, graded_head = collate.RowsCollator(), cfg["answer_logits"]
     else:
         items = features
         if cfg["padding"] == "packed":
-            base = training.packing_collator(tokenizer.eos_token_id, cfg["round_to"] or 1)
+            base = collate.packing_collator(tokenizer.eos_token_id, cfg["round_to"] or 1)
         else:
-            base = training.PaddedCollator(tokenizer.eos_token_id, PAD_TO if cfg["padding"] == "max_length" else None)
+            base = collate.PaddedCollator(tokenizer.eos_token_id, PAD_TO if cfg["padding"] == "max_length" else None)
     counter = training.TokenCounter(base)
     timer = training.StepTimer()
     args = training.training_arguments(work / name, QA, max_steps=warmup + steps, batch_size=cfg["batch"],
@@ -548,11 +549,11 @@ try:
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     load_features, MAX_LENGTH, QA, gpu_peak_flops = bench.load_features, bench.MAX_LENGTH, bench.QA, bench.gpu_peak_flops
-    from utils.qa import training
+    from utils.qa import collate, training
     from utils.models.adapters import weight_count
     features = load_features(tok, MAX_LENGTH, "squad")
-    rows = training.pack_rows(features, QA.row_length, tok.eos_token_id)
-    counter, timer = training.TokenCounter(training.RowsCollator()), training.StepTimer()
+    rows = collate.pack_rows(features, QA.row_length, tok.eos_token_id)
+    counter, timer = training.TokenCounter(collate.RowsCollator()), training.StepTimer()
     args = training.training_arguments("/tmp/unsloth_run", QA, max_steps=8, logging_steps=1, save_steps=10**6,
                                        disable_tqdm=True, precision="bf16")
     trainer = training.make_trainer(model, args, rows[:8 * QA.batch_size], callbacks=[timer], collator=counter,
@@ -601,7 +602,7 @@ def data_line(meta: dict) -> str:
     return f"the course's QA examples as they are ({meta.get('lengths')})"
 
 
-def report(jsonl: Path, stem: Path) -> str:
+def report(jsonl: Path, folder: Path) -> str:
     """CSV and Markdown tables from the JSONL rows; every ratio is against this run's ``naive`` row."""
     lines = [json.loads(x) for x in jsonl.read_text().splitlines() if x.strip()]
     meta = next((x["meta"] for x in lines if "meta" in x), {})
@@ -623,7 +624,7 @@ def report(jsonl: Path, stem: Path) -> str:
         table.append(t)
     import csv
 
-    with stem.with_suffix(".csv").open("w", newline="") as f:
+    with (folder / "table.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(table)
@@ -655,7 +656,7 @@ def report(jsonl: Path, stem: Path) -> str:
     for t in table:
         md.append("| " + " | ".join(fmt(t.get(c), c) for c in cols) + " |")
     text = "\n".join(md) + "\n"
-    stem.with_suffix(".md").write_text(text)
+    (folder / "README.md").write_text(text)
     return text
 
 
@@ -668,20 +669,21 @@ def main() -> None:
                         help="squad: SQuAD v1.1's lengths (benchmarks/lengths.py); toy: the course's short examples")
     parser.add_argument("--model", help="model folder or Hub id (default: build a random Phi-2-shaped one)")
     parser.add_argument("--build", type=Path, help="folder for the random Phi-2-shaped model (kept, reused if there)")
-    parser.add_argument("--out", type=Path, help="output stem (.jsonl/.csv/.md); default results/train_speed_<data>")
-    parser.add_argument("--append", action="store_true", help="add to <out>.jsonl instead of starting it afresh "
+    parser.add_argument("--out", type=Path, help="the run's folder (record.jsonl, table.csv, README.md); default "
+                        "results/<today>_train_speed_<data>; an existing record is never replaced (see --append)")
+    parser.add_argument("--append", action="store_true", help="add to <out>/record.jsonl instead of refusing it "
                         "(a run split over several calls: each call has a time limit)")
     parser.add_argument("--unsloth-site", help="a folder with Unsloth and the versions it pins: also try Unsloth")
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps per configuration")
     parser.add_argument("--timeout", type=int, default=420, help="seconds per worker process")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the tables from <out>.jsonl")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the tables from <out>/record.jsonl")
     parser.add_argument("--dry-run", action="store_true", help="check the script on the CPU with --model (fp32)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--names", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.out = args.out or REPO / f"results/train_speed_{args.data}"
-    jsonl = args.out.with_suffix(".jsonl")
+    args.out = args.out or REPO / f"results/{datetime.date.today().isoformat()}_train_speed_{args.data}"
+    jsonl = args.out / "record.jsonl"
     if args.list:
         for name, (what, _, group) in CONFIGS.items():
             print(f"{name:22s} [{group}] {what}")
@@ -709,10 +711,11 @@ def main() -> None:
     model_path = args.model
     if model_path is None:
         from utils.models import tiny_phi
+        from utils.qa.data import qa_texts
 
         folder = args.build or Path(tempfile.mkdtemp(prefix="phi2_shaped_")) / "model"
         if not (folder / "config.json").is_file():
-            tiny_phi.build_random_phi2(folder, [REPO / "data/qa/train.json", REPO / "data/qa/validation.json"])
+            tiny_phi.build_random_phi2(folder, qa_texts(REPO / "data/qa/train.json", REPO / "data/qa/validation.json"))
         model_path = str(folder)
     import bitsandbytes
     import peft
@@ -722,7 +725,9 @@ def main() -> None:
 
     lengths = [len(f["input_ids"]) for f in load_features(AutoTokenizer.from_pretrained(model_path), MAX_LENGTH,
                                                            args.data)]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if jsonl.is_file() and not args.append:
+        raise SystemExit(f"{jsonl} holds an earlier run: pass --append to add to it, or another --out folder.")
+    args.out.mkdir(parents=True, exist_ok=True)
     if not (args.append and jsonl.is_file()):
         jsonl.write_text("")
         gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (dry run)"

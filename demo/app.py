@@ -33,12 +33,12 @@ def load(adapter_dir: str | Path, quantized: bool = True) -> tuple[Any, Any, Any
     """(model, tokenizer, the QAConfig it was trained with) for an adapter folder written by notebook 04."""
     from transformers import AutoTokenizer
 
-    from utils.evaluation.qa import load_tuned
     from utils.models import bnb_4bit_config
-    from utils.qa.training import read_training_params
+    from utils.models.adapters import load_adapter
+    from utils.qa.run_folder import read_training_params
 
     config, _ = read_training_params(adapter_dir)  # clear error if notebook 04 has not been run
-    model = load_tuned(config.model_id, adapter_dir, bnb_4bit_config() if quantized else None)
+    model = load_adapter(config.model_id, adapter_dir, bnb_4bit_config() if quantized else None)
     return model, AutoTokenizer.from_pretrained(adapter_dir), config
 
 

@@ -57,3 +57,18 @@ def test_all_linear_in_a_list_wraps_the_layers_the_keyword_does():
 
     keyword = wrapped("all-linear")
     assert keyword and wrapped(["all-linear"]) == keyword and not any("lm_head" in n for n in keyword)
+
+
+def test_load_adapter_refuses_what_it_cannot_load(minilm_4bit, tmp_path):
+    """load_adapter takes a base model's name or folder (loaded, then the adapter attached as saved) or the PeftModel
+    add_lora built (its weights replaced): loading options with a model already loaded, or a model peft has not
+    wrapped, are refused; a folder without the weights file is the FileNotFoundError classification's loader raised
+    before it was shared. (Round trips: tests/test_qa_run_folder.py, tests/test_classification.py.)"""
+    with pytest.raises(ValueError, match="quantization and dtype apply when base is a model id or folder"):
+        adapters.load_adapter(minilm_4bit, tmp_path, bnb_4bit_config())
+    plain = load_model(MINILM_ID, AutoModelForSequenceClassification, num_labels=2)
+    with pytest.raises(ValueError, match="base is a BertForSequenceClassification, not a PeftModel"):
+        adapters.load_adapter(plain, tmp_path)
+    wrapped = adapters.add_lora(plain, rank=2, alpha=4, target_modules=["query"], task_type="SEQ_CLS")
+    with pytest.raises(FileNotFoundError, match="adapter_model.safetensors"):
+        adapters.load_adapter(wrapped, tmp_path)

@@ -22,8 +22,9 @@ from utils.errors import InputError
 from utils.memory import estimate
 from utils.models import adapters, tiny_phi
 from utils.paths import REPO_ROOT
-from utils.qa import training
+from utils.qa import collate, run_folder, training
 from utils.qa.config import PARAMS_FILE, ConfigError, QAConfig, save_params
+from utils.qa.data import qa_texts
 
 DATA = REPO_ROOT / "data/qa/train.json"
 PHI2 = tiny_phi.phi2_shaped_config()
@@ -32,7 +33,7 @@ PHI_TARGETS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", [DATA], vocab_size=512, hidden_size=64,
+    return tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", qa_texts(DATA), vocab_size=512, hidden_size=64,
                                     intermediate_size=256)
 
 
@@ -184,8 +185,8 @@ CASES: dict[str, Case] = {
                                        r"^--resume: the checkpoints in .* were written with other settings \(stored, given: \{'lora_rank': \[4, 8\]\}\).*Fix: resume with the stored settings"),
     "ensure_trained over checkpoints of other settings": Case(lambda e: training.ensure_trained(e.config(lora_rank=8), _checkpoints_of(e, e.config(lora_rank=4))),
                                                               r"run: it holds checkpoints of an unfinished run trained with other settings \(stored, wanted: \{'lora_rank': \[4, 8\]\}\); it is left as it is\. Fix: delete it"),
-    "padded collator max_length 0": Case(lambda e: training.PaddedCollator(0, max_length=0), r"^PaddedCollator max_length: must be a positive integer or None, got 0\. Fix: pass the max_length"),
-    "packing multiple 0": Case(lambda e: training.packing_collator(0, 0), r"^pack_multiple: multiple must be a positive integer, got 0\. Fix: pass e\.g\. 256"),
+    "padded collator max_length 0": Case(lambda e: collate.PaddedCollator(0, max_length=0), r"^PaddedCollator max_length: must be a positive integer or None, got 0\. Fix: pass the max_length"),
+    "packing multiple 0": Case(lambda e: collate.packing_collator(0, 0), r"^pack_multiple: multiple must be a positive integer, got 0\. Fix: pass e\.g\. 256"),
     "no training examples": Case(lambda e: training.make_trainer(None, None, []), r"^train_features: there are no examples to train on\. Fix: check the dataset"),
 }
 
@@ -198,7 +199,7 @@ def _file(path: Path) -> Path:
 def _checkpoints_of(env: Env, config: QAConfig) -> Path:
     """A run folder whose checkpoints were written with ``config`` (as train_qa records them)."""
     out = env.earlier_run("checkpoints/checkpoint-2/trainer_state.json")
-    save_params(out / training.CHECKPOINTS, config, {})
+    save_params(out / run_folder.CHECKPOINTS, config, {})
     return out
 
 

@@ -66,7 +66,7 @@ def _sequences(tokenizer):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A seeded tiny Phi (Phi-2's architecture) with a byte-level BPE tokenizer of 512 tokens."""
-    return tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", [DATA], vocab_size=512, hidden_size=64,
+    return tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", qa_data.qa_texts(DATA), vocab_size=512, hidden_size=64,
                                     intermediate_size=256)
 
 

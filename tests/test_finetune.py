@@ -14,14 +14,15 @@ from utils.models import tiny_phi
 from utils.models.architectures import ARCHITECTURES
 from utils.paths import REPO_ROOT
 from utils.qa.config import QAConfig
-from utils.qa.training import read_training_params
+from utils.qa.data import qa_texts
+from utils.qa.run_folder import read_training_params
 
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", DATA, seed=0, vocab_size=512,
+    return tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", qa_texts(*DATA), seed=0, vocab_size=512,
                                     hidden_size=64, intermediate_size=256)
 
 

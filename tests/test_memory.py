@@ -12,6 +12,7 @@ from utils.models import bnb_4bit_config, load_model, tiny_phi
 from utils.models.adapters import add_lora, count_parameters
 from utils.paths import REPO_ROOT
 from utils.qa.config import QAConfig
+from utils.qa.data import qa_texts
 
 PHI2 = tiny_phi.phi2_shaped_config()
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
@@ -26,7 +27,7 @@ def test_parts_by_hand_for_phi2():
     assert n_lora == 23_592_960  # peft's count for Phi-2, r=16, all six (notebook 04)
     assert e.parts["lora"] == 8 * n_lora and e.parts["optimizer"] == 8 * n_lora
     assert e.parts["activations"] == 32 * 1000 * 4 * 2560  # checkpointing: each layer's fp32 input
-    # utils.models.kernels' 16-bit residual stream: the checkpointed inputs and the embeddings and head in 2 bytes
+    # utils.models.forward_patches' 16-bit residual stream: the checkpointed inputs and the embeddings and head in 2 bytes
     e16 = estimate(PHI2, tokens=1000, lora_rank=16, optimizer="adamw_torch", residual_16bit=True)
     n_embed = 2 * 51200 * 2560 + 51200
     assert e.parts["weights"] - e16.parts["weights"] == 2 * n_embed
@@ -34,7 +35,7 @@ def test_parts_by_hand_for_phi2():
 
 
 def test_weights_and_adapters_equal_a_real_4bit_model(tmp_path):
-    folder = tiny_phi.ensure_tiny_phi(tmp_path / "phi", DATA, seed=0, vocab_size=512, hidden_size=64,
+    folder = tiny_phi.ensure_tiny_phi(tmp_path / "phi", qa_texts(*DATA), seed=0, vocab_size=512, hidden_size=64,
                                       intermediate_size=256)
     model = add_lora(load_model(str(folder), AutoModelForCausalLM, bnb_4bit_config()), 8, 16,
                      ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"], task_type="CAUSAL_LM",
@@ -92,7 +93,7 @@ def test_the_course_default_is_fast_at_squad_lengths_within_the_naive_memory():
     assert (course["row_length"], course["batch"], course["dropout"]) == (qa.row_length, qa.batch_size, qa.lora_dropout)
     assert course["gelu"] and course["norm_cast"] and course["residual16"] == qa.residual_16bit and qa.fused_kernels
     assert not course["compile"] and not course["liger_ln"] and course["backend"] == "bnb"
-    assert course["lean_lora"] == qa.fused_kernels  # LoRA added in one pass (utils.models.kernels.lean_lora_4bit)
+    assert course["lean_lora"] == qa.fused_kernels  # LoRA added in one pass (utils.models.forward_patches.lean_lora_4bit)
 
 
 def test_levers_move_the_estimate_the_right_way():
@@ -126,7 +127,7 @@ def test_saved_tensor_bytes_records_each_storage_once():
 def test_random_phi2_builder_saves_a_loadable_model_and_tokenizer(tmp_path, monkeypatch):
     small = tiny_phi.tiny_phi_config(vocab_size=2048, hidden_size=64, intermediate_size=256)
     monkeypatch.setattr(tiny_phi, "phi2_shaped_config", lambda: small)  # Phi-2's real size takes 5 GB
-    folder = tiny_phi.build_random_phi2(tmp_path / "phi", DATA, seed=0)
+    folder = tiny_phi.build_random_phi2(tmp_path / "phi", qa_texts(*DATA), seed=0)
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert model.config.hidden_size == 64 and model.config.eos_token_id == model.config.bos_token_id
     assert next(model.parameters()).dtype.is_floating_point

@@ -134,8 +134,9 @@ def _guanaco_file(path):
 def tiny_base(tmp_path_factory):
     """A tiny random Phi (fast): these tests check how settings flow, not what a model learns."""
     from utils.models import tiny_phi
+    from utils.qa.data import qa_texts
 
-    return str(tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", [REPO_ROOT / "data/qa/train.json"],
+    return str(tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", qa_texts(REPO_ROOT / "data/qa/train.json"),
                                         vocab_size=512, hidden_size=64, intermediate_size=256))
 
 

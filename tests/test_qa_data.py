@@ -29,7 +29,7 @@ def make_dataset():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return tiny_phi.train_tokenizer(tiny_phi.qa_texts(TRAIN, VALID), vocab_size=512)
+    return tiny_phi.train_tokenizer(qa_data.qa_texts(TRAIN, VALID), vocab_size=512)
 
 
 def test_course_qa_set_loads_with_answers_as_spans_of_their_context():

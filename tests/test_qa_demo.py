@@ -11,7 +11,8 @@ from utils.models import bnb_4bit_config, load_model, tiny_phi
 from utils.models.adapters import add_lora
 from utils.paths import REPO_ROOT
 from utils.qa.config import QAConfig
-from utils.qa.training import save_adapter
+from utils.qa.data import qa_texts
+from utils.qa.run_folder import save_adapter
 
 spec = importlib.util.spec_from_file_location("demo_app", REPO_ROOT / "demo/app.py")
 app = importlib.util.module_from_spec(spec)
@@ -23,7 +24,7 @@ def adapter(tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     root = tmp_path_factory.mktemp("demo")
-    base = tiny_phi.ensure_tiny_phi(root / "base", [REPO_ROOT / "data/qa/train.json"], vocab_size=512,
+    base = tiny_phi.ensure_tiny_phi(root / "base", qa_texts(REPO_ROOT / "data/qa/train.json"), vocab_size=512,
                                     hidden_size=64, intermediate_size=256)
     model = add_lora(load_model(str(base), AutoModelForCausalLM, bnb_4bit_config()), 4, 8, ["q_proj", "fc2"],
                      task_type="CAUSAL_LM")

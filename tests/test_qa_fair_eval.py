@@ -17,10 +17,10 @@ from utils.errors import InputError
 from utils.evaluation import qa as qa_eval
 from utils.evaluation.seeds import mean_std, seed_verdict
 from utils.models import bnb_4bit_config, load_model, tiny_phi
-from utils.models.adapters import add_lora
+from utils.models.adapters import add_lora, load_adapter
 from utils.paths import REPO_ROOT
+from utils.qa import collate, training
 from utils.qa import data as qa_data
-from utils.qa import training
 from utils.qa.config import QAConfig, qa_set_file
 
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
@@ -29,7 +29,7 @@ TRAIN = qa_data.load_qa_split(DATA[0])
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    folder = tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", DATA, seed=0, vocab_size=512,
+    folder = tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", qa_data.qa_texts(*DATA), seed=0, vocab_size=512,
                                       hidden_size=64, intermediate_size=256)
     return folder, AutoTokenizer.from_pretrained(folder)
 
@@ -173,13 +173,13 @@ def test_merge_check_is_exact_up_to_rounding_and_reports_top1_against_the_4bit_m
     model = tuned(folder)
     model.save_pretrained(tmp_path / "adapter")
     features, _ = qa_data.encode_rows(qa_data.load_qa_split(DATA[1])[:2], tokenizer, 128, fmt=qa_data.INSTRUCT)
-    batch = training.sample_batch(features, 2)
+    batch = collate.sample_batch(features, 2)
     merged, report = qa_eval.merge_check(model, folder, tmp_path / "adapter", batch, torch.float32)
     assert report["positions"] == batch["input_ids"].numel()
     assert report["max |merged - unmerged|"] <= report["rounding floor"] < 1e-3 * report["max |logit|"]
     assert report["top-1 agreement merged vs unmerged"] == 1.0
     assert 0 <= report["top-1 agreement merged vs 4-bit + adapter"] <= 1
-    twice = qa_eval.load_tuned(folder, tmp_path / "adapter", None, dtype=torch.float32)
+    twice = load_adapter(folder, tmp_path / "adapter", dtype=torch.float32)
     for module in twice.modules():
         if hasattr(module, "lora_A"):  # a LoRA layer: its scaling is {adapter: alpha / r}
             module.scaling = {k: 2 * v for k, v in module.scaling.items()}

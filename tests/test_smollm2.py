@@ -23,7 +23,7 @@ from utils.models import SMOLLM2_ID, load_tokenizer, resolve_model_path, smollm2
 from utils.models.architectures import ARCHITECTURES, Architecture, architecture_of, prepare_tokenizer
 from utils.paths import REPO_ROOT
 from utils.qa import data as qa_data
-from utils.qa import training
+from utils.qa import run_folder, training
 from utils.qa.config import QAConfig, save_params
 
 ROWS = qa_data.load_qa_split(REPO_ROOT / "data/qa/train.json")
@@ -130,7 +130,7 @@ def test_chat_prompt_truncates_the_context_around_the_answer(tok):
 
 def test_packed_llama_batch_loss_equals_one_by_one(folder, tok):
     """The training collator lays examples end to end; the Llama attention mask built from the restarting
-    position ids keeps them apart, as for Phi (tests/test_qa_train.py)."""
+    position ids keeps them apart, as for Phi (tests/test_qa_collate.py)."""
     tokenizer, fmt = tok
     features = qa_data.encode_rows(ROWS[:3], tokenizer, 192, fmt=fmt)[0]
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
@@ -143,7 +143,7 @@ def test_same_seed_same_numbers_through_the_4bit_training_path(tmp_path):
     is checked is the seeding of data order, adapters and dropout, which no architecture changes."""
     from utils.models import tiny_phi
 
-    base = tiny_phi.ensure_tiny_phi(tmp_path / "phi", [REPO_ROOT / "data/qa/train.json"], vocab_size=512,
+    base = tiny_phi.ensure_tiny_phi(tmp_path / "phi", qa_data.qa_texts(REPO_ROOT / "data/qa/train.json"), vocab_size=512,
                                     hidden_size=64, intermediate_size=256)
     config = QAConfig.resolve("smoke", model_id=str(base), target_modules=ARCHITECTURES["phi"].lora_targets,
                               train_size=8, max_steps=3, batch_size=2, max_length=128, save_steps=10,
@@ -191,10 +191,10 @@ def test_ensure_trained_continues_an_interrupted_run_of_the_same_settings(tmp_pa
     config = QAConfig.resolve("smoke")
     calls = []
     monkeypatch.setattr(training, "train_qa", lambda c, folder, **kw: calls.append(kw) or {"steps": 8})
-    save_params(tmp_path / training.CHECKPOINTS, config, {})  # what train_qa records before its first step
+    save_params(tmp_path / run_folder.CHECKPOINTS, config, {})  # what train_qa records before its first step
     assert training.ensure_trained(config, tmp_path, quiet=True) == ({"steps": 8}, False)
-    (tmp_path / training.CHECKPOINTS / "checkpoint-4").mkdir()
-    (tmp_path / training.CHECKPOINTS / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (tmp_path / run_folder.CHECKPOINTS / "checkpoint-4").mkdir()
+    (tmp_path / run_folder.CHECKPOINTS / "checkpoint-4" / "trainer_state.json").write_text("{}")
     training.ensure_trained(config, tmp_path, quiet=True)
     assert calls == [{"quiet": True, "resume": False}, {"quiet": True, "resume": True}]
 

@@ -13,6 +13,7 @@ import pytest
 
 from utils.cli import sweep as sweep_cli
 from utils.errors import InputError
+from utils.experiments import scores
 from utils.experiments import sweep as S
 from utils.paths import REPO_ROOT
 
@@ -101,7 +102,7 @@ def test_sweep_skips_finished_runs_keeps_going_after_a_failure_and_combines(tiny
         rows = list(csv.DictReader(handle))
     assert [(r["rank"], r["seed"]) for r in rows] == [("1", "0"), ("1", "1"), ("4", "0"), ("4", "1")]
     assert rows[0]["param_LORA_RANKS"] == "[1]" and rows[0]["run"] == S.run_id(points[0])
-    summary = S.summarise(result.rows)
+    summary = scores.summarise(result.rows)
     assert [(e["rank"], e["n_seeds"]) for e in summary] == [(1, 2), (4, 2)]
     assert summary[1]["accuracy_mean"] == pytest.approx(0.5405) and summary[1]["accuracy_std"] == pytest.approx(
         0.000707107, rel=1e-5)
@@ -187,13 +188,14 @@ def test_bad_grids_are_input_errors(grid, fixed, match):
         S.expand_grid(grid, fixed)
 
 
-def _other_notebook(tmp_path: Path, name: str, text: str | None = None, parameters: bool = True) -> Path:
+def _other_notebook(tmp_path: Path, name: str, text: str | None = None, parameters: bool = True,
+                    cell: str = "LORA_RANKS = [1]") -> Path:
     path = tmp_path / name
     if text is not None:
         path.write_text(text)
         return path
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("LORA_RANKS = [1]")]
+    nb.cells = [nbformat.v4.new_code_cell(cell)]
     if parameters:
         nb.cells[0].metadata["tags"] = ["parameters"]
     nbformat.write(nb, path)
@@ -216,6 +218,9 @@ BAD_SWEEPS = {  # name: (changes to the good call, setup(tmp_path), what the mes
                             "cannot be read as a notebook"),
     "no parameters cell": ({"notebook": "plain.ipynb"}, lambda t: _other_notebook(t, "plain.ipynb", None, False),
                            "plain.ipynb: it has no cell tagged 'parameters'"),
+    "parameters cell not Python": ({"notebook": "typo.ipynb"}, lambda t: _other_notebook(t, "typo.ipynb", None, True,
+                                                                                    "LORA_RANKS = [1"),
+                                   "typo.ipynb: its parameters cell is not valid Python ("),
     "no points": ({"points": []}, None, "no runs to do"),
     "unknown parameter in the last point": (
         {"points": [{"LORA_RANKS": [1]}, {"LORA_RANKS": [2]}, {"LORA_RANK": 4}]}, None,
@@ -325,31 +330,3 @@ def test_real_papermill_run_through_the_command_line(tiny_notebook, tmp_path, ca
     table = json.loads((out / "sweep_results.json").read_text())
     assert [r["rank"] for r in table["rows"]] == [2, 2] and list(table["failed"]) == ["FAIL_RANK-8_LORA_RANKS-8_SEEDS-0-1"]
     assert (out / "sweep_plot.png").is_file() and (out / "sweep_summary.csv").is_file()
-
-
-
-def test_summary_and_plot_count_runs_that_failed_to_train_but_leave_them_out_of_the_means():
-    """Notebook 03 flags a run whose loss diverged or stalled (``failed``): it measures a learning rate that does
-    not suit the configuration, so it is counted and drawn, never averaged; one seed measures no spread (nan)."""
-    import math
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [{"variant": "v", "rank": 8, "seed": s, "accuracy": a, "failed": f, "seconds": 2.0 + s}
-            for s, (a, f) in enumerate([(0.8, False), (0.6, False), (0.2, True)])]
-    rows += [{"variant": "v", "rank": 64, "seed": 0, "accuracy": 0.2, "failed": True, "seconds": 5.0},
-             {"variant": "w", "rank": 8, "seed": 0, "accuracy": 0.7, "failed": False}]
-    by_key = {(e["variant"], e["rank"]): e for e in S.summarise(rows, metrics=["accuracy"])}
-    r8 = by_key[("v", 8)]
-    assert (r8["n_seeds"], r8["n_failed"]) == (2, 1) and r8["accuracy_mean"] == pytest.approx(0.7)
-    assert r8["accuracy_std"] == pytest.approx(math.sqrt(0.02)) and r8["seconds"] == pytest.approx(3.0)  # time: all 3
-    r64 = by_key[("v", 64)]
-    assert (r64["n_seeds"], r64["n_failed"]) == (0, 1) and math.isnan(r64["accuracy_mean"]) and r64["seconds"] == 5.0
-    assert math.isnan(by_key[("w", 8)]["accuracy_std"])  # one seed: the spread is not measured
-    ax = S.plot_scores([r for r in rows if r["variant"] == "v"], "rank", "accuracy")
-    crosses = [c for c in ax.collections if c.get_label() == "failed run (not in the mean)"]
-    assert len(crosses) == 1 and len(crosses[0].get_offsets()) == 2
-    plt.close(ax.figure)

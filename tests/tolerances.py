@@ -108,7 +108,7 @@ def assert_packed_loss_is_one_by_one(model: torch.nn.Module, features: list[dict
     """The training collator's packed row (examples end to end, position ids restarting at 0) must give the
     same loss per answer token as the examples run one by one, within :func:`loss_tolerance`: the attention
     mask built from the position ids keeps the examples apart."""
-    from utils.qa.training import sample_batch
+    from utils.qa.collate import sample_batch
 
     batch = sample_batch(features, len(features))
     assert batch["input_ids"].shape[0] == 1 and (batch["position_ids"] == 0).sum() == len(features)

@@ -61,13 +61,13 @@ def _qa_setting(**setting: object) -> None:
 
 
 def _train_over_earlier_run(folder: Path) -> None:
-    from utils.qa import training
+    from utils.qa import run_folder
     from utils.qa.config import QAConfig
 
     run = folder / "phi2-qa-adapter"
     run.mkdir()
     _write(run, "adapter_config.json", "{}")
-    training.check_output_dir(run, QAConfig.resolve("smoke"))
+    run_folder.check_output_dir(run, QAConfig.resolve("smoke"))
 
 
 # (what the user did, a function that does it in a temporary folder and must raise InputError)

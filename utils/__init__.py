@@ -5,10 +5,11 @@
 ``qa``           the QA fine-tuning pipeline: settings, data, fp16 guard, training
 ``classification``  notebook 06's pipeline: your labelled text, four fine-tuning methods
 ``evaluation``   SQuAD EM/F1, QA answers and merging, quantization error of whole models
-``experiments``  the rank ablation and the notebook sweep
+``experiments``  the rank ablation and its scores, the notebook sweep, notebook 06's learning curve
 ``exercises``    each notebook's exercise checks
 ``cli``          the learner's commands (``python -m utils.cli.course``, ``finetune``, ``sweep``, ``export``)
-``memory``, ``run_mode`` (smoke or full), ``lock``, ``paths`` (folders, cache, records), ``plots``, ``notebooks``, ``bnb_cpu``, ``colab``, ``progress``,
+``files`` (reading a user's data files), ``errors`` (their InputError), ``memory``, ``run_mode`` (smoke or full),
+``lock``, ``paths`` (folders, cache, records), ``plots``, ``notebooks``, ``bnb_cpu``, ``colab``, ``progress``,
 ``quiet``: what they say
 
 Maintainer tooling (README rendering, the student edition, publishing, grading) is the ``tools`` package beside

@@ -269,7 +269,7 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
                          attention)
     qa = (qa or QAConfig()).replace(**settings)
     lora_rank, lora_targets, lora_dropout = qa.lora_rank, qa.target_modules, qa.lora_dropout
-    fused, res_bytes = qa.fused_kernels, 2 if qa.residual_16bit else 4  # utils.models.kernels' levers
+    fused, res_bytes = qa.fused_kernels, 2 if qa.residual_16bit else 4  # utils.models.forward_patches' levers
     gradient_checkpointing, optimizer = qa.gradient_checkpointing, qa.optimizer
     if optimizer not in OPTIMIZER_STATE_BYTES:
         raise input_error("estimate: optimizer", f"unknown optimizer {optimizer!r}: its state size per parameter is "
@@ -298,7 +298,7 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
     n_other = (2 * vocab * h + vocab  # embeddings, LM head (+ bias)
                + n_layers * (2 * h + sum(o for _, o in shapes.values()))  # layer norm, linear biases
                + 2 * h)  # final norm
-    n_embed = 2 * vocab * h + vocab  # with residual_16bit stored in 16 bits again (utils.models.kernels)
+    n_embed = 2 * vocab * h + vocab  # with residual_16bit stored in 16 bits again (utils.models.forward_patches)
     weights = linear_bytes + 4 * (n_other - n_embed) + res_bytes * n_embed
     n_lora = n_layers * lora_rank * sum(shapes[t][0] + shapes[t][1] for t in targets)
 

@@ -30,20 +30,25 @@ def course_notebooks(selection: list[str] | None = None) -> list[Path]:
     return notebooks
 
 
+class NoParametersCell(ValueError):
+    """The notebook has no cell tagged ``parameters`` (raised by :func:`parameters_cell`)."""
+
+
 def parameters_cell(notebook: Path) -> tuple[str, dict[str, ast.expr]]:
     """The one reader of a notebook's cell tagged ``parameters``: its source, and the expression each top-level
     assignment gives its name, in order (``NAME = ...`` or ``NAME: type = ...``; the runner checks names against it,
-    the sweep reads the defaults' kinds from it).
+    the sweep checks the cell is there and reads the defaults' kinds from it).
 
     Raises:
-        ValueError: the notebook has no such cell, or the cell is not valid Python.
+        NoParametersCell: the notebook has no such cell (a ``ValueError``).
+        ValueError: the cell is not valid Python.
     """
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
-        raise ValueError(f"{notebook.name} has no cell tagged 'parameters'.")
+        raise NoParametersCell(f"{notebook.name} has no cell tagged 'parameters'.")
     source = cells[0].source
     try:
         tree = ast.parse(source)

@@ -18,8 +18,8 @@ import numpy as np
 
 from utils import progress
 from utils.errors import input_error
+from utils.files import no_such_path, read_json_lines, read_text_file
 from utils.paths import REPO_ROOT
-from utils.qa.data import no_such_path, read_json_lines, read_text_file
 
 SMOKE_DATA = REPO_ROOT / "data" / "labelled" / "support_tickets.csv"
 COURSE_DATA = {  # names load_labelled accepts besides paths and Hub ids (see data/*/README.md)

@@ -15,7 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from utils import progress
 from utils.models import bnb_4bit_config, load_model, resolve_model_path
-from utils.models.adapters import CLASSIFIER_HEADS, add_lora
+from utils.models.adapters import CLASSIFIER_HEADS, add_lora, load_adapter
 
 # method -> what it trains (the rest of the model stays frozen)
 METHODS = {
@@ -146,7 +146,17 @@ def save_trained(model: torch.nn.Module, output_dir: str | Path) -> int:
 
 
 def load_saved(path: str | Path) -> tuple[torch.nn.Module, Any, dict[int, str]]:
-    """Rebuild a model saved by :func:`train_and_evaluate`: ``(model, tokenizer, id2label)``."""
+    """Rebuild a model saved by :func:`train_and_evaluate`: ``(model, tokenizer, id2label)``, in eval mode.
+
+    The run's :data:`SPEC_FILE` (base model, method, LoRA settings, label names) rebuilds the model as
+    :func:`load_classifier` built it for training; then a LoRA method's saved adapter and head are loaded into it
+    (:func:`utils.models.adapters.load_adapter`, the course's one adapter loader), or the other methods' trained
+    tensors (``trainable.safetensors``).
+
+    Raises:
+        FileNotFoundError: ``path`` holds no :data:`SPEC_FILE` (or not the weights file its method saves).
+        ValueError: saved tensors that the rebuilt model does not have.
+    """
     path = Path(path)
     if not (path / SPEC_FILE).is_file():
         raise FileNotFoundError(f"{path} holds no {SPEC_FILE}: save with train_and_evaluate(..., output_dir).")
@@ -155,9 +165,7 @@ def load_saved(path: str | Path) -> tuple[torch.nn.Module, Any, dict[int, str]]:
     model_id, num_labels, method = spec.pop("model_id"), spec.pop("num_labels"), spec.pop("method")
     model, tokenizer = load_classifier(model_id, num_labels, method, id2label=id2label, **spec)
     if hasattr(model, "peft_config"):
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(model, load_file(path / "adapter_model.safetensors"))
+        model = load_adapter(model, path)
     else:
         state = load_file(path / "trainable.safetensors")
         missing = set(state) - {n for n, _ in model.named_parameters()}

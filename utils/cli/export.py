@@ -48,7 +48,7 @@ def _base_id(adapter_dir: Path, base: str | None) -> str:
     if base:
         return base
     from utils.qa.config import PARAMS_FILE
-    from utils.qa.training import read_training_params
+    from utils.qa.run_folder import read_training_params
 
     if not (adapter_dir / PARAMS_FILE).is_file():
         raise input_error(str(adapter_dir), f"it has no {PARAMS_FILE} naming the base model", "pass --base MODEL_ID")

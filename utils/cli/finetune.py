@@ -63,13 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, QAConfig]:
     """The command line as ``(args, config)``; a setting the config rejects, or an output folder that cannot be
     used (an earlier run's results without --overwrite or --resume, a file, not writable:
-    :func:`utils.qa.training.check_output_dir`), is a usage error naming it (exit status 2)."""
+    :func:`utils.qa.run_folder.check_output_dir`), is a usage error naming it (exit status 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     explicit = {name: getattr(args, name) for name in QAConfig.field_names()}
     try:
         config = QAConfig.resolve(get_profile(), args.preset, **explicit)
-        from utils.qa.training import check_output_dir
+        from utils.qa.run_folder import check_output_dir
 
         check_output_dir(args.output_dir, config, resume=args.resume, overwrite=args.overwrite)
     except InputError as err:

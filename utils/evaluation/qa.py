@@ -1,4 +1,5 @@
-"""Evaluating a QA adapter: greedy answers, answer perplexity, generation speed, loading and merging.
+"""Evaluating a QA adapter: greedy answers, answer perplexity, generation speed, merging (an adapter is loaded by
+:func:`utils.models.adapters.load_adapter`).
 
 Scores of the answers are :mod:`utils.evaluation.squad`'s (official SQuAD v1.1 EM/F1).
 """
@@ -16,7 +17,7 @@ import torch
 from transformers import DataCollatorWithFlattening
 
 from utils.qa.data import IGNORE_INDEX, PromptFormat, Shot, encode_prompt, prompt_format
-from utils.qa.training import graded_positions
+from utils.qa.loss import graded_positions
 
 
 @torch.no_grad()
@@ -238,25 +239,9 @@ def merge_adapter(base_path: str | Path, adapter_path: str | Path, dtype: torch.
     The result is a plain transformers model (no peft, no bitsandbytes) with W + (alpha/r) B A folded
     into each targeted weight: no adapter overhead at inference, and it can be quantized or exported.
     """
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    from utils.models.adapters import load_adapter
 
-    from utils.models import load_model
-
-    base = load_model(str(base_path), AutoModelForCausalLM, dtype=dtype)
-    return PeftModel.from_pretrained(base, str(adapter_path)).merge_and_unload().eval()
-
-
-def load_tuned(base_path: str | Path, adapter_path: str | Path, quantization: Any = None,
-               dtype: torch.dtype | None = None) -> torch.nn.Module:
-    """Base model (4-bit if ``quantization`` is given) with the saved LoRA adapter attached, in eval mode."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from utils.models import load_model
-
-    base = load_model(str(base_path), AutoModelForCausalLM, quantization, dtype=dtype)
-    return PeftModel.from_pretrained(base, str(adapter_path)).eval()
+    return load_adapter(base_path, adapter_path, dtype=dtype).merge_and_unload().eval()
 
 
 @torch.no_grad()
@@ -278,11 +263,12 @@ def merge_check(tuned: torch.nn.Module, base_path: str | Path, adapter_path: str
         token agrees: ``top-1 agreement merged vs unmerged`` and ``top-1 agreement merged vs 4-bit + adapter``.
     """
     from utils.export import rounding_floor
+    from utils.models.adapters import load_adapter
 
     device = next(tuned.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
     logits_4bit = tuned(**batch, use_cache=False).logits.float()
-    unmerged = load_tuned(base_path, adapter_path, None, dtype=dtype)
+    unmerged = load_adapter(base_path, adapter_path, dtype=dtype)
     logits_unmerged = unmerged(**batch, use_cache=False).logits.float()
     merged = unmerged.merge_and_unload().eval()  # the same copy, merged in place (what merge_adapter does): one load
     logits_merged = merged(**batch, use_cache=False).logits.float()

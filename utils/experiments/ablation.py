@@ -3,8 +3,8 @@
 :func:`ablation_configs` lays out the grid (ranks, alpha and rsLoRA variants, target sets at an equal parameter
 budget from :func:`equal_budget_ranks`), :func:`check_targets_exist` fails fast on a wrong target name (before
 a long sweep), :func:`run_ablation` trains and scores each configuration with :mod:`utils.classification` and
-flags runs that diverged or stalled (:func:`failed_to_train`); ``utils.experiments.sweep`` re-runs the notebook over
-larger grids.
+flags runs that diverged or stalled (:func:`failed_to_train`); :mod:`utils.experiments.scores` summarises and plots
+its rows, ``utils.experiments.sweep`` re-runs the notebook over larger grids.
 """
 
 from __future__ import annotations

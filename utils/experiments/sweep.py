@@ -50,24 +50,20 @@ import csv
 import hashlib
 import itertools
 import json
-import math
 import os
 import re
-import statistics
 import tempfile
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from utils.errors import input_error
+from utils.experiments.scores import DEFAULT_METRICS, cell_value, plot_scores, summarise
 from utils.paths import move_aside
 
-DEFAULT_METRICS = ("accuracy", "macro_f1")
-# columns that tell configurations apart (a row's "configuration" = these, minus the seed)
-CONFIG_KEYS = ("variant", "rank", "alpha", "targets")
 RUN_FILE = "sweep_run.json"  # in each run folder: notebook, results name, parameters, status, times
 ASIDE = re.compile(r"\.old-\d{8}-\d{6}(?:-\d+)?$")  # a run folder --force moved aside
 RANK_NAME = re.compile(r"(?:^|_)RANKS?$")  # parameters holding LoRA ranks: positive integers
@@ -236,16 +232,23 @@ def _check_notebook(notebook: Any) -> Path:
                           "give a notebook file, e.g. notebooks/03_lora_rank_ablation.ipynb")
     import nbformat
 
+    from utils.notebooks import NoParametersCell, parameters_cell
+
     try:
-        nb = nbformat.read(str(path), as_version=4)
+        nbformat.read(str(path), as_version=4)
     except Exception as err:  # noqa: BLE001 - nbformat raises several types for a file that is not a notebook
         first = (str(err).strip().splitlines() or [""])[0][:120]
         raise input_error(f"notebook {path}", f"cannot be read as a notebook ({type(err).__name__}: {first})",
                           "give a Jupyter notebook saved by Jupyter or nbformat") from err
-    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+    try:
+        parameters_cell(path)
+    except NoParametersCell:
         raise input_error(f"notebook {path}", "it has no cell tagged 'parameters', so papermill has "
                           "nowhere to put the sweep's values", "sweep a course notebook, or tag the cell of "
-                          "UPPER_CASE constants 'parameters' (cell metadata tags)")
+                          "UPPER_CASE constants 'parameters' (cell metadata tags)") from None
+    except ValueError as err:  # the cell is not valid Python
+        raise input_error(f"notebook {path}", str(err).removeprefix(f"{path.name}: "),
+                          "correct that line of the cell tagged 'parameters'") from None
     return path
 
 
@@ -614,109 +617,21 @@ def combine_runs(output_dir: str | Path, results_name: str, order: Sequence[str]
             continue
         if isinstance(results.get("baseline"), dict) and baseline is None:
             baseline = results["baseline"].get(DEFAULT_METRICS[0])
-        parameters = {f"param_{k}": _cell(v) for k, v in folder.parameters.items()}
+        parameters = {f"param_{k}": cell_value(v) for k, v in folder.parameters.items()}
         for row in rows_of(results):
             rows.append({"run": folder.name, **parameters, **row})
     return rows, failed, baseline, [f.name for f in earlier if f.name not in failed]
 
 
-def _cell(value: Any) -> Any:
-    return value if isinstance(value, (int, float, str, bool)) or value is None else json.dumps(value)
-
-
 # ----------------------------------------------------------------------------------------------
-# tables and plots (also used by notebook 03)
+# the combined files (summaries and plots: utils.experiments.scores)
 # ----------------------------------------------------------------------------------------------
-
-
-def config_key(row: dict[str, Any], keys: Iterable[str] = CONFIG_KEYS) -> tuple:
-    return tuple(_cell(row.get(k)) for k in keys)
-
-
-def summarise(rows: list[dict[str, Any]], metrics: Sequence[str] = DEFAULT_METRICS,
-              keys: Sequence[str] = CONFIG_KEYS) -> list[dict[str, Any]]:
-    """Mean, sample std and count of each metric per configuration (rows differing only by seed), over the seeds
-    that trained: a row whose ``failed`` is true (diverged or stalled, notebook 03) is counted, not averaged.
-
-    Returns one dict per configuration, sorted by variant then rank: the ``keys`` columns, ``n_seeds`` (rows in
-    the means), ``n_failed`` (rows left out), ``<metric>_mean`` (``nan`` if no row trained), ``<metric>_std``
-    (``nan`` unless at least two rows trained: one seed does not measure the seed noise), plus ``trainable_params``
-    and ``adapter_bytes`` (equal across seeds), ``seconds`` and ``peak_bytes`` (means over every row: a failed
-    run's time and memory are measured too) when present.
-    """
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(config_key(row, keys), []).append(row)
-    table = []
-    for key, members in groups.items():
-        entry = dict(zip(keys, key, strict=True))
-        trained = [m for m in members if not m.get("failed")]
-        entry["n_seeds"], entry["n_failed"] = len(trained), len(members) - len(trained)
-        for metric in metrics:
-            values = [float(m[metric]) for m in trained if m.get(metric) is not None]
-            entry[f"{metric}_mean"] = statistics.fmean(values) if values else math.nan
-            entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else math.nan
-        for extra in ("trainable_params", "adapter_bytes", "seconds", "peak_bytes"):
-            values = [m[extra] for m in members if m.get(extra) is not None]
-            if values:
-                entry[extra] = values[0] if extra in ("trainable_params", "adapter_bytes") else statistics.fmean(values)
-        table.append(entry)
-    return sorted(table, key=lambda e: (str(e.get("variant")), e.get("rank") if isinstance(e.get("rank"), (int, float))
-                                        else math.inf))
-
-
-def plot_scores(rows: list[dict[str, Any]], x: str = "rank", metric: str = "accuracy",
-                baseline: float | None = None, ax=None, title: str | None = None):
-    """Mean +- std (over the seeds that trained) of ``metric`` against ``x`` on a log axis, one line per variant;
-    dots are seeds, crosses are runs that failed (``failed`` true: diverged or stalled), drawn but not averaged.
-
-    Args:
-        x: ``"rank"``, ``"trainable_params"`` or another numeric column :func:`summarise` keeps.
-        baseline: drawn as a dashed line (e.g. the majority-class accuracy).
-    Returns the matplotlib Axes.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4))
-    variants = sorted({str(r.get("variant", "")) for r in rows})
-    failed_label = "failed run (not in the mean)"
-    for i, variant in enumerate(variants):
-        mine = [r for r in rows if str(r.get("variant", "")) == variant and r.get(x) is not None]
-        summary = sorted((e for e in summarise(mine) if e.get(x) is not None and e["n_seeds"]), key=lambda e: e[x])
-        color = f"C{i}"
-        ax.errorbar([e[x] for e in summary], [e[f"{metric}_mean"] for e in summary],
-                    yerr=[0.0 if math.isnan(e[f"{metric}_std"]) else e[f"{metric}_std"] for e in summary],
-                    fmt="o-", color=color, capsize=3, label=variant or None)
-        trained = [r for r in mine if not r.get("failed")]
-        ax.scatter([r[x] for r in trained], [r[metric] for r in trained], s=10, color=color, alpha=0.35)
-        failed = [r for r in mine if r.get("failed")]
-        if failed:
-            ax.scatter([r[x] for r in failed], [r[metric] for r in failed], marker="x", s=40, color=color,
-                       label=failed_label if len(variants) == 1 else f"{variant}: {failed_label}")
-            for at in sorted({r[x] for r in failed}):  # crosses of equal scores coincide: say how many there are
-                here = [r[metric] for r in failed if r[x] == at]
-                ax.annotate(f"{len(here)} failed", (at, statistics.fmean(here)), textcoords="offset points",
-                            xytext=(0, 7), ha="center", fontsize=8, color=color)
-    if baseline is not None:
-        ax.axhline(baseline, color="grey", ls="--", label=f"majority class ({baseline:.2f})")
-    ax.set_xscale("log")
-    ranks = sorted({r[x] for r in rows if r.get(x) is not None})
-    if x == "rank" and ranks:
-        ax.set_xticks(ranks, [str(r) for r in ranks])
-        ax.minorticks_off()
-    ax.set_xlabel({"rank": "LoRA rank r (log scale)",
-                   "trainable_params": "trainable parameters (log scale)"}.get(x, f"{x} (log scale)"))
-    ax.set_ylabel(f"test {metric.replace('_', '-')} (fraction of the test set)" if metric == "accuracy"
-                  else f"test {metric.replace('_', '-')}")
-    ax.set_title(title or f"{metric.replace('_', '-')} vs {x.replace('_', ' ')} (mean +- std over seeds)")
-    ax.legend(fontsize=8)
-    return ax
 
 
 def write_outputs(rows: list[dict[str, Any]], output_dir: Path, failed: dict[str, str] | None = None,
                   baseline: float | None = None) -> dict[str, Path]:
-    """Write the combined table (CSV + JSON), the per-configuration summary and the comparison plot.
+    """Write the combined table (CSV + JSON), the per-configuration summary and the comparison plot
+    (:func:`utils.experiments.scores.summarise`, :func:`utils.experiments.scores.plot_scores`).
 
     The summary and the plot are made from ``rows``, exactly what the CSV holds; one that cannot be made
     (no rows; no numeric ``rank`` and ``accuracy`` to plot) is removed, so an earlier one never stays behind.
@@ -772,5 +687,5 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
+        writer.writerow({k: cell_value(v) for k, v in row.items()})
     _write_atomic(path, text.getvalue())

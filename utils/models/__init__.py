@@ -4,7 +4,8 @@
               write ``from utils.models import load_model``)
 ``architectures``  what differs between model families (LoRA targets, prompt style, end/pad tokens), as data
 ``smollm2``   SmolLM2-135M-Instruct converted once from its pip-packaged GGUF: the smoke profile's base model
-``adapters``  peft LoRA with checked rank, alpha and target modules; parameter counts
+``adapters``  peft LoRA with checked rank, alpha and target modules; loading a saved adapter; parameter counts
+``forward_patches``  the same forward pass in fewer GPU kernels (fused GELU, LoRA added in one pass, 16-bit casts)
 ``tiny_phi``  a tiny random Phi (Phi-2's layer names, for unit tests) and the random-weight Phi-2-shaped model of the benchmarks
 """
 

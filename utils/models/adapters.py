@@ -1,13 +1,16 @@
-"""Attaching peft LoRA adapters to a (4-bit or 16/32-bit) model, with the arguments checked first.
+"""Attaching peft LoRA adapters to a (4-bit or 16/32-bit) model, with the arguments checked first, and loading
+a saved one back.
 
 Every notebook that fine-tunes goes through :func:`add_lora`, so a rank of 0 or a target module
 that does not exist fails the same clear way everywhere: with :class:`utils.errors.InputError`, before peft is
-called (peft would fail later, or silently match nothing).
+called (peft would fail later, or silently match nothing). Every saved adapter (QA's and classification's, both
+peft's ``save_pretrained`` folders) is loaded back by :func:`load_adapter`.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,7 +18,7 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 
 from utils.errors import input_error
 from utils.models.architectures import architecture_of
-from utils.models.loading import set_activation_checkpointing
+from utils.models.loading import load_model, set_activation_checkpointing
 
 # shorthand target sets; "all-linear" is peft's own keyword (every linear layer but the output head)
 ALL_LINEAR = "all-linear"
@@ -186,6 +189,44 @@ def add_lora(
         task_type=task_type, modules_to_save=modules_to_save, use_rslora=use_rslora, bias="none",
     )
     return get_peft_model(model, config)
+
+
+def load_adapter(base: str | Path | torch.nn.Module, folder: str | Path, quantization: Any = None, *,
+                 dtype: torch.dtype | None = None) -> PeftModel:
+    """The LoRA adapter saved in ``folder`` (peft's ``save_pretrained``: ``adapter_config.json`` and
+    ``adapter_model.safetensors``, with any ``modules_to_save`` such as a classification head) on its base model,
+    in eval mode.
+
+    Args:
+        base: the base model's Hub id or folder: loaded as a causal LM (:func:`~utils.models.loading.load_model`;
+            4-bit with ``quantization``, the other tensors in ``dtype``, default the compute dtype) and the adapter
+            attached as its ``adapter_config.json`` describes (``PeftModel.from_pretrained``, unmerged); or a
+            ``PeftModel`` already built with the adapter's settings (:func:`add_lora`, as training built it), whose
+            adapter weights are replaced by the saved ones (``set_peft_model_state_dict``).
+        quantization, dtype: how to load ``base`` when it is a name; None with a model.
+
+    Raises:
+        ValueError: ``quantization`` or ``dtype`` given with a model, or a model that is not a ``PeftModel``; with a
+            name, peft's own error for a ``folder`` without ``adapter_config.json``.
+        FileNotFoundError: with a model, ``folder`` has no ``adapter_model.safetensors``.
+        SafetensorError: the weights file is corrupt (and peft's or torch's errors for weights that do not fit).
+    """
+    if isinstance(base, torch.nn.Module):
+        if quantization is not None or dtype is not None:
+            raise ValueError("load_adapter: quantization and dtype apply when base is a model id or folder; the "
+                             "model given is already loaded")
+        if not isinstance(base, PeftModel):
+            raise ValueError(f"load_adapter: base is a {type(base).__name__}, not a PeftModel; pass the base "
+                             "model's id or folder (the adapter is attached as saved), or the model add_lora built")
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(base, load_file(Path(folder) / "adapter_model.safetensors"))
+        return base.eval()
+    from transformers import AutoModelForCausalLM
+
+    model = load_model(str(base), AutoModelForCausalLM, quantization, dtype=dtype)
+    return PeftModel.from_pretrained(model, str(folder)).eval()
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:

@@ -3,9 +3,9 @@
 The smoke profile must run the same code as the full one (4-bit loading, LoRA, training, saving,
 evaluation) without the Hub. :func:`ensure_tiny_phi` writes a ``PhiForCausalLM`` of Phi-2's
 architecture (partial rotary embeddings, parallel attention/MLP blocks, the same linear layer
-names) but a few hundred thousand parameters, plus a byte-level BPE tokenizer trained on the
-project's own QA data, into a folder that ``from_pretrained`` reads like a Hub checkpoint.
-Everything is seeded, so every run (and notebook 05) gets the same base model.
+names) but a few hundred thousand parameters, plus a byte-level BPE tokenizer trained on texts the caller
+gives (the QA tests pass the course's QA prompts and answers, :func:`utils.qa.data.qa_texts`), into a folder that
+``from_pretrained`` reads like a Hub checkpoint. Everything is seeded, so the same texts give the same model.
 
 :func:`phi2_shaped_config` gives the real Phi-2 sizes, used on a GPU to measure memory and speed
 with random weights.
@@ -13,6 +13,7 @@ with random weights.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -61,35 +62,38 @@ def phi2_shaped_config(vocab_size: int = 51200) -> PhiConfig:
                      tie_word_embeddings=False, bos_token_id=50256, eos_token_id=50256)
 
 
-def qa_texts(*json_paths: str | Path) -> list[str]:
-    """Every context, question and answer of SQuAD JSON files, plus the prompt template's words."""
-    from utils.qa.data import build_prompt, load_squad_json
-
-    texts = []
-    for path in json_paths:
-        for row in load_squad_json(path):
-            texts += [build_prompt(row["question"], row["context"]), *row["answers"]["text"]]
+def _checked_texts(texts: Iterable[str]) -> list[str]:
+    """``texts`` as a list; TypeError for anything but strings (e.g. the paths of data files)."""
+    texts = list(texts)
+    odd = next((t for t in texts if not isinstance(t, str)), None)
+    if not texts or odd is not None:
+        got = f"{odd!r}, not a string" if texts else "none"
+        raise TypeError(f"expected the texts to train the tokenizer on, got {got}; for QA data files pass "
+                        "utils.qa.data.qa_texts(*files)")
     return texts
 
 
-def ensure_tiny_phi(folder: str | Path, data_files: Iterable[str | Path], seed: int = 0,
+def ensure_tiny_phi(folder: str | Path, texts: Iterable[str], seed: int = 0,
                     vocab_size: int = 2048, **sizes: int) -> Path:
-    """Build (once) and save a seeded tiny Phi + tokenizer in ``folder``; return the folder.
+    """Build (once) and save a seeded tiny Phi + a tokenizer trained on ``texts`` in ``folder``; return the folder.
 
-    A folder built earlier with the same recipe (seed, vocabulary and sizes, recorded in
-    ``tiny_phi_recipe.json``) is reused, so notebook 05 reloads exactly the base that 04 trained on.
+    A folder built earlier with the same recipe (seed, vocabulary, sizes and a digest of the texts, recorded in
+    ``tiny_phi_recipe.json``) is reused.
+
+    Raises:
+        TypeError: ``texts`` is empty or holds something other than strings (e.g. data file paths).
     """
     folder = Path(folder)
-    data_files = [str(p) for p in data_files]
+    texts = _checked_texts(texts)
     recipe = {"seed": seed, "init_std": TINY_INIT_STD, "vocab_size": vocab_size, "sizes": TINY_SIZES | sizes,
-              "data": [Path(p).name for p in data_files]}
+              "texts": {"count": len(texts), "sha256": hashlib.sha256(json.dumps(texts).encode()).hexdigest()}}
 
     def is_current(path: Path) -> bool:
         marker = path / "tiny_phi_recipe.json"
         return marker.is_file() and json.loads(marker.read_text()) == recipe
 
     def build(path: Path) -> None:
-        tokenizer = train_tokenizer(qa_texts(*data_files), vocab_size)
+        tokenizer = train_tokenizer(texts, vocab_size)
         torch.manual_seed(seed)
         config = tiny_phi_config(vocab_size=64 * -(-len(tokenizer) // 64), **sizes)  # rounded up to 64
         PhiForCausalLM(config).eval().save_pretrained(path)
@@ -99,12 +103,17 @@ def ensure_tiny_phi(folder: str | Path, data_files: Iterable[str | Path], seed: 
     return build_folder_once(folder, build, is_current)
 
 
-def build_random_phi2(folder: str | Path, data_files: Iterable[str | Path], seed: int = 0) -> Path:
+def build_random_phi2(folder: str | Path, texts: Iterable[str], seed: int = 0) -> Path:
     """Save a Phi-2-SHAPED model with random weights (bf16, built on the GPU when there is one) and a
-    BPE tokenizer trained on ``data_files``: for speed and memory measurements where the Hub (real
-    Phi-2) is out of reach. Its quality numbers mean nothing. Returns ``folder``."""
+    BPE tokenizer trained on ``texts`` (e.g. :func:`utils.qa.data.qa_texts` of the QA data files): for speed and
+    memory measurements where the Hub (real Phi-2) is out of reach. Its quality numbers mean nothing. Returns
+    ``folder``.
+
+    Raises:
+        TypeError: ``texts`` is empty or holds something other than strings (e.g. data file paths).
+    """
     folder = Path(folder)
-    tokenizer = train_tokenizer(qa_texts(*data_files), vocab_size=2048)
+    tokenizer = train_tokenizer(_checked_texts(texts), vocab_size=2048)
     config = phi2_shaped_config()
     config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
     torch.manual_seed(seed)

@@ -83,7 +83,7 @@ class QAConfig:
                                     "(every pass the same shape); 0: each pass's examples laid end to end in one row")
     pack_multiple: int = setting(256, "with row_length 0: pad the row to a multiple of this many tokens")
     fused_kernels: bool = setting(True, "the same function in fewer GPU kernels: one-kernel tanh-GELU, LoRA added "
-                                        "in one pass, 16-bit norm outputs (utils.models.kernels)")
+                                        "in one pass, 16-bit norm outputs (utils.models.forward_patches)")
     residual_16bit: bool = setting(True, "under bf16, keep the residual stream, embeddings and head in bf16 (peft "
                                          "upcasts them to float32): half the checkpointed activations; fp16 keeps "
                                          "float32 (its range is too small)")

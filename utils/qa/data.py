@@ -9,11 +9,7 @@ its end token. Only the answer tokens carry a loss.
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
-import difflib
-import json
-import numbers
 import random
 import re
 import warnings
@@ -23,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import InputError, input_error
+from utils.files import is_int, json_type, parse_json, read_json_lines, read_text_file, short_repr
 from utils.models.architectures import PROMPT_STYLES, architecture_of
 from utils.qa.config import TEXT_FORMATS
 
@@ -32,102 +29,21 @@ IGNORE_INDEX = -100  # label value that the cross-entropy loss skips
 
 
 # --------------------------------------------------------------------------------------- loading
-UTF8_FIX = ("re-save it as UTF-8 (a text editor's 'Save with encoding: UTF-8', or Excel's 'CSV UTF-8'), "
-            "or convert it, e.g. iconv -f latin1 -t utf-8 old-file > new-file")
 _SQUAD_LAYOUT = ('{"data": [{"title": ..., "paragraphs": [{"context": ..., "qas": [{"id": ..., "question": ..., '
                  '"answers": [{"text": ..., "answer_start": ...}]}]}]}]}')
-
-
-def _short(value: Any, n: int = 60) -> str:
-    """``repr(value)``, cut to ``n`` characters."""
-    text = repr(value)
-    return text if len(text) <= n else text[:n - 4] + "...'"
-
-
-def _json_type(value: Any) -> str:
-    """``"a string"``, ``"a list"``, ... in JSON's words."""
-    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
-        type(value), "a number" if isinstance(value, numbers.Number) else f"a {type(value).__name__}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def no_such_path(path: str | Path, what: str) -> InputError:
-    """The error for a path that does not exist, naming the closest names in its folder (a typo is usual)."""
-    path = Path(path)
-    fix = f"check the path; a relative path starts at the folder you run from ({Path.cwd()})"
-    if not path.parent.is_dir():
-        return input_error(str(path), f"no such {what}: the folder {path.parent} does not exist either", fix)
-    near = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=3, cutoff=0.6)
-    hint = f" (did you mean {' or '.join(repr(str(path.parent / n)) for n in near)}?)" if near else ""
-    return input_error(str(path), f"no such {what}{hint}", fix)
-
-
-def read_text_file(path: str | Path, what: str = "data file") -> str:
-    """The text of a local UTF-8 file (a leading byte-order mark is dropped).
-
-    Args:
-        path: the file.
-        what: what the file should be, for the messages (``"SQuAD JSON file"``).
-    Raises:
-        InputError: the path does not exist (the closest names in its folder are suggested), is a folder or
-            cannot be read; the file is a spreadsheet or other binary file, empty or only whitespace, or not
-            UTF-8 (the message names the line of the first byte that is not, and how to re-save the file).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise no_such_path(path, what)
-    if path.is_dir():
-        raise input_error(str(path), f"is a folder, not a {what}", "give the path of the file inside it")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:  # no read permission, a broken mount, ...
-        raise input_error(str(path), f"cannot be read ({err.strerror or err})",
-                          "check that it is readable (ls -l; chmod u+r) or copy it somewhere that is") from None
-    if raw.startswith(b"PK\x03\x04"):
-        raise input_error(str(path), f"is a zip archive or an Excel workbook, not a text {what}",
-                          "export it as text: in Excel or LibreOffice, Save As 'CSV UTF-8' (or JSON) and load that")
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in raw[:4096]:
-        raise input_error(str(path), f"is UTF-16 text or a binary file (it holds zero bytes), not a UTF-8 {what}",
-                          UTF8_FIX)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise input_error(str(path), f"line {line} is not UTF-8 text: byte 0x{raw[err.start]:02x} (byte {err.start} "
-                                     "of the file) is not valid UTF-8; the file was probably saved as Latin-1 / "
-                                     "Windows-1252", UTF8_FIX) from None
-    if not text.strip():
-        raise input_error(str(path), f"the file is empty ({'0 bytes' if not raw else 'only whitespace'})",
-                          f"write the {what} into it, or point to the right file")
-    return text
-
-
-def _parse_json(path: Path, text: str, expected: str) -> Any:
-    """``json.loads(text)``; a syntax error names the file, line and column."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        fix = "correct the JSON there (a missing comma, quote or bracket is usual; a JSON validator shows it)"
-        if err.msg == "Extra data" and text.lstrip().startswith("{"):
-            fix = "if it holds one JSON object per line, it is JSON Lines: name it .jsonl; otherwise c" + fix[1:]
-        raise input_error(str(path), f"line {err.lineno}, column {err.colno} is not valid JSON ({err.msg}); "
-                                     f"expected {expected}", fix) from None
 
 
 def _field(record: Any, key: str, src: str, at: str, kind: type | tuple[type, ...], expected: str) -> Any:
     """``record[key]`` of a SQuAD file, checked to be present and of the right JSON type."""
     if not isinstance(record, Mapping):
-        raise input_error(src, f"{at} is {_json_type(record)}, not an object",
+        raise input_error(src, f"{at} is {json_type(record)}, not an object",
                           f"follow the SQuAD v1.1 layout {_SQUAD_LAYOUT}")
     if key not in record:
         raise input_error(src, f"{at} has no {key!r} field (its fields are {sorted(record)}); expected {expected}",
                           f"add {key!r}, following the SQuAD v1.1 layout {_SQUAD_LAYOUT}")
     value = record[key]
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise input_error(src, f"{at}: {key!r} is {_json_type(value)} ({_short(value)}); expected {expected}",
+        raise input_error(src, f"{at}: {key!r} is {json_type(value)} ({short_repr(value)}); expected {expected}",
                           f"make {key!r} {expected}")
     return value
 
@@ -148,23 +64,23 @@ def _check_answers(texts: Sequence[Any], starts: Sequence[Any], context: str, sr
     for k, (text, start) in enumerate(zip(texts, starts, strict=True)):
         where = at if len(texts) == 1 else f"{at}, answer {k}"
         if not isinstance(text, str) or not text.strip():
-            raise input_error(src, f"{where}: 'answers' holds no non-empty answer text (got {_short(text)})",
+            raise input_error(src, f"{where}: 'answers' holds no non-empty answer text (got {short_repr(text)})",
                               "fill in the answer text (a span of the context) or drop the question")
         found = context.find(text)
         recompute = (f"recompute it as context.find(answer_text) (= {found} here)" if found >= 0 else
-                     f"correct the answer text or the context: {_short(text)} does not occur in the context at all")
-        if not _is_int(start):
-            raise input_error(src, f"{where}: answer_start is {_short(start)}, not a whole number (a character "
+                     f"correct the answer text or the context: {short_repr(text)} does not occur in the context at all")
+        if not is_int(start):
+            raise input_error(src, f"{where}: answer_start is {short_repr(start)}, not a whole number (a character "
                                    "offset in the context)", recompute)
         if start == -1 and unknown_start_ok:
             continue
         if not 0 <= start <= len(context) - len(text):
-            raise input_error(src, f"{where}: answer_start={start} is outside its context (the answer {_short(text)} "
+            raise input_error(src, f"{where}: answer_start={start} is outside its context (the answer {short_repr(text)} "
                                    f"has {len(text)} characters, the context {len(context)})", recompute)
         held = context[start:start + len(text)]
         if held != text:
-            raise input_error(src, f"{where}: the answer {_short(text)} is not at answer_start={start} of its "
-                                   f"context, which holds {_short(held)} there", recompute)
+            raise input_error(src, f"{where}: the answer {short_repr(text)} is not at answer_start={start} of its "
+                                   f"context, which holds {short_repr(held)} there", recompute)
 
 
 def load_squad_json(path: str | Path) -> list[dict[str, Any]]:
@@ -181,10 +97,10 @@ def load_squad_json(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     src = str(path)
-    raw = _parse_json(path, read_text_file(path, "SQuAD JSON file"), "SQuAD v1.1 JSON ({'data': [...]})")
+    raw = parse_json(path, read_text_file(path, "SQuAD JSON file"), "SQuAD v1.1 JSON ({'data': [...]})")
     if not isinstance(raw, dict) or "data" not in raw:
         found = f"the top level has the keys {sorted(raw)}" if isinstance(raw, dict) else \
-            f"the top level is {_json_type(raw)}"
+            f"the top level is {json_type(raw)}"
         raise input_error(src, f"is not SQuAD v1.1 JSON: {found}, not a 'data' key",
                           f"use the layout {_SQUAD_LAYOUT}; a file of one record per line is JSON Lines: name it "
                           ".jsonl")
@@ -227,41 +143,6 @@ def load_squad_json(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def read_json_lines(path: str | Path) -> tuple[list[dict[str, Any]], list[int]]:
-    """The records of a JSON Lines file (blank lines skipped) and the line each one is on.
-
-    Raises:
-        InputError: as :func:`load_json_lines`.
-    """
-    path = Path(path)
-    records, lines = [], []
-    for number, line in enumerate(read_text_file(path, "JSON Lines file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise input_error(str(path), f"line {number} is not valid JSON ({err.msg}, column {err.colno}); each "
-                                         "line must be one JSON object", "correct or delete that line") from None
-        if not isinstance(record, dict):
-            raise input_error(str(path), f"line {number} is {_json_type(record)}, not a JSON object",
-                              'write one object per line, e.g. {"question": "...", "context": "...", "answers": "..."} '
-                              'or {"text": "...", "label": "..."}')
-        records.append(record)
-        lines.append(number)
-    return records, lines
-
-
-def load_json_lines(path: str | Path) -> list[dict[str, Any]]:
-    """One JSON object per line (blank lines skipped).
-
-    Raises:
-        InputError: the file is missing, a folder, empty, not UTF-8, or a line is not one JSON object
-            (the message names the file and the line).
-    """
-    return read_json_lines(path)[0]
-
-
 def _answers(value: Any, src: str, at: str) -> dict[str, list]:
     """Accept ``{"text": [...], "answer_start": [...]}``, a list of strings, or one string."""
     if isinstance(value, Mapping):
@@ -277,10 +158,10 @@ def _answers(value: Any, src: str, at: str) -> dict[str, list]:
     elif isinstance(value, Sequence):
         texts, starts = list(value), [-1] * len(value)
     else:
-        raise input_error(src, f"{at}: 'answers' is {_json_type(value)} ({_short(value)}), with no non-empty "
+        raise input_error(src, f"{at}: 'answers' is {json_type(value)} ({short_repr(value)}), with no non-empty "
                                "answer text", "use {'text': [...], 'answer_start': [...]}, a list of strings or "
                                               "one string")
-    return {"text": texts, "answer_start": [int(s) if _is_int(s) else s for s in starts]}
+    return {"text": texts, "answer_start": [int(s) if is_int(s) else s for s in starts]}
 
 
 def _text(record: Mapping[str, Any], column: str, field: str, src: str, at: str, required: bool) -> str:
@@ -289,7 +170,7 @@ def _text(record: Mapping[str, Any], column: str, field: str, src: str, at: str,
     if value is None and not required:
         return ""
     if not isinstance(value, str):
-        raise input_error(src, f"{at}: the {field} ({column!r}) is {_json_type(value)} ({_short(value)}), not text",
+        raise input_error(src, f"{at}: the {field} ({column!r}) is {json_type(value)} ({short_repr(value)}), not text",
                           f"store the {field} as a string, or map {field!r} to another column with columns=...")
     if required and not value.strip():
         raise input_error(src, f"{at}: the {field} ({column!r}) is empty", f"fill in the {field} or drop the row")
@@ -330,7 +211,7 @@ def check_rows(records: Sequence[Mapping[str, Any]], columns: Mapping[str, str] 
     for i, record in enumerate(records):
         at = row_names[i] if row_names is not None else f"row {i}"
         if not isinstance(record, Mapping):
-            raise input_error(source, f"{at} is {_json_type(record)}, not a record with fields",
+            raise input_error(source, f"{at} is {json_type(record)}, not a record with fields",
                               f"give one mapping per row with the fields {REQUIRED_FIELDS}")
         for field, column in columns.items():
             if column not in record:
@@ -383,7 +264,7 @@ def check_no_overlap(train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequenc
         leaks = _seen_answer_rows(train_rows, eval_rows)
         what = "answer (a reference answer, normalised as SQuAD scores it, is a training answer)"
     if leaks:
-        shown = "; ".join(f"id {str(r.get('id'))!r}: {_short(r['question'], 50)}" for r in leaks[:3])
+        shown = "; ".join(f"id {str(r.get('id'))!r}: {short_repr(r['question'], 50)}" for r in leaks[:3])
         raise input_error(eval_name, f"{len(leaks)} of its {len(eval_rows)} rows share their {what} with "
                                      f"{train_name} (a leaking split: the score would reward memorising), e.g. {shown}",
                           f"drop those rows from {eval_name} (or from {train_name}); split by passage, so that no "
@@ -431,14 +312,14 @@ def guanaco_to_rows(records: Iterable[Mapping[str, Any]], source: str = "guanaco
     rows = []
     for i, record in enumerate(records):
         if not isinstance(record, Mapping) or "text" not in record:
-            fields = sorted(record) if isinstance(record, Mapping) else _json_type(record)
+            fields = sorted(record) if isinstance(record, Mapping) else json_type(record)
             raise input_error(source, f"row {i} has no field 'text'; its fields are {fields}",
                               "give each row a 'text' field holding '### Human: ... ### Assistant: ...'")
         text = record["text"]
         match = _GUANACO_TURN.search(text) if isinstance(text, str) else None
         if match is None:
             raise input_error(source, f"row {i}: no '### Human: ... ### Assistant: ...' turn in its text "
-                                      f"({_short(text)})",
+                                      f"({short_repr(text)})",
                               "write each conversation as '### Human: <question>### Assistant: <answer>', or use "
                               "text_format='squad' for question/context/answers rows")
         question, answer = match.group(1).strip(), match.group(2).strip()
@@ -469,17 +350,17 @@ def load_qa_split(source: str | Path, split: str = "train", columns: Mapping[str
         seed: seed of that subset.
     Raises:
         InputError: a bad ``text_format``, ``limit`` or ``seed`` (before anything is loaded); whatever
-            :func:`load_squad_json`, :func:`load_json_lines`, :func:`check_rows` or :func:`guanaco_to_rows`
+            :func:`load_squad_json`, :func:`utils.files.read_json_lines`, :func:`check_rows` or :func:`guanaco_to_rows`
             refuse (JSON Lines rows are named by their line); a local file with another suffix; a Hub
             dataset or a split that does not exist.
     """
     if text_format not in TEXT_FORMATS:
         raise input_error(f"text_format={text_format!r}", f"expected one of {TEXT_FORMATS}",
                           "use 'squad' for question/context/answers rows, 'guanaco' for '### Human/### Assistant' text")
-    if limit is not None and (not _is_int(limit) or limit <= 0):
+    if limit is not None and (not is_int(limit) or limit <= 0):
         raise input_error(f"limit={limit!r}", "expected a positive whole number of rows",
                           "give the number of rows to keep (e.g. 500), or None for all of them")
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise input_error(f"seed={seed!r}", "expected a whole number >= 0", "use e.g. seed=0")
     path = Path(source)
     suffix = path.suffix.lower()
@@ -605,7 +486,7 @@ def few_shot_examples(train_rows: Sequence[Mapping[str, Any]], k: int, seed: int
     Raises:
         InputError: ``k`` is not a whole number >= 0, or the rows hold fewer than ``k`` contexts with an answer.
     """
-    if not _is_int(k) or k < 0:
+    if not is_int(k) or k < 0:
         raise input_error(f"k={k!r}", "expected a whole number of worked examples >= 0", "use e.g. FEW_SHOT = 3")
     by_context: dict[str, Mapping[str, Any]] = {}
     for row in train_rows:
@@ -696,6 +577,16 @@ def build_prompt(question: str, context: str, fmt: PromptFormat = INSTRUCT, shot
     """The full prompt text (after the worked examples ``shots``, if any); the model's answer follows it (after
     ``fmt.answer_prefix``)."""
     return "".join(fmt.parts(question, context, shots))
+
+
+def qa_texts(*json_paths: str | Path) -> list[str]:
+    """Every context, question and answer of SQuAD JSON files, plus the prompt template's words: the texts the
+    tests' tiny tokenizer is trained on (:func:`utils.models.tiny_phi.ensure_tiny_phi`)."""
+    texts = []
+    for path in json_paths:
+        for row in load_squad_json(path):
+            texts += [build_prompt(row["question"], row["context"]), *row["answers"]["text"]]
+    return texts
 
 
 @dataclass

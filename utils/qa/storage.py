@@ -35,7 +35,7 @@ from typing import Any
 
 from utils.errors import InputError, input_error
 from utils.paths import move_aside, output_dir
-from utils.qa.training import RESULT_FILES
+from utils.qa.run_folder import RESULT_FILES
 
 ADAPTER_FILES = RESULT_FILES  # what a kept or found adapter folder must hold (what save_adapter writes)
 DRIVE_MOUNT = Path("/content/drive")  # where Colab mounts Google Drive; the user's files are in <mount>/MyDrive

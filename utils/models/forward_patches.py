@@ -1,9 +1,9 @@
-"""Fewer, larger GPU kernels in QLoRA training, without changing what is computed.
+"""Patches to a loaded model's forward pass for QLoRA training: the same function in fewer, larger GPU kernels.
 
-Measured on a Phi-2-shaped model (``benchmarks/train_speed.py``, ``results/train_speed_squad_runA.md``, ``..._runE.md``): at SQuAD
-lengths a training step of the plain stack spends more GPU time in elementwise kernels and dtype copies than
-in matrix products (``results/train_speed_squad_profile_before.txt``; checked in tests/test_speed_findings.py).
-Three causes are fixed here, each the same function computed with fewer kernels:
+Nothing here writes a kernel: each function swaps a module, adds a forward hook, casts frozen weights or gives
+peft's LoRA layers another forward, and returns what it changed so that it can be undone.
+:func:`utils.qa.training.apply_fused_kernels` applies them as ``QAConfig.fused_kernels`` and ``residual_16bit`` say.
+What each saves is measured in benchmarks/README.md.
 
 * Phi-2's activation ``gelu_new`` is written in Python (``0.5 * x * (1 + tanh(...(x + 0.044715 * x**3)))``):
   eight elementwise kernels forward and more backward, each a pass over a ``(tokens, 10240)`` tensor.
@@ -16,6 +16,9 @@ Three causes are fixed here, each the same function computed with fewer kernels:
   ("defensively", its comment says) and then adds ``B(A(x)) * scaling`` in two more passes: three passes over a
   ``(tokens, out_features)`` tensor where one does. :func:`lean_lora_4bit` adds it in one (``torch.add`` with
   ``alpha=scaling``), out of place, so nothing needs the copy.
+* A 16-bit residual stream (:func:`residual_in`; not the same function: each residual addition rounds to 16 bits)
+  and the frozen embeddings and head stored in 16 bits again (:func:`embeddings_and_head_in`); the course uses
+  them under bf16 only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""utils.models.kernels on a tiny Phi: each lever computes what the plain model computes (bf16 autocast on the CPU)."""
+"""utils.models.forward_patches on a tiny Phi: each lever computes what the plain model computes (bf16 autocast on the CPU)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ import torch
 from transformers import AutoModelForCausalLM
 from transformers.activations import NewGELUActivation
 
-from utils.models import kernels, tiny_phi
+from utils.models import forward_patches, tiny_phi
 from utils.paths import REPO_ROOT
 from utils.qa import training
 from utils.qa.config import QAConfig
+from utils.qa.data import qa_texts
 
 DATA = [REPO_ROOT / "data/qa/train.json", REPO_ROOT / "data/qa/validation.json"]
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", DATA, seed=0, vocab_size=512,
+    return tiny_phi.ensure_tiny_phi(tmp_path_factory.mktemp("tiny") / "phi", qa_texts(*DATA), seed=0, vocab_size=512,
                                     hidden_size=64, intermediate_size=256)
 
 
@@ -29,25 +30,25 @@ def logits(model, ids, dtype=torch.bfloat16):
 def test_the_fused_gelu_is_phi2s_gelu_new():
     x = torch.randn(4096, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 4
     # float64: the same formula to rounding (~1e-16 relative); float32: within a few ulps of the values (|y| <~ 12)
-    torch.testing.assert_close(kernels.FusedTanhGELU()(x), NewGELUActivation()(x), rtol=1e-14, atol=1e-14)
-    torch.testing.assert_close(kernels.FusedTanhGELU()(x.float()), NewGELUActivation()(x.float()), rtol=0, atol=1e-5)
+    torch.testing.assert_close(forward_patches.FusedTanhGELU()(x), NewGELUActivation()(x), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(forward_patches.FusedTanhGELU()(x.float()), NewGELUActivation()(x.float()), rtol=0, atol=1e-5)
 
 
 def test_each_lever_keeps_the_models_logits(folder):
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     ids = torch.randint(0, 512, (2, 48), generator=torch.Generator().manual_seed(1))
     plain = logits(model, ids)
-    swaps = kernels.use_fused_gelu(model)
+    swaps = forward_patches.use_fused_gelu(model)
     assert len(swaps) == model.config.num_hidden_layers
     # bf16 autocast runs the MLP activation on 16-bit values either way: one kernel or eight, within bf16 rounding
     # of the activation (2^-8 relative), carried through the rest of the tiny model
     torch.testing.assert_close(logits(model, ids), plain, rtol=0, atol=0.05 * plain.abs().max().item())
     fused = logits(model, ids)
-    handles = kernels.norm_outputs_in(model, torch.bfloat16)
+    handles = forward_patches.norm_outputs_in(model, torch.bfloat16)
     assert len(handles) == model.config.num_hidden_layers
     # the linear layers after the norm cast its float32 output to bf16 themselves: casting once changes nothing
     assert torch.equal(logits(model, ids), fused)
-    handles += kernels.residual_in(model, torch.bfloat16)
+    handles += forward_patches.residual_in(model, torch.bfloat16)
     with_residual = logits(model, ids)  # not the same function: the residual additions now round to bf16
     assert not torch.equal(with_residual, fused)
     torch.testing.assert_close(with_residual, fused, rtol=0, atol=0.05 * fused.abs().max().item())
@@ -55,13 +56,13 @@ def test_each_lever_keeps_the_models_logits(folder):
     model.get_output_embeddings().weight.data = model.get_output_embeddings().weight.data.bfloat16().float()
     reference = logits(model, ids)  # the weights as a bf16 checkpoint holds them, stored in float32 (peft's upcast)
     model.requires_grad_(False)  # frozen, as in QLoRA (only frozen tensors are cast)
-    assert len(kernels.embeddings_and_head_in(model, torch.bfloat16)) == 3  # embedding, head weight and bias
+    assert len(forward_patches.embeddings_and_head_in(model, torch.bfloat16)) == 3  # embedding, head weight and bias
     assert torch.equal(logits(model, ids), reference)  # storing them in bf16 is exact
     for h in handles:
         h.remove()
-    kernels.restore(swaps)
+    forward_patches.restore(swaps)
     assert all(type(m.mlp.activation_fn).__name__ == "NewGELUActivation" for m in model.model.layers)
-    assert kernels.norm_outputs_in(model, torch.float32) == [] and kernels.residual_in(model, torch.float32) == []
+    assert forward_patches.norm_outputs_in(model, torch.float32) == [] and forward_patches.residual_in(model, torch.float32) == []
 
 
 def test_the_16bit_residual_acts_under_bf16_only():
@@ -95,7 +96,7 @@ def test_lean_lora_4bit_is_pefts_forward_in_one_addition(folder):
         return out.logits.detach().float(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
     peft_runs = {dtype: run(dtype) for dtype in (torch.float32, torch.bfloat16)}
-    layers = kernels.lean_lora_4bit(model)
+    layers = forward_patches.lean_lora_4bit(model)
     assert len(layers) == len(targets) * model.config.num_hidden_layers
     # float32: the sum rounds once instead of twice (<= 1 ulp per layer output), carried through the tiny model:
     # 1e-5 of the largest value is ~100 float32 ulps. bf16 autocast: the same, with bf16's 2^-8 instead of 2^-24
@@ -108,7 +109,7 @@ def test_lean_lora_4bit_is_pefts_forward_in_one_addition(folder):
             torch.testing.assert_close(g, ref_grads[name], rtol=0, atol=rel * ref_grads[name].abs().max().item())
     with model.disable_adapter():  # disabled adapters go to peft's own forward: the base model exactly
         lean_base = model(input_ids=ids, use_cache=False).logits
-    kernels.undo_lean_lora_4bit(layers)
+    forward_patches.undo_lean_lora_4bit(layers)
     assert torch.equal(run(torch.float32)[0], peft_runs[torch.float32][0])  # peft's forward is back, bit for bit
     with model.disable_adapter():
         assert torch.equal(model(input_ids=ids, use_cache=False).logits, lean_base)
@@ -128,6 +129,6 @@ def test_lean_lora_4bit_leaves_dora_to_peft(folder):
     ids = torch.randint(0, 512, (1, 16), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         reference = model(input_ids=ids, use_cache=False).logits
-        layers = kernels.lean_lora_4bit(model)
+        layers = forward_patches.lean_lora_4bit(model)
         assert len(layers) == model.config.num_hidden_layers
         assert torch.equal(model(input_ids=ids, use_cache=False).logits, reference)
