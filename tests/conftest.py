@@ -1,4 +1,5 @@
-"""Shared fixtures: seeded random tensors and real pretrained weights (all-MiniLM-L6-v2)."""
+"""Shared fixtures: seeded random tensors, real pretrained weights (all-MiniLM-L6-v2), and the tiny QA set-up of the
+QA training tests (tests/tiny_qa.py)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,19 @@ def minilm_weights() -> dict[str, torch.Tensor]:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> tuple:
+    """``(folder, tokenizer)`` of the tiny seeded Phi of the QA training tests (``tiny_qa.tiny_base``)."""
+    from tiny_qa import tiny_base
+
+    return tiny_base(tmp_path_factory.mktemp("tiny") / "phi")
+
+
+@pytest.fixture(scope="module")
+def features(base) -> list[dict]:
+    """The first training examples encoded by that Phi's tokenizer (``tiny_qa.encoded_examples``)."""
+    from tiny_qa import encoded_examples
+
+    return encoded_examples(base[1])

@@ -8,22 +8,12 @@ import math
 import pytest
 import tolerances as T
 import torch
-from tiny_qa import encoded_examples, lora_model, one_by_one_loss, tiny_base
+from tiny_qa import lora_model, one_by_one_loss
 from transformers import AutoModelForCausalLM, DataCollatorWithFlattening
 
 from utils.errors import InputError
 from utils.qa import collate
 from utils.qa.config import QAConfig
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return tiny_base(tmp_path_factory.mktemp("tiny") / "phi")
-
-
-@pytest.fixture(scope="module")
-def features(base):
-    return encoded_examples(base[1])
 
 
 def test_packed_and_padded_losses_equal_each_example_alone(base, features):

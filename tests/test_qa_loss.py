@@ -6,19 +6,9 @@ from __future__ import annotations
 import pytest
 import tolerances as T
 import torch
-from tiny_qa import encoded_examples, lora_model, one_by_one_loss, tiny_base
+from tiny_qa import lora_model, one_by_one_loss
 
 from utils.qa import collate, loss
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return tiny_base(tmp_path_factory.mktemp("tiny") / "phi")
-
-
-@pytest.fixture(scope="module")
-def features(base):
-    return encoded_examples(base[1])
 
 
 def test_graded_positions_by_hand():

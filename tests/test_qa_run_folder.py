@@ -7,22 +7,12 @@ import re
 
 import pytest
 import torch
-from tiny_qa import encoded_examples, lora_model, tiny_base
+from tiny_qa import lora_model
 
 from utils.models import bnb_4bit_config
 from utils.models.adapters import load_adapter
 from utils.qa import collate, run_folder
 from utils.qa.config import QAConfig, read_params
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return tiny_base(tmp_path_factory.mktemp("tiny") / "phi")
-
-
-@pytest.fixture(scope="module")
-def features(base):
-    return encoded_examples(base[1])
 
 
 def test_adapter_save_then_load_gives_identical_logits(base, features, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import tolerances as T
 import torch
 from safetensors.torch import load_file
-from tiny_qa import DATA, TARGETS, encoded_examples, lora_model, one_by_one_loss, tiny_base
+from tiny_qa import DATA, TARGETS, lora_model, one_by_one_loss
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from utils import memory
@@ -18,16 +18,6 @@ from utils.models import mixed_precision, tiny_phi
 from utils.qa import collate, precision, run_folder, training
 from utils.qa import data as qa_data
 from utils.qa.config import QAConfig
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return tiny_base(tmp_path_factory.mktemp("tiny") / "phi")
-
-
-@pytest.fixture(scope="module")
-def features(base):
-    return encoded_examples(base[1])
 
 
 def test_tiny_phi_is_rebuilt_identically(base, tmp_path):
