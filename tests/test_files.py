@@ -78,19 +78,28 @@ def test_a_json_syntax_error_names_line_and_column_and_spots_json_lines():
                   r"is JSON Lines: name it \.jsonl")
 
 
-def test_json_lines_records_their_lines_and_refuse_a_broken_line_or_a_non_object(tmp_path):
+def test_json_lines_record_their_lines(tmp_path):
     good = json.dumps({"text": "hi", "label": "a"})
     (tmp_path / "ok.jsonl").write_text(f"{good}\n\n{good}\n")
     assert files.read_json_lines(tmp_path / "ok.jsonl") == ([json.loads(good)] * 2, [1, 3])  # blank lines count
     assert files.load_json_lines(tmp_path / "ok.jsonl") == [json.loads(good)] * 2
+
+
+@pytest.mark.parametrize("reader", ["read_json_lines", "load_json_lines", "load_qa_split"])
+def test_a_broken_line_a_non_object_and_an_empty_file_are_refused(tmp_path, reader):
+    """The same messages from the reader and through the QA loader that uses it (the public entry point)."""
+    from utils.qa import data as qa
+
+    read = getattr(files, reader, None) or getattr(qa, reader)
+    good = json.dumps({"question": "Who?", "context": "Ann came.", "answers": "Ann"})
     (tmp_path / "a.jsonl").write_text(f"{good}\n\n{good[:-1]}\n")
-    refused(files.load_json_lines, tmp_path / "a.jsonl", match=r"a\.jsonl: line 3 is not valid JSON \(Expecting ',' "
-                                                              r"delimiter, column \d+\).*Fix: correct or delete that line")
+    refused(read, tmp_path / "a.jsonl", match=r"a\.jsonl: line 3 is not valid JSON \(Expecting ',' delimiter, "
+                                              r"column \d+\).*Fix: correct or delete that line")
     (tmp_path / "b.jsonl").write_text(f"{good}\n[1, 2]\n")
-    refused(files.read_json_lines, tmp_path / "b.jsonl", match=r"b\.jsonl: line 2 is a list, not a JSON object")
+    refused(read, tmp_path / "b.jsonl", match=r"b\.jsonl: line 2 is a list, not a JSON object")
     (tmp_path / "c.jsonl").write_text("")
-    refused(files.read_json_lines, tmp_path / "c.jsonl", match=r"c\.jsonl: the file is empty \(0 bytes\)\. Fix: write "
-                                                              r"the JSON Lines file into it")
+    refused(read, tmp_path / "c.jsonl", match=r"c\.jsonl: the file is empty \(0 bytes\)\. Fix: write the JSON Lines "
+                                              r"file into it")
 
 
 def test_values_are_described_in_json_words():

@@ -78,6 +78,8 @@ def test_train_speed_findings_hold(records):
     assert tps(E["runs"]["course_compile"]) < tps(E["runs"]["course"])
     slow = {name: readme.slow_steps(E["runs"][name]) for name in ("cold_bf16", "cold_fp16", "cold_fp16_no_cudnn")}
     assert slow["cold_fp16"] > 0 and slow["cold_bf16"] == slow["cold_fp16_no_cudnn"] == 0, slow
+    warm = {name: E["runs"][name]["step_s"][:E["runs"][name]["warmup_steps"]] for name in ("cold_bf16", "cold_fp16")}
+    assert min(warm["cold_fp16"]) > max(warm["cold_bf16"]), warm  # "fp16's warm-up steps took ... against bf16's"
     assert tps(E["runs"]["unsloth"]) > readme.unsloth_call_default(E)
 
 
