@@ -94,8 +94,14 @@ def test_a_finding_the_records_no_longer_show_fails(records):
 
 
 @pytest.fixture(scope="module")
-def course() -> dict:
-    return readme.load_records()["course"]
+def rendered_records() -> dict:
+    """Every record the generated blocks are rendered from (tools.readme.load_records: a few seconds, read once)."""
+    return readme.load_records()
+
+
+@pytest.fixture(scope="module")
+def course(rendered_records) -> dict:
+    return rendered_records["course"]
 
 
 def test_smoke_quantization_findings_hold(course):
@@ -123,9 +129,9 @@ def test_smoke_qa_findings_hold(course):
     assert train["last_loss"] < train["first_loss"]
 
 
-def test_gpu_findings_hold():
+def test_gpu_findings_hold(rendered_records):
     """gpu-qa.md and gpu-memory.md: each QLoRA piece saves memory; multi-gpu.md: two GPUs are faster than one."""
-    records = readme.load_records()
+    records = rendered_records
     load = records["phi2"]["build_and_load_4bit"]
     assert load["storage_4bit_gib"] < load["storage_bf16_gib"]
     saving = records["phi2"]["lora_and_memory_savings"]
