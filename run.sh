@@ -48,6 +48,19 @@ setup() {
   fi
 }
 
+need_bwrap() {
+  # bubblewrap: the sandbox the classroom grader runs students' notebooks in (tests/test_classroom.py uses it)
+  command -v bwrap >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing bubblewrap (the classroom grader's sandbox) ..." >&2
+    apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; } \
+      || echo "could not install bubblewrap; tests/test_classroom.py will fail. Install it: apt install bubblewrap" >&2
+  else
+    echo "bubblewrap (bwrap) is missing: tests/test_classroom.py needs it. Install it: sudo apt install bubblewrap" >&2
+  fi
+}
+
 run_tests() {
   # CI runs the smoke profile, offline; nbval cannot inject parameters, so the profile
   # variable is what shrinks every notebook.
@@ -74,6 +87,7 @@ case "${1:-}" in
     ;;
   test)
     setup
+    need_bwrap
     shift
     run_tests "$@"
     ;;

@@ -431,7 +431,24 @@ def test_why_questions_take_one_letter_and_hint_on_a_wrong_one(check, right):
         check(wrong)
 
 
-def test_a_choice_must_name_one_of_its_options_as_correct():
-    with pytest.raises(ValueError, match="not among"):
-        common.Choice("q?", {"a": "x", "b": "y"}, "c", "because", "look")
-    assert "(a) x" in common.Choice("q?", {"a": "x", "b": "y"}, "a", "because", "look")._repr_markdown_()
+def test_a_choice_s_key_must_name_one_of_its_options(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "ANSWERS_DIR", tmp_path)
+    (tmp_path / "nb99.json").write_text('{"q": {"correct": "c", "explanation": "because"}}')
+    choice = common.Choice("nb99", "q", "q?", {"a": "x", "b": "y"}, "look")
+    with pytest.raises(ValueError, match="is not an option"):
+        choice.check("a")
+    assert "(a) x" in choice._repr_markdown_()
+
+
+@pytest.mark.parametrize("check,right", [(nb01.check_why_outlier_block, "a"), (nb03.check_why_thin_product, "b")])
+def test_without_the_answer_key_a_choice_is_only_recorded(check, right, tmp_path, monkeypatch):
+    """A classroom release has no answers/: the student's check accepts any option without saying which is right,
+    and the teacher's graded check refuses to guess."""
+    monkeypatch.setattr(common, "ANSWERS_DIR", tmp_path)
+    wrong = next(k for k in "abc" if k != right)
+    assert check(right) == check(wrong).replace(f"({wrong})", f"({right})")
+    assert "your teacher's grader" in check(wrong)
+    with pytest.raises(common.CheckFailed, match="not answered yet"):
+        check(None)
+    with pytest.raises(RuntimeError, match="no answer key"):
+        check(right, graded=True)

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from tools import publish
-from tools.editions import build
 from utils import colab, lock
 from utils.errors import InputError
 from utils.notebooks import course_notebooks
@@ -139,14 +138,6 @@ def test_the_committed_notebooks_and_readme_are_published_from_publish_json():
             f"{path.name}: its Colab cell differs from publish.json's; run `python -m tools.editions publish`")
     readme = (REPO_ROOT / "README.md").read_text()
     assert publish.rewrite_badges(readme, where["repo"], where["branch"]) == readme
-
-
-def test_the_student_edition_s_badges_open_the_student_notebooks(tmp_path):
-    written = build(tmp_path / "student", course_notebooks()[:1], path_in_repo="student")
-    where = publish.load()
-    text = (tmp_path / "student" / "README.md").read_text()
-    assert publish.badge_url(where["repo"], where["branch"], f"student/{written[0].name}") in text
-    assert "/notebooks/" not in text
 
 
 def test_setup_installs_only_what_is_missing_or_incompatible_never_torch(monkeypatch, capsys):

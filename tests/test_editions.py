@@ -30,6 +30,8 @@ def test_student_edition_drops_only_solutions():
     ([new_markdown_cell("## Exercises"), _code("y", "solution"), _code("c", "check")], "directly follow"),
     ([new_markdown_cell("## Exercises"), _code("y", "exercise"), _code("z", "solution")], "needs a 'check'"),
     ([new_markdown_cell("## Summary")], "no '## Exercises' section"),
+    ([new_markdown_cell("## Exercises"), _code("y", "exercise"), _code("z", "solution"), _code("c", "check"),
+      new_markdown_cell("answer here", metadata={"tags": ["manual"]})], "model answer"),
 ])
 def test_bad_layouts_are_rejected(cells, match):
     with pytest.raises(ValueError, match=match):

@@ -1,8 +1,8 @@
 """What an exercise tells the student to use exists where the student works: in the code the grader runs.
 
-``python -m tools.grade`` runs, for each submission, the notebook's set-up cells (those before the first ``## ``
+``python -m tools.classroom grade`` runs, for each submission, the notebook's set-up cells (those before the first ``## ``
 heading) and then the student's ``## Exercises`` section, with the instructor's checks in place of the check cells
-(tools/grade.py). The lesson's own cells in between never run, so an instruction that says "plant the outlier in the
+(tools/classroom/grade.py). The lesson's own cells in between never run, so an instruction that says "plant the outlier in the
 middle of `W`" while `W` is made in section 1 sends a diligent student into a NameError under the grader.
 
 Static, for every course notebook with exercises (read only): the names in an exercise's instructions (its
@@ -218,7 +218,7 @@ def _case(path: Path, number: int):
 def test_instructions_name_only_what_the_grader_defines(path, number):
     missing = instruction_problems(path).get(number)
     assert not missing, (f"{path.name}, exercise {number}: its instructions use {missing}, which only the lesson's "
-                         "cells define; under `python -m tools.grade` (set-up cells + the exercise section) they do not "
+                         "cells define; under `python -m tools.classroom grade` (set-up cells + the exercise section) they do not "
                          "exist. Define them in the exercise section (a given cell) or name something the set-up defines.")
 
 

@@ -1,4 +1,4 @@
-"""Instructor and student editions of the notebooks.
+"""The exercise section of the notebooks: its cell tags, their layout, and a check that every exercise works.
 
 The notebooks in ``notebooks/`` are the **instructor edition**. Their ``## Exercises`` section holds,
 for each exercise, three kinds of code cell, marked with cell tags:
@@ -7,38 +7,30 @@ for each exercise, three kinds of code cell, marked with cell tags:
 ``solution``  the instructor's answer (redefines the same names);
 ``check``     calls a checker from :mod:`utils.exercises` (``nb01`` ... ``nb06``), which explains in plain words what is wrong.
 
-The **student edition** is the same notebook without its ``solution`` cells:
+A question the teacher marks by hand is a Markdown cell tagged ``manual`` (where the student writes; its metadata
+``{"question": NAME, "points": P}``) followed by a Markdown ``solution`` cell (the model answer).
 
-    python -m tools.editions build  outputs/student          # write the student edition
-    python -m tools.editions verify outputs/student          # and check it (also run by the tests)
+Classroom releases are built from these tags by otter-grader (:mod:`tools.classroom`). This module's command:
 
-``verify`` executes, for each student notebook, the cells before the first heading (set-up,
-imports, parameters) and the whole exercise section, and requires every ``check`` cell to fail with
-:class:`utils.exercises.common.CheckFailed` (the exercises are still empty); then it runs the
-instructor edition's exercise section, in the same kernel, where every check must pass on the solution.
-(The test suite also executes the instructor edition in full, under nbval.)
-
-As a command:
-Build and verify the student edition of the notebooks (above), and publish
-the course: point every Colab cell and badge at a repository (see :mod:`tools.publish`).
-
-    python -m tools.editions build  outputs/student          # write the student edition
-    python -m tools.editions verify outputs/student          # and check it (also run by the tests)
+    python -m tools.editions verify [NN ...]                # every check fails on the empty exercise, passes on the solution
     python -m tools.editions publish [--repo URL] [--branch B]
+
+``verify`` executes, for each notebook, the cells before the first heading (set-up, imports, parameters) and its
+exercise section without the solutions, and requires every ``check`` cell to fail with
+:class:`utils.exercises.common.CheckFailed` (the exercises are still empty); then it runs the instructor edition's
+exercise section, in the same kernel, where every check must pass on the solution. (The test suite also executes
+the instructor edition in full, under nbval.)
 
 publish writes URL and branch (default: `git remote get-url origin` and the current branch) into publish.json,
 every notebook's Colab cell (its first code cell) and the README's "Open in Colab" badges; a second run changes
 nothing. A fork runs it once and commits the result. Colab opens notebooks from GitHub only: URL must be
 https://github.com/OWNER/NAME (or its ssh form), public.
-
-build also writes DIR/README.md with one badge per student notebook, for the edition published at DIR inside
-the repository (DIR relative to the repository root, e.g. `build student`; commit DIR, and its badges open the
-student notebooks). Pass --path-in-repo P when DIR is outside the repository and will be committed at P.
 """
 
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -67,7 +59,8 @@ def check_layout(nb, name: str = "notebook") -> None:
     """Raise ValueError unless exercise/solution/check cells sit in the exercise section, each
     solution directly follows an exercise cell, and every exercise is followed by a check."""
     start = exercise_start(nb)
-    tagged = [(i, t) for i, c in enumerate(nb.cells) for t in cell_tags(c) if t in ("exercise", "solution", "check")]
+    tagged = [(i, t) for i, c in enumerate(nb.cells) for t in cell_tags(c)
+              if t in ("exercise", "solution", "check", "manual")]
     if not tagged:
         raise ValueError(f"{name}: no cells tagged 'exercise', 'solution' and 'check' in its exercise section")
     early = [i for i, _ in tagged if i < start]
@@ -75,8 +68,10 @@ def check_layout(nb, name: str = "notebook") -> None:
         raise ValueError(f"{name}: cells {early} are tagged exercise/solution/check before '{EXERCISES_HEADING}'")
     kinds = [t for _, t in tagged]
     for i, kind in enumerate(kinds):
-        if kind == "solution" and (i == 0 or kinds[i - 1] != "exercise"):
-            raise ValueError(f"{name}: a 'solution' cell must directly follow its 'exercise' cell")
+        if kind == "solution" and (i == 0 or kinds[i - 1] not in ("exercise", "manual")):
+            raise ValueError(f"{name}: a 'solution' cell must directly follow its 'exercise' (or 'manual') cell")
+        if kind == "manual" and kinds[i + 1 : i + 2] != ["solution"]:
+            raise ValueError(f"{name}: a 'manual' cell needs its model answer, a 'solution' cell, right after it")
         if kind == "exercise" and "check" not in kinds[i + 1 : i + 3]:
             raise ValueError(f"{name}: every 'exercise' needs a 'check' cell after its solution")
 
@@ -99,10 +94,9 @@ def has_exercises(path: Path) -> bool:
     return any("exercise" in cell_tags(c) for c in nb.cells)
 
 
-def build(out_dir: Path, notebooks: list[Path] | None = None, path_in_repo: str | None = None) -> list[Path]:
-    """Write the student edition of each notebook (default: those with exercises) to ``out_dir``; returns the
-    notebooks written. With ``path_in_repo`` (where ``out_dir`` is committed, relative to the repository root),
-    also ``out_dir/README.md``: one "Open in Colab" badge per student notebook, for publish.json's repository."""
+def build(out_dir: Path, notebooks: list[Path] | None = None) -> list[Path]:
+    """Write each notebook (default: those with exercises) without its solution cells to ``out_dir`` (what
+    :func:`verify_many` runs); returns the notebooks written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks or [p for p in course_notebooks() if has_exercises(p)]:
@@ -111,12 +105,6 @@ def build(out_dir: Path, notebooks: list[Path] | None = None, path_in_repo: str 
         target = out_dir / path.name
         nbformat.write(student_edition(nb), str(target))
         written.append(target)
-    if path_in_repo is not None:
-        from tools import publish
-
-        where = publish.load()
-        (out_dir / "README.md").write_text(publish.student_readme(written, path_in_repo, where["repo"],
-                                                                  where["branch"]), encoding="utf-8")
     return written
 
 
@@ -190,26 +178,13 @@ def verify_many(student_paths: list[Path], instructor_paths: list[Path] | None =
         results[name] = {"checks": checks, "failed_as_expected": failed, "passed_with_solution": passed}
     return results
 
-def _path_in_repo(out_dir: Path, given: str | None) -> str:
-    from tools.publish import REPO_ROOT
-
-    if given:
-        return given.strip("/")
-    try:
-        return out_dir.resolve().relative_to(REPO_ROOT).as_posix()
-    except ValueError:
-        return "student"  # outside the repository: badges assume it is committed as student/
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = make_parser("tools.editions", __doc__)
-    parser.add_argument("action", choices=["build", "verify", "publish"],
-                        help="build: write; verify: build and check; publish: point Colab cells and badges at a repo")
-    parser.add_argument("out_dir", type=Path, nargs="?", help="folder for the student edition (build, verify)")
-    parser.add_argument("notebooks", nargs="*", help="number prefixes (default: every notebook with exercises)")
+    parser.add_argument("action", choices=["verify", "publish"],
+                        help="verify: check every exercise; publish: point Colab cells and badges at a repo")
+    parser.add_argument("notebooks", nargs="*", help="verify: number prefixes (default: every notebook with exercises)")
     parser.add_argument("--repo", help="publish: https://github.com/OWNER/NAME (default: git remote origin)")
     parser.add_argument("--branch", help="publish: the branch Colab opens (default: the current branch)")
-    parser.add_argument("--path-in-repo", help="build: where DIR is committed, relative to the repository root")
     args = parser.parse_args(argv)
     if args.action == "publish":
         from tools import publish
@@ -223,17 +198,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"published for {repo} (branch {branch}): "
               + (", ".join(str(p.relative_to(publish.REPO_ROOT)) for p in changed) or "nothing to change"))
         return
-    if args.out_dir is None:
-        parser.error(f"{args.action} needs the student edition's folder, e.g. `{args.action} outputs/student`")
-    written = build(args.out_dir, course_notebooks(args.notebooks) if args.notebooks else None,
-                    path_in_repo=_path_in_repo(args.out_dir, args.path_in_repo))
-    for path in written:
-        line = f"{path}"
-        if args.action == "verify":
-            result = verify(path)
-            line += (f": {result['failed_as_expected']}/{result['checks']} checks fail on the empty exercises, "
-                     f"{result['passed_with_solution']}/{result['checks']} pass with the solutions")
-        print(line, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        written = build(Path(tmp), course_notebooks(args.notebooks) if args.notebooks else None)
+        for name, result in verify_many(written).items():
+            print(f"{name}: {result['failed_as_expected']}/{result['checks']} checks fail on the empty exercises, "
+                  f"{result['passed_with_solution']}/{result['checks']} pass with the solutions", flush=True)
 
 
 if __name__ == "__main__":

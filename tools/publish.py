@@ -10,8 +10,8 @@ A fork runs, once, and commits what it changed::
     python -m tools.editions publish --repo https://github.com/OWNER/NAME --branch main
 
 That rewrites ``publish.json``, every notebook's Colab cell and the README's badges (instructor edition, in
-``notebooks/``). A student edition built with ``python -m tools.editions build DIR`` gets a ``README.md``
-whose badges open the student notebooks in ``DIR`` (relative to the repository root), so commit ``DIR`` too.
+``notebooks/``). A classroom release (``python -m tools.classroom release``) renders its own Colab cells and badges
+for the students' repository.
 """
 
 from __future__ import annotations
@@ -170,12 +170,3 @@ def default_branch(root: Path = REPO_ROOT) -> str:
     """The branch checked out in ``root`` (``main`` when detached or unknown)."""
     branch = _git(["symbolic-ref", "--short", "HEAD"], root)
     return branch or "main"
-
-
-def student_readme(notebooks: list[Path], folder: str, repo: str, branch: str) -> str:
-    """The README of a student edition published in ``folder`` (relative to the repository root): one
-    badge per student notebook."""
-    rows = "\n".join(f"| [{p.stem}]({p.name}) | {badge(repo, branch, f'{folder}/{p.name}')} |" for p in notebooks)
-    return (f"# QLoRA course: student edition\n\nThe notebooks without their solutions, built by "
-            f"`python -m tools.editions build {folder}`; the course's README is in the repository root.\n\n"
-            f"| notebook | Colab |\n|---|---|\n{rows}\n")
