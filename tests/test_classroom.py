@@ -23,6 +23,7 @@ import torch
 
 from tools.classroom import gradebook, release
 from tools.classroom.grade import MAX_FEEDBACK, MAX_MESSAGE, grade, notebook_for
+from tools.editions import setup_end
 from utils.errors import InputError
 from utils.notebooks import NOTEBOOK_DIR, course_notebooks
 from utils.paths import REPO_ROOT
@@ -387,3 +388,23 @@ def test_student_notebook_checks_with_otter(made):
     assert not any("checks.check_" in s for s in sources)
     assert nb.metadata["edition"] == "student" and REPO in sources[1]
 
+
+
+def test_grader_check_at_home_says_in_words_what_is_wrong(made, tmp_path):
+    """What a student runs: the release notebook's set-up and exercise cells, ``grader.check`` included, in a kernel
+    of the student folder (as a Colab clone has it): the public tests pass on the solutions, and on a wrong answer
+    say what the checker says."""
+    from nbclient import NotebookClient
+
+    nb = _submission(made, {**ALL, "absmax_int4": WRONG_ABSMAX})
+    start = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Exercises" in c.source)
+    clone = nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(made['student'])!r})")  # as on Colab
+    nb.cells = [clone] + nb.cells[:setup_end(nb)] + nb.cells[start:]
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    said = {c.source: "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                              for o in c.get("outputs", [])) for c in nb.cells if c.source.startswith("grader.check")}
+    assert "nearest integer" in said['grader.check("absmax_int4")']
+    for name in ("bits_per_weight", "spoiled_block", "nf4_levels"):
+        assert "passed" in said[f'grader.check("{name}")'], said[f'grader.check("{name}")']
+    assert "your teacher's grader checks" in said['grader.check("why_outlier_block")']  # the release has no key

@@ -92,7 +92,9 @@ def test_source(q: Question, hidden: bool) -> str:
     student's ``q.variable``."""
     option = {"function": ", hidden=True", "choice": ", graded=True", "value": ""}[q.kind] if hidden else ""
     points = POINTS[q.kind]["hidden" if hidden else "public"]
-    return (f'""" # BEGIN TEST CONFIG\npoints: {points}\nhidden: {str(hidden).lower()}\n""" # END TEST CONFIG\n'
+    message = ('success_message: "your answer is one of the options; your teacher\'s grader checks whether it is '
+               'the right one"\n' if q.kind == "choice" and not hidden else "")
+    return (f'""" # BEGIN TEST CONFIG\npoints: {points}\nhidden: {str(hidden).lower()}\n{message}""" # END TEST CONFIG\n'
             f"def test_{'hidden' if hidden else 'public'}({q.variable}):\n"
             f"    from utils.exercises import {q.module}\n\n"
             f"    {q.module}.{q.checker}({q.variable}{option})")

@@ -5,8 +5,8 @@
 ``sweep``     re-run a notebook over a parameter grid
 ``export``    merge an adapter and write it as GGUF for llama.cpp / Ollama (with its check)
 
-The maintainers' commands (the README's figures, the student edition, publishing, grading) are in the ``tools``
-package beside ``utils``: ``python -m tools.readme``, ``tools.editions``, ``tools.grade``.
+The maintainers' and teachers' commands (the README's figures, publishing, classroom releases and grading) are in the
+``tools`` package beside ``utils``: ``python -m tools.readme``, ``tools.editions``, ``tools.classroom``.
 
 This module holds the one argument-parser helper and the one value parser they all use.
 """
