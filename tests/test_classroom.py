@@ -408,3 +408,31 @@ def test_grader_check_at_home_says_in_words_what_is_wrong(made, tmp_path):
     for name in ("bits_per_weight", "spoiled_block", "nf4_levels"):
         assert "passed" in said[f'grader.check("{name}")'], said[f'grader.check("{name}")']
     assert "your teacher's grader checks" in said['grader.check("why_outlier_block")']  # the release has no key
+
+
+@pytest.mark.parametrize("args, message", [
+    (["grade", "SUBS", "--release", "NOWHERE", "--out", "OUT"], "is not a classroom release"),
+    (["grade", "SUBS", "--release", "RELEASE", "--out", "OUT", "--due", "tomorrow"], "'tomorrow' is not a time"),
+    (["grade", "SUBS", "--release", "RELEASE", "--out", "OUT", "--due", "2026-12-01T23:59"], "has no time zone"),
+    (["grade", "SUBS", "--release", "RELEASE", "--out", "OUT", "--jobs", "0"], "0 is below 1"),
+    (["grade", "SUBS", "--release", "RELEASE", "--out", "OUT", "--late-penalty", "-5"], "-5 is below 0"),
+    (["grade", "EMPTY", "--release", "RELEASE", "--out", "OUT"], "holds no notebook of this release"),
+    (["release", "RELEASE", "--repo", "https://gitlab.com/a/b"], "GitHub"),
+    (["release", "RELEASE", "--repo", REPO], "already exists"),
+    (["export", "OUT", "--format", "plain", "--out", "x.csv"], "has no totals.csv"),
+    (["publish", "EMPTY", "--push-to", "x"], "is not a student release"),
+])
+def test_bad_input_is_a_clear_error(made, tmp_path, capsys, args, message):
+    from tools.classroom.__main__ import main
+
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "OUT").mkdir()
+    (tmp_path / "EMPTY" / "notes.txt").write_text("not a notebook")
+    names = {"SUBS": str(tmp_path / "EMPTY"), "EMPTY": str(tmp_path / "EMPTY"), "OUT": str(tmp_path / "OUT"),
+             "NOWHERE": str(tmp_path / "nowhere"), "RELEASE": str(made["student"].parent)}
+    try:
+        code = main([names.get(a, a) for a in args])
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,23 @@ from utils.notebooks import course_notebooks
 def _time(text: str) -> datetime:
     from tools.classroom.grade import _parse_time
 
-    return _parse_time(text, "--due")
+    try:
+        return _parse_time(text, "--due")
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _number(low: float, kind: type = float):
+    """An argparse type: a number of ``kind`` at least ``low``, else a message that says so."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low:g}")
+        return value
+    return parse
 
 
 def parser():
@@ -35,11 +52,11 @@ def parser():
     g.add_argument("--release", type=Path, required=True, help="the folder `release` wrote")
     g.add_argument("--out", type=Path, required=True, help="a folder for the grades")
     g.add_argument("--due", type=_time, help="the deadline, ISO 8601 with its offset: 2026-12-01T23:59+01:00")
-    g.add_argument("--late-penalty", type=float, default=0.0, help="percent off per started day late (default 0)")
+    g.add_argument("--late-penalty", type=_number(0), default=0.0, help="percent off per started day late (default 0)")
     g.add_argument("--times", type=Path, help="CSV student,submitted_at (where there is no timestamp.txt)")
     g.add_argument("--sandbox", choices=("bwrap", "process"), help="default: bwrap where installed (see README)")
-    g.add_argument("--time-limit", type=float, default=300.0, help="seconds per cell and per test (default 300)")
-    g.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    g.add_argument("--time-limit", type=_number(1), default=300.0, help="seconds per cell and per test (default 300)")
+    g.add_argument("--jobs", type=_number(1, int), default=1, help="submissions graded at once (default 1)")
     g.add_argument("--overwrite", action="store_true", help="replace grades already in --out")
     e = sub.add_parser("export", help="write the totals for a gradebook")
     e.add_argument("grades", type=Path, help="the --out folder of grade")

@@ -220,7 +220,7 @@ def run_tests(tests_dir: Path, env: dict) -> list[QuestionResult]:
             test_file.run(dict(env))
             possible = float(sum(tc.points or 0 for tc in test_file.test_cases))
             score = float(sum(r.test_case.points or 0 for r in test_file.test_case_results if r.passed))
-            failed = [_clean(r.message) for r in test_file.test_case_results if not r.passed]
+            failed = list(dict.fromkeys(_clean(r.message) for r in test_file.test_case_results if not r.passed))
             status = ("passed" if not failed else "partial" if score > 0 else "failed")
             results.append(QuestionResult(test_file.name, score, possible, status, failed))
     finally:

@@ -227,10 +227,10 @@ def build_release(out: Path, repo: str, branch: str, notebooks: list[Path] | Non
 
     Returns ``{"student": ..., "autograder": ...}``. Raises InputError for an existing ``out`` or a non-GitHub
     ``repo``, RuntimeError when a solution is found in the student folder."""
+    repo = publish.github_url(repo)
     if out.exists():
         raise input_error(str(out), "already exists (a release is written whole)",
                           "choose another folder, or delete this one")
-    repo = publish.github_url(repo)
     notebooks = notebooks or [p for p in course_notebooks() if has_exercises(p)]
     student, autograder, work = out / "student", out / "autograder", out / ".assign"
     (student / "notebooks").mkdir(parents=True)
