@@ -436,3 +436,13 @@ def test_bad_input_is_a_clear_error(made, tmp_path, capsys, args, message):
         code = exit_.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_python_environment_under_tmp_stays_visible_in_the_sandbox(monkeypatch, tmp_path):
+    """The sandbox's fresh /tmp is mounted before the Python folders, so a virtual environment in /tmp (a clone
+    there) is still there for the kernel."""
+    from tools.classroom import sandbox
+
+    monkeypatch.setattr(sandbox, "_python_dirs", lambda: ["/tmp/clone/.venv"])
+    args = sandbox.bwrap_command(["python"], tmp_path / "course", tmp_path / "work")
+    assert args.index("/tmp") < args.index("/tmp/clone/.venv") and args[args.index("/tmp") - 1] == "--tmpfs"

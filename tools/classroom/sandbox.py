@@ -88,10 +88,10 @@ def bwrap_command(command: list[str], course: Path, work: Path) -> list[str]:
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
     for d in SYSTEM_DIRS:
         args += ["--ro-bind-try", d, d]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # before the Python folders: one may be in /tmp
     for d in _python_dirs():
         args += ["--ro-bind", d, d]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-             "--ro-bind", str(course), "/course", "--bind", str(work), "/submission", "--chdir", "/submission"]
+    args += ["--ro-bind", str(course), "/course", "--bind", str(work), "/submission", "--chdir", "/submission"]
     for key, value in _environment("/submission", "/course").items():
         args += ["--setenv", key, value]
     return args + command
