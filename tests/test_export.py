@@ -184,6 +184,65 @@ def test_the_modelfile_prompts_exactly_as_the_adapter_was_trained(smol):
     assert 'PARAMETER stop "<|im_end|>"' in text and "<|im_start|>" not in text  # this tokenizer's end token
 
 
+def ollama_modelfile_commands(text: str) -> list[tuple[str, str]]:
+    """``[(command, value), ...]`` as Ollama's Modelfile parser reads ``text``: a port of ``ParseFile`` and
+    ``unquote`` in ollama/ollama's parser/parser.go (commands, PARAMETER names, ``#`` comments, ``"..."`` and
+    ``\"\"\"...\"\"\"`` values taken as written, a newline inside an open quote kept, no escape sequences)."""
+    def unquote(value: str) -> tuple[str, bool]:
+        if value.startswith('"""'):
+            return (value[3:-3], True) if len(value) >= 6 and value.endswith('"""') else ("", False)
+        if value.startswith('"'):
+            return (value[1:-1], True) if len(value) >= 2 and value.endswith('"') else ("", False)
+        return value, True
+
+    commands, state, buffer, name = [], "nil", "", ""
+    for ch in text + "\n":
+        if state == "nil":
+            state, buffer = ("comment", "") if ch == "#" else ("nil", "") if ch in " \t\r\n" else ("name", ch)
+        elif state == "comment":
+            state = "nil" if ch in "\r\n" else "comment"
+        elif state == "name":
+            if ch.isalpha():
+                buffer += ch
+            else:
+                assert ch in " \t", f"invalid command {buffer + ch!r}"
+                state = "parameter" if buffer.lower() == "parameter" else "value"
+                name, buffer = {"from": "model"}.get(buffer.lower(), buffer.lower()), ""
+        elif state == "parameter":
+            if ch.isalnum() or ch == "_":
+                buffer += ch
+            else:
+                name, buffer, state = buffer, "", "value"
+        elif state == "value":
+            if ch in " \t\r\n":
+                value, ok = unquote(buffer.strip())
+                if not ok or ch in " \t":
+                    buffer += ch
+                    continue
+                commands.append((name, value))
+                state, buffer = "nil", ""
+            else:
+                buffer += ch
+    return commands
+
+
+def test_the_modelfile_decodes_as_the_course_evaluates(smol):
+    """Read as Ollama reads it: greedy, no repetition penalty, the course's answer budget, and stops at the end
+    token, a new ChatML turn and the first newline."""
+    from utils.evaluation.qa import MAX_NEW_TOKENS
+
+    _, tokenizer = smol
+    commands = ollama_modelfile_commands(export.modelfile_text("smol.q8_0.gguf", tokenizer, qa_data.PromptFormat(
+        "chat", tokenizer)))
+    params = [(n, v) for n, v in commands if n not in ("model", "template", "system")]
+    assert dict(commands)["model"] == "./smol.q8_0.gguf" and dict(commands)["system"] == qa_data.INSTRUCTION
+    assert sorted(v for n, v in params if n == "stop") == sorted(["<|im_end|>", "<|im_start|>", "\n"])
+    assert {n: v for n, v in params if n != "stop"} == {"temperature": "0", "repeat_penalty": "1",
+                                                       "num_predict": str(MAX_NEW_TOKENS)}
+    text = export.modelfile_text("smol.q8_0.gguf", tokenizer, qa_data.INSTRUCT, max_new_tokens=7)
+    assert ("num_predict", "7") in ollama_modelfile_commands(text)
+
+
 # ------------------------------------------------------------------------------------------ controls
 # per file type, the tiny Llama's 2 x 7 layer matrices, its embedding and its (untied) output matrix, and 5 norms
 TINY_LLAMA_TYPES = {"f16": {"F16": 16, "F32": 5}, "q8_0": {"Q8_0": 16, "F32": 5},

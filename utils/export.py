@@ -446,17 +446,22 @@ def recognize_chatml(tokenizer: Any) -> ChatML:
     return chatml
 
 
-def modelfile_text(gguf_name: str, tokenizer: Any, fmt: Any) -> str:
+def modelfile_text(gguf_name: str, tokenizer: Any, fmt: Any, max_new_tokens: int | None = None) -> str:
     """An Ollama Modelfile for ``gguf_name`` that prompts as the adapter was trained (``fmt``, a ``PromptFormat``).
 
     The system prompt is the course's instruction and a user message reads ``Context: ...\\nQuestion: ...``, so
     Ollama builds exactly the training prompt: the chat template ("chat" style, ChatML) or Phi-2's
-    ``Instruct: ...\\nOutput:`` ("instruct"). Decoding is greedy (temperature 0), as the course evaluates, and stops
-    at the end token (and, for ChatML, at the start of a new turn).
+    ``Instruct: ...\\nOutput:`` ("instruct"). Decoding is as the course evaluates
+    (``utils.evaluation.qa.generate_answers``): greedy (temperature 0), no repetition penalty (``repeat_penalty 1``: a
+    penalty above 1 lowers every token already in the prompt, and the answer is copied from the prompt's context), at most ``max_new_tokens``
+    tokens (``num_predict``; default ``utils.evaluation.qa.MAX_NEW_TOKENS``), and it stops at the end token, at the
+    first newline (an answer is one line; Ollama takes a quoted value as written, so the Modelfile holds a real
+    newline between the quotes) and, for ChatML, at the start of a new turn.
 
     Raises:
         InputError: a "chat" format whose template is not ChatML (:func:`recognize_chatml`).
     """
+    from utils.evaluation.qa import MAX_NEW_TOKENS
     from utils.qa.data import INSTRUCTION
 
     if fmt.style == "chat":
@@ -467,7 +472,8 @@ def modelfile_text(gguf_name: str, tokenizer: Any, fmt: Any) -> str:
     lines = [f"# Ollama: ollama create <name> -f {gguf_name.removesuffix('.gguf')}.Modelfile, then ollama run <name>",
              "# Ask as the adapter was trained: a message 'Context: <text>\\nQuestion: <question>'.",
              f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""', f'SYSTEM """{INSTRUCTION}"""',
-             *(f'PARAMETER stop "{s}"' for s in dict.fromkeys(stops)), "PARAMETER temperature 0"]
+             *(f'PARAMETER stop "{s}"' for s in dict.fromkeys([*stops, "\n"])), "PARAMETER temperature 0",
+             "PARAMETER repeat_penalty 1", f"PARAMETER num_predict {max_new_tokens or MAX_NEW_TOKENS}"]
     return "\n".join(lines) + "\n"
 
 
@@ -522,7 +528,8 @@ def check_free(paths: Sequence[str | Path], overwrite: bool) -> None:
 
 
 def export_gguf(model: Any, tokenizer: Any, out_dir: str | Path, quant: str = "q4_0", prompt_format: Any = None,
-                name: str | None = None, overwrite: bool = False, modelfile: bool = True) -> dict[str, Any]:
+                name: str | None = None, overwrite: bool = False, modelfile: bool = True,
+                max_new_tokens: int | None = None) -> dict[str, Any]:
     """Write ``<name>.<quant>.gguf`` and ``<name>.<quant>.Modelfile`` (Ollama) into ``out_dir``.
 
     Args:
@@ -535,6 +542,8 @@ def export_gguf(model: Any, tokenizer: Any, out_dir: str | Path, quant: str = "q
         name: the files' stem (default: the model folder's name).
         overwrite: replace existing files of the same name (refused otherwise: nothing is lost).
         modelfile: also write the Ollama Modelfile.
+        max_new_tokens: the Modelfile's answer length limit (``num_predict``; default
+            ``utils.evaluation.qa.MAX_NEW_TOKENS``).
 
     Returns:
         ``{"gguf", "modelfile", "quant", "architecture", "size_bytes", "parameters", "bits_per_weight"
@@ -554,8 +563,8 @@ def export_gguf(model: Any, tokenizer: Any, out_dir: str | Path, quant: str = "q
     check_free(targets, overwrite)
     n_vocab = model.get_input_embeddings().weight.shape[0]
     tok_meta = tokenizer_metadata(tokenizer, n_vocab, arch)
-    model_text = modelfile_text(gguf_path.name, tokenizer, prompt_format or default_format(tokenizer, model)) \
-        if modelfile else None
+    model_text = modelfile_text(gguf_path.name, tokenizer, prompt_format or default_format(tokenizer, model),
+                                max_new_tokens) if modelfile else None
     plans = plan_tensors(model, quant)
 
     gguf = _gguf()

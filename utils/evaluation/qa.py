@@ -19,10 +19,12 @@ from transformers import DataCollatorWithFlattening
 from utils.qa.data import IGNORE_INDEX, PromptFormat, Shot, encode_prompt, prompt_format
 from utils.qa.loss import graded_positions
 
+MAX_NEW_TOKENS = 24  # the default answer budget in tokens (notebooks 04-05 measure theirs: answer_length_budget)
+
 
 @torch.no_grad()
 def generate_answers(model: torch.nn.Module, tokenizer: Any, rows: Sequence[Mapping[str, Any]],
-                     max_new_tokens: int = 24, max_length: int = 512, batch_size: int = 16,
+                     max_new_tokens: int = MAX_NEW_TOKENS, max_length: int = 512, batch_size: int = 16,
                      progress: bool = True, fmt: PromptFormat | None = None, shots: Sequence[Shot] = ()) -> list[str]:
     """Greedy answers (no sampling: reproducible), cut at the end token or the first newline.
 
