@@ -369,7 +369,7 @@ def test_refusals_name_what_is_wrong_and_the_fix(tiny, tiny_llama, tmp_path):
     sentencepiece_like.backend_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     with pytest.raises(InputError, match=r"pre-tokenizer .*Metaspace.*convert_hf_to_gguf"):
         export_gguf(model, sentencepiece_like, tmp_path, modelfile=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-modelfile.q4_0.gguf"]  # refusals wrote nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-modelfile.q8_0.gguf"]  # refusals wrote nothing
 
     # Phi-2 embeds 51,200 rows for 50,295 tokens: the rest are listed as unused [PAD<id>], as llama.cpp writes them
     padded = export.tokenizer_metadata(tokenizer, 520, "phi2")
@@ -380,7 +380,7 @@ def test_refusals_name_what_is_wrong_and_the_fix(tiny, tiny_llama, tmp_path):
         export.tokenizer_metadata(tokenizer, 500, "llama")
 
     phi = AutoModelForCausalLM.from_pretrained(tiny)
-    with pytest.raises(InputError, match=r"no-modelfile\.q4_0\.gguf: it is not an f16/q8_0/q4_0 phi2 file .*'llama'"):
+    with pytest.raises(InputError, match=r"no-modelfile\.q8_0\.gguf: it is not an f16/q8_0/q4_0 phi2 file .*'llama'"):
         verify_gguf(files["gguf"], phi, [[1, 2]])
     with pytest.raises(InputError, match=r"tokens: expected one or more non-empty token id sequences"):
         verify_gguf(files["gguf"], model, [[]])
@@ -401,7 +401,7 @@ def test_the_command_merges_exports_and_checks_an_adapter(tiny, tmp_path, capsys
 
     result = export_cli.main(argv)
     assert json.loads(capsys.readouterr().out) == result and result["verify"]["ok"]
-    assert Path(result["gguf"]).name == "qa-adapter.q4_0.gguf" and Path(result["modelfile"]).is_file()
+    assert Path(result["gguf"]).name == "qa-adapter.q8_0.gguf" and Path(result["modelfile"]).is_file()
     q_proj = next(t for t in gguf.GGUFReader(result["gguf"]).tensors if t.name == "blk.0.attn_q.weight")
     stored = gguf.quants.dequantize(q_proj.data, q_proj.tensor_type)
     weight = merged.model.layers[0].self_attn.q_proj.weight.detach().numpy()

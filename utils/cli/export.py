@@ -1,8 +1,8 @@
 """A trained QA adapter as one GGUF file for llama.cpp, Ollama and LM Studio, checked by reloading it.
 
-    python -m utils.cli.export outputs/phi-2-qa-adapter --out outputs/gguf               # q4_0 (4.5 bits/weight)
+    python -m utils.cli.export outputs/phi-2-qa-adapter --out outputs/gguf               # q8_0 (8.5 bits/weight)
     python -m utils.cli.export outputs/phi-2-qa-adapter --out outputs/gguf --quant f16
-    ollama create phi2-qa -f outputs/gguf/phi-2-qa-adapter.q4_0.Modelfile && ollama run phi2-qa
+    ollama create phi2-qa -f outputs/gguf/phi-2-qa-adapter.q8_0.Modelfile && ollama run phi2-qa
 
 (``outputs/<model name>-qa-adapter`` is where notebook 04 saves the adapter of that base model:
 ``utils.qa.storage.default_adapter_dir``; the smoke profile's is ``outputs/SmolLM2-135M-Instruct-qa-adapter``.)
@@ -30,12 +30,13 @@ SAMPLE = {"question": "Who founded Brindlemoor?",  # the prompt whose logits the
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from utils.export import QUANTS
+    from utils.export import DEFAULT_QUANT, QUANTS
 
     parser = make_parser("utils.cli.export", __doc__)
     parser.add_argument("adapter_dir", metavar="ADAPTER_DIR", help="the adapter folder notebook 04 or finetune wrote")
     parser.add_argument("--out", required=True, help="folder for the .gguf file and its Modelfile")
-    parser.add_argument("--quant", default="q4_0", choices=QUANTS, help="file type (default: q4_0)")
+    parser.add_argument("--quant", default=DEFAULT_QUANT, choices=QUANTS,
+                        help=f"file type (default: {DEFAULT_QUANT}: it kept the tuned answers where q4_0 lost some)")
     parser.add_argument("--base", default=None, help="base model id or folder (default: training_params.json's)")
     parser.add_argument("--name", default=None, help="file name stem (default: the adapter folder's name)")
     parser.add_argument("--overwrite", action="store_true", help="replace files of the same name in --out")
