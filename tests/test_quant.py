@@ -248,3 +248,49 @@ def test_q4_1_is_bit_exact_with_the_gguf_package(source, minilm_weights, generat
 def test_q4_1_refuses_partial_blocks():
     with pytest.raises(ValueError, match="multiple of 32 values, got 40"):
         Q.quantize_q4_1(torch.zeros(40))
+
+
+def test_int4_asym_refuses_a_range_that_overflows_float32_instead_of_returning_nan():
+    x = torch.tensor([3e38, -3e38, 1.0])  # finite, but max - min is inf: the step was inf, every value NaN
+    with pytest.raises(ValueError, match=r"int4_asym: a block's range max - min overflows float32"):
+        Q.fake_quantize(x, "int4_asym", 64)
+    assert torch.equal(Q.fake_quantize(x, "nf4", 64)[:2], x[:2])  # absmax methods reach +-absmax exactly
+
+
+def test_q4_1_refuses_constants_that_do_not_fit_float16_instead_of_returning_inf():
+    x = torch.cat([torch.full((16,), 1e6), torch.zeros(16)])  # step 66,667 > 65,504: stored as inf
+    with pytest.raises(ValueError, match=r"Q4_1 stores each block's minimum and step .* as float16, whose largest "
+                                         r"value is 65504"):
+        Q.quantize_q4_1(x)
+    with pytest.raises(ValueError, match="float16"):
+        Q.quantize_q4_1(torch.full((32,), -7e4))  # the minimum itself
+
+
+def test_unpack_refuses_a_count_the_bytes_do_not_hold():
+    packed = Q.pack_4bit(torch.arange(5, dtype=torch.uint8))  # 3 bytes: 5 or 6 codes
+    assert torch.equal(Q.unpack_4bit(packed, 6)[:5], torch.arange(5, dtype=torch.uint8))
+    for n in (10, 4, -1, 5.0, True):  # 10 returned 6 codes, 4 or -1 silently dropped some
+        with pytest.raises(ValueError, match=r"n must be the number of packed codes, 5 or 6 for 3 bytes"):
+            Q.unpack_4bit(packed, n)
+    with pytest.raises(TypeError, match="packed must be the uint8 tensor pack_4bit returns"):
+        Q.unpack_4bit(packed.int(), 5)
+    with pytest.raises(TypeError, match="codes must be a uint8 tensor, got list"):
+        Q.pack_4bit([1, 2])
+
+
+def test_other_helpers_refuse_wrong_arguments_clearly():
+    q = Q.quantize_4bit(torch.randn(100), "nf4", 64)  # 2 blocks
+    with pytest.raises(TypeError, match="expected the Quantized4bit that quantize_4bit returns, got str"):
+        Q.dequantize_4bit("q")
+    with pytest.raises(ValueError, match=r"scale must be a tensor with one value per block \(2\), got \(3,\)"):
+        Q.dequantize_4bit(q, torch.ones(3))
+    with pytest.raises(ValueError, match="empty tensor"):
+        Q.quant_error(torch.empty(0), torch.empty(0))
+    with pytest.raises(TypeError, match="x_hat must be a torch.Tensor, got list"):
+        Q.quant_error(torch.ones(2), [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"methods must be a list of method names, e\.g\. \['nf4'\], got 'nf4'"):
+        Q.error_sweep(torch.randn(8), "nf4", [64])  # a string was read as the methods 'n', 'f', '4'
+    with pytest.raises(ValueError, match=r"blocksizes must be a list of block sizes, e\.g\. \[64\], got 64"):
+        Q.error_sweep(torch.randn(8), ["nf4"], 64)
+    with pytest.raises(ValueError, match="blocksize must be a positive integer"):
+        Q.error_sweep(torch.randn(8), ["nf4"], [64, 0])

@@ -14,6 +14,16 @@ And llama.cpp's GGUF **Q4_1** (:func:`quantize_q4_1`), the format SmolLM2 ships 
 on a grid from each block's minimum in steps of (max - min) / 15, with the step and the minimum stored as
 float16 (5 bits per weight); bit-exact with the ``gguf`` package's own quantizer (tests/test_quant.py).
 
+Error bound (tested with hypothesis in tests/test_input_properties.py): a table method maps each value, scaled
+by its block's absmax into [-1, 1], to the nearest of its 16 levels, so the reconstruction error of an element is
+at most half the largest gap between adjacent levels times the block's absmax (NF4: 0.1519, FP4: 1/6, int4:
+1/14 of the absmax); ``int4_asym`` at most half its step, (max - min) / 30 over the block's range widened to
+include 0, and Q4_1 half its step (max - min) / 30 plus what storing its step and minimum in float16 costs. Rounding
+in float32 (and in the output dtype) adds a few units in the last place; a block whose absmax is below 1e-38
+(float32 subnormals) is scaled as if it were 1e-38, as bitsandbytes does, so its error is at most its absmax.
+Values the format cannot hold are refused: NaN or inf, an ``int4_asym`` block whose range overflows float32, a
+Q4_1 step or minimum beyond float16's 65504.
+
 Codes are ``uint8`` values 0..15, one per element; :func:`pack_4bit` stores two per byte
 (first element in the high nibble, as bitsandbytes does). :func:`double_quantize` compresses the
 per-block float32 absmax constants to 8 bits, as QLoRA's double quantization does.
@@ -22,6 +32,7 @@ per-block float32 absmax constants to 8 bits, as QLoRA's double quantization doe
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -205,6 +216,9 @@ def quantize_4bit(x: torch.Tensor, method: str = "nf4", blocksize: int = 64) -> 
         if pad:
             lo[-1], hi[-1] = lo_last, hi_last
         lo, hi = torch.minimum(lo, torch.zeros_like(lo)), torch.maximum(hi, torch.zeros_like(hi))
+        if not torch.isfinite(hi - lo).all():  # else the step is inf and every value comes back NaN
+            raise ValueError("int4_asym: a block's range max - min overflows float32 (its values span more than "
+                             "3.4e38); scale the tensor down first, or use an absmax method (nf4, fp4, int4).")
         scale = ((hi - lo) / 15).clamp(min=torch.finfo(torch.float32).tiny)
         zero_point = torch.round(-lo / scale).clamp(0, 15)
         q = torch.clamp(torch.round(blocks / scale[:, None]) + zero_point[:, None], 0, 15)
@@ -227,8 +241,16 @@ def dequantize_4bit(q: Quantized4bit, scale: torch.Tensor | None = None) -> torc
 
     Returns:
         tensor of shape ``q.shape`` and dtype ``q.dtype``.
+
+    Raises:
+        TypeError: ``q`` is not a :class:`Quantized4bit`. ValueError: ``scale`` has not one value per block.
     """
-    scale = q.scale if scale is None else scale
+    if not isinstance(q, Quantized4bit):
+        raise TypeError(f"expected the Quantized4bit that quantize_4bit returns, got {type(q).__name__}.")
+    if scale is not None and (not isinstance(scale, torch.Tensor) or scale.numel() != q.n_blocks):
+        got = tuple(scale.shape) if isinstance(scale, torch.Tensor) else type(scale).__name__
+        raise ValueError(f"scale must be a tensor with one value per block ({q.n_blocks}), got {got}.")
+    scale = q.scale if scale is None else scale.reshape(-1)
     n = q.codes.numel()
     pad = (-n) % q.blocksize
     codes = torch.nn.functional.pad(q.codes, (0, pad)).view(-1, q.blocksize)
@@ -269,7 +291,8 @@ def quantize_q4_1(x: torch.Tensor) -> Q4_1:
     in float32 (the division as a multiplication by ``1 / step``, as they do), then step and min stored in float16.
 
     Raises:
-        ValueError: the size is not a multiple of 32 (the format has no partial blocks).
+        ValueError: the size is not a multiple of 32 (the format has no partial blocks); a block's minimum or step
+            does not fit float16 (beyond 65504: it would be stored as inf and the weights come back inf or NaN).
     """
     _check_tensor(x)
     if x.numel() % Q4_1_BLOCK:
@@ -279,7 +302,12 @@ def quantize_q4_1(x: torch.Tensor) -> Q4_1:
     step = (high - low) / 15
     inverse = torch.where(step == 0, torch.zeros_like(step), 1 / step)
     codes = torch.trunc((blocks - low) * inverse + 0.5).clamp(0, 15).to(torch.uint8)
-    return Q4_1(codes.reshape(-1), step.reshape(-1).half(), low.reshape(-1).half(), x.shape)
+    step16, low16 = step.reshape(-1).half(), low.reshape(-1).half()
+    if not (torch.isfinite(step16).all() and torch.isfinite(low16).all()):
+        raise ValueError("Q4_1 stores each block's minimum and step ((max - min) / 15) as float16, whose largest value "
+                         f"is 65504; this tensor needs up to {float(low.abs().max()):.3g} and "
+                         f"{float(step.max()):.3g}. Scale it down first.")
+    return Q4_1(codes.reshape(-1), step16, low16, x.shape)
 
 
 def dequantize_q4_1(q: Q4_1) -> torch.Tensor:
@@ -295,6 +323,8 @@ def dequantize_q4_1(q: Q4_1) -> torch.Tensor:
 
 def pack_4bit(codes: torch.Tensor) -> torch.Tensor:
     """Pack uint8 codes 0..15 of shape (n,) into uint8 (ceil(n/2),): first code in the high nibble."""
+    if not isinstance(codes, torch.Tensor):
+        raise TypeError(f"codes must be a uint8 tensor, got {type(codes).__name__}.")
     if codes.dtype != torch.uint8:
         raise TypeError(f"codes must be uint8, got {codes.dtype}.")
     if codes.numel() and int(codes.max()) > 15:
@@ -306,7 +336,19 @@ def pack_4bit(codes: torch.Tensor) -> torch.Tensor:
 
 
 def unpack_4bit(packed: torch.Tensor, n: int) -> torch.Tensor:
-    """Inverse of :func:`pack_4bit`: uint8 (ceil(n/2),) -> uint8 codes (n,)."""
+    """Inverse of :func:`pack_4bit`: uint8 (ceil(n/2),) -> uint8 codes (n,).
+
+    Raises:
+        TypeError: ``packed`` is not a uint8 tensor. ValueError: ``n`` is not a whole number from
+            2 * packed.numel() - 1 to 2 * packed.numel() (the bytes hold that many codes; more would be invented,
+            fewer silently dropped).
+    """
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
+        got = packed.dtype if isinstance(packed, torch.Tensor) else type(packed).__name__
+        raise TypeError(f"packed must be the uint8 tensor pack_4bit returns, got {got}.")
+    if isinstance(n, bool) or not isinstance(n, int) or not max(0, 2 * packed.numel() - 1) <= n <= 2 * packed.numel():
+        raise ValueError(f"n must be the number of packed codes, {max(0, 2 * packed.numel() - 1)} or "
+                         f"{2 * packed.numel()} for {packed.numel()} bytes, got {n!r}.")
     flat = packed.reshape(-1)
     out = torch.empty(flat.numel() * 2, dtype=torch.uint8, device=flat.device)
     out[0::2], out[1::2] = flat >> 4, flat & 0x0F
@@ -427,8 +469,13 @@ def quant_error(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
         ``mse`` mean squared error, ``max_abs`` largest absolute error, ``sqnr_db`` signal-to-
         quantization-noise ratio 10*log10(mean(x^2) / mse) in dB (higher is better).
     """
+    for name, t in (("x", x), ("x_hat", x_hat)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}.")
     if x.shape != x_hat.shape:
         raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(x_hat.shape)}.")
+    if x.numel() == 0:
+        raise ValueError("cannot measure the error of an empty tensor (numel() == 0).")
     x, x_hat = x.double(), x_hat.double()
     mse = float(((x - x_hat) ** 2).mean())
     signal = float((x**2).mean())
@@ -443,6 +490,15 @@ def error_sweep(x: torch.Tensor, methods: list[str], blocksizes: list[int]) -> l
         one dict per combination: ``method``, ``blocksize``, ``bits`` (per weight, from
         :func:`bits_per_parameter`), ``mse``, ``max_abs``, ``sqnr_db``.
     """
+    if isinstance(methods, str) or not isinstance(methods, Iterable):  # a string would be read letter by letter
+        raise ValueError(f"methods must be a list of method names, e.g. ['nf4'], got {methods!r}.")
+    if isinstance(blocksizes, str) or not isinstance(blocksizes, Iterable):
+        raise ValueError(f"blocksizes must be a list of block sizes, e.g. [64], got {blocksizes!r}.")
+    methods, blocksizes = list(methods), list(blocksizes)
+    for method in methods:
+        _check_method(method)
+    for blocksize in blocksizes:
+        _check_blocksize(blocksize)
     rows = []
     for method in methods:
         for blocksize in blocksizes:
