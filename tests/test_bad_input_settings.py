@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
+from utils.classification import load_classifier
 from utils.cli import finetune
 from utils.errors import InputError
+from utils.experiments.ablation import lora_parameters_per_rank
 from utils.memory import estimate
-from utils.models import adapters, tiny_phi
+from utils.models import adapters, load_model, resolve_model_path, tiny_phi
 from utils.paths import REPO_ROOT
 from utils.qa import collate, run_folder, training
 from utils.qa.config import PARAMS_FILE, ConfigError, QAConfig, save_params
@@ -186,6 +188,16 @@ CASES: dict[str, Case] = {
     "ensure_trained over checkpoints of other settings": Case(lambda e: training.ensure_trained(e.config(lora_rank=8), _checkpoints_of(e, e.config(lora_rank=4))),
                                                               r"run: it holds checkpoints of an unfinished run trained with other settings \(stored, wanted: \{'lora_rank': \[4, 8\]\}\); it is left as it is\. Fix: delete it"),
     "padded collator max_length 0": Case(lambda e: collate.PaddedCollator(0, max_length=0), r"^PaddedCollator max_length: must be a positive integer or None, got 0\. Fix: pass the max_length"),
+    # ---- a model id that names a local folder (utils.models.loading.check_model_path, in every loader): notebooks
+    # 01-03 (load_model, the tokenizer and the skeleton through resolve_model_path) and 06 (load_classifier)
+    "load_model folder missing": Case(lambda e: load_model("./my-model"), r"^model_id \(MODEL_ID\): the model folder \./my-model does not exist\. Fix: point model_id \(MODEL_ID\) at a folder saved with save_pretrained, or give a Hub id such as microsoft/phi-2"),
+    "load_model absolute folder missing": Case(lambda e: load_model(str(e.tmp / "nope")), r"^model_id \(MODEL_ID\): the model folder .*/nope does not exist\. Fix: point"),
+    "load_model folder empty": Case(lambda e: load_model(str(e.tmp)), r"^model_id \(MODEL_ID\): the model folder .* holds no config\.json and no weights, so it is not a saved model \(it is empty\)\. Fix: point model_id \(MODEL_ID\) at the folder save_pretrained wrote"),
+    "load_model folder without weights": Case(lambda e: load_model(str(_file(e.tmp / "config.json").parent)), r"^model_id \(MODEL_ID\): the model folder .* holds config\.json but no weights \(none of model\.safetensors"),
+    "tokenizer folder missing": Case(lambda e: AutoTokenizer.from_pretrained(resolve_model_path("~/models/nope")), r"^model_id \(MODEL_ID\): the model folder ~/models/nope does not exist"),
+    "notebook 03 skeleton folder missing": Case(lambda e: lora_parameters_per_rank("./my-model", "all-linear"), r"^model_id \(MODEL_ID\): the model folder \./my-model does not exist"),
+    "notebook 06 classifier folder missing": Case(lambda e: load_classifier("./my-model", 2, "qlora"), r"^model_id \(MODEL_ID\): the model folder \./my-model does not exist"),
+    "model folder without weights (config)": Case(lambda e: QAConfig.resolve("smoke", model_id=str(_file(e.tmp / "config.json").parent)), r"^MODEL_ID \(--model-id\): the model folder .* holds config\.json but no weights"),
     "packing multiple 0": Case(lambda e: collate.packing_collator(0, 0), r"^pack_multiple: multiple must be a positive integer, got 0\. Fix: pass e\.g\. 256"),
     "no training examples": Case(lambda e: training.make_trainer(None, None, []), r"^train_features: there are no examples to train on\. Fix: check the dataset"),
 }
@@ -236,12 +248,35 @@ def test_settings_errors_are_config_errors_and_output_conflicts_are_file_exists_
     (["--resume"], "--resume: there is no checkpoint to resume from in"),
     (["--resume", "--overwrite"], "--resume and --overwrite: both were given"),
     (["--dataset", "missing/train.json"], "DATASET (--dataset): the dataset file missing/train.json does not exist"),
+    # a negative number is the flag's value (argparse read "-1e-4" as an option: "expected one argument")
+    (["--learning-rate", "-1e-4"], "LEARNING_RATE (--learning-rate): learning_rate must be > 0, got -0.0001. Fix: set it"),
+    (["--seed", "-1"], "SEED (--seed): seed must be in [0, 2**32 - 1] (numpy's seeds), got -1"),
+    (["--columns", '{"question": "q"'], """argument --columns: '{"question": "q"': it looks like a Python literal (a list, """
+                                         "number or quoted string) but is not valid Python ('{' was never closed). Fix: write"),
+    (["--model-id", "./my-model"], "MODEL_ID (--model-id): the model folder ./my-model does not exist. Fix: point MODEL_ID"),
 ])
 def test_the_command_line_refuses_bad_input_as_a_usage_error(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         finetune.parse_args([*argv, "--output-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_a_refused_run_leaves_no_folder_behind(tiny, tmp_path, capsys):
+    """The output folder is checked without creating it: a run refused by a later check (no checkpoint to resume;
+    max_length, which needs the tokenizer, found by train_qa) leaves no empty adapter or checkpoints/ folder."""
+    out = tmp_path / "new" / "adapter"
+    common = ["--model-id", str(tiny), "--target-modules", *PHI_TARGETS, "--dataset", str(DATA), "--train-size", "8",
+              "--max-steps", "2", "--output-dir", str(out)]
+    for argv in (["--resume"], ["--max-length", "8"]):
+        with pytest.raises(SystemExit) as exit_info:
+            finetune.main([*common, *argv])
+        assert exit_info.value.code == 2 and "Traceback" not in capsys.readouterr().err
+        assert not (tmp_path / "new").exists()
+    with pytest.raises(InputError, match="no checkpoint to resume from"):
+        training.train_qa(QAConfig.resolve("smoke", model_id=str(tiny), target_modules=PHI_TARGETS, dataset=str(DATA)),
+                          out, resume=True)
+    assert not (tmp_path / "new").exists()
 
 
 def test_the_command_line_never_overwrites_an_earlier_run_unless_asked(tmp_path, capsys):

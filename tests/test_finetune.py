@@ -91,3 +91,64 @@ def test_the_real_offline_set_is_a_dataset_choice_of_the_command(tiny, tmp_path)
     finetune.main(args)
     config, run = read_training_params(tmp_path / "adapter")
     assert config.dataset == str(REPO_ROOT / "data/disfl_qa/train.json") and run["examples"]["examples"] == 8
+
+
+def test_resume_trains_further_only_and_the_record_counts_every_leg(tiny, tmp_path, capsys):
+    """A finished run at step 4 (checkpoints 2 and 4): --resume with --max-steps 4 or 2 is refused before anything
+    loads (it used to train a 5th step at learning rate 0 and record max_steps 2 for 4 trained steps), and so is a
+    checkpoint whose optimizer.pt was cut off (torch failed on it after the model loaded); --max-steps 6 trains steps
+    5-6, and the record's seconds add up both legs (seconds_per_leg)."""
+    out = tmp_path / "run"
+    first = finetune.main([*_args(tiny, out, steps=4), "--save-steps", "2"])
+    assert first["steps"] == 4 and first["seconds_per_leg"] == [first["seconds"]] and first["seconds"] > 0
+    record = (out / "training_params.json").read_text()
+    for steps in (4, 2):
+        with pytest.raises(SystemExit) as exit_info:
+            finetune.main([*_args(tiny, out, steps=steps), "--save-steps", "2", "--resume"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "Traceback" not in err, err
+        assert (f"--resume: the run in {out / 'checkpoints'} is already at step 4 (its newest checkpoint, checkpoint-4), "
+                f"and max_steps={steps} would train it no further") in err
+        assert "Fix: to train it further, resume with a larger --max-steps (notebook 04: MAX_STEPS), e.g. --max-steps 8" in err
+    assert (out / "training_params.json").read_text() == record  # nothing rewritten
+
+    optimizer = out / "checkpoints/checkpoint-4/optimizer.pt"
+    whole = optimizer.read_bytes()
+    optimizer.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(SystemExit):
+        finetune.main([*_args(tiny, out, steps=6), "--save-steps", "2", "--resume"])
+    err = capsys.readouterr().err
+    assert (f"--resume: checkpoint {out / 'checkpoints/checkpoint-4'}: optimizer.pt is damaged: it is truncated or not "
+            "a file torch.save wrote") in err
+    assert "Fix: delete that checkpoint folder (rm -r" in err and "the one before, checkpoint-2" in err and "--overwrite" in err
+    optimizer.write_bytes(whole)
+
+    resumed = finetune.main([*_args(tiny, out, steps=6), "--save-steps", "2", "--resume"])
+    config, saved = read_training_params(out)
+    assert config.max_steps == 6 and saved["steps"] == resumed["steps"] == 6 and len(saved["losses"]) == 6
+    legs = saved["seconds_per_leg"]
+    assert len(legs) == 2 and all(leg > 0 for leg in legs) and saved["seconds"] == pytest.approx(sum(legs))
+    assert legs[0] <= first["seconds"]  # the first leg as checkpoint-4 recorded it: up to that checkpoint
+
+
+def test_a_dataset_json_holding_a_list_of_records_trains(tiny, tmp_path):
+    """A .json file whose top level is a list of records (what the Hub's datasets export) is read as records, as a
+    .jsonl file would be (it was refused with "name it .jsonl", which then failed on the list's first line)."""
+    import json
+
+    from utils.qa.data import load_qa_split, load_squad_json
+
+    records = load_qa_split(DATA[0], limit=8)
+    listed = tmp_path / "my_qa.json"
+    listed.write_text(json.dumps(records, indent=1))
+    args = _args(tiny, tmp_path / "adapter", steps=1)
+    args[args.index("--dataset") + 1] = str(listed)
+    run = finetune.main(args)
+    assert run["steps"] == 1 and run["examples"]["examples"] == 8
+    assert load_qa_split(listed) == records
+    with pytest.raises(ValueError, match=r"my_qa\.json: is not SQuAD v1\.1 JSON: the top level is a list \(8 item\(s\)\).*"
+                                         r"Fix: as a dataset \(DATASET / --dataset, load_qa_split\) a \.json list of records"):
+        load_squad_json(listed)
+    listed.write_text(json.dumps([records[0], "not a record"]))
+    with pytest.raises(ValueError, match=r"my_qa\.json: item 1 of the list is a string, not a record with fields"):
+        load_qa_split(listed)

@@ -3,7 +3,10 @@ resumed bit for bit, the fp16 remedy, merge, perplexity, activation memory; and 
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import tolerances as T
@@ -94,6 +97,12 @@ def test_an_interrupted_run_resumes_to_the_same_loss_and_adapter(base, tmp_path)
     assert not (tmp_path / "cut/adapter_model.safetensors").exists()
     with pytest.raises(run_folder.OutputExistsError, match=r"earlier run \(checkpoints/checkpoint-4\).*--resume"):
         training.train_qa(config, tmp_path / "cut", quiet=True)  # a restart would overwrite the interrupted run
+    shutil.copytree(tmp_path / "cut", tmp_path / "older")  # as a checkpoint written before LegTimer existed
+    state_file = tmp_path / "older/checkpoints/checkpoint-4/trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert state["stateful_callbacks"]["LegTimer"]["attributes"]["legs"][0] > 0  # the first leg, to checkpoint 4
+    del state["stateful_callbacks"]["LegTimer"]
+    state_file.write_text(json.dumps(state))
     resumed = training.train_qa(config, tmp_path / "cut", resume=True, quiet=True)
 
     assert whole["steps"] == resumed["steps"] == 6 and len(whole["losses"]) == 6
@@ -103,6 +112,38 @@ def test_an_interrupted_run_resumes_to_the_same_loss_and_adapter(base, tmp_path)
     assert whole["losses"][-1] < whole["losses"][0]
     with pytest.raises(run_folder.OutputExistsError, match="pass --overwrite"):
         training.train_qa(config, tmp_path / "whole", quiet=True)
+    # the record's seconds: every leg (to checkpoint 4, then 4-6), not only the last
+    assert len(whole["seconds_per_leg"]) == 1 and whole["seconds"] == whole["seconds_per_leg"][0] > 0
+    legs = resumed["seconds_per_leg"]
+    assert len(legs) == 2 and all(leg > 0 for leg in legs) and resumed["seconds"] == pytest.approx(sum(legs))
+    assert run_folder.read_training_params(tmp_path / "cut")[1]["seconds"] == resumed["seconds"]
+    older = training.train_qa(config, tmp_path / "older", resume=True, quiet=True)  # saves checkpoint 6 (no KeyError)
+    assert older["steps"] == 6 and older["seconds"] is None and older["seconds_per_leg"][0] is None  # unknown: said so
+
+
+def test_ensure_trained_does_not_reuse_a_run_recorded_past_its_max_steps(tmp_path, monkeypatch):
+    """Before --resume with a smaller max_steps was refused, such a run was saved with max_steps 4 and 13 trained
+    steps, and notebook 05's ensure_trained reused it as a 4-step run; and checkpoints of these settings at their last
+    step (the adapter never saved) would be resumed past max_steps. Both are now another training: refused, or set
+    aside with set_aside. (train_qa stands in: what is checked is what ensure_trained does around it.)"""
+    from utils.qa.config import save_params
+
+    config = QAConfig.resolve("smoke", max_steps=4)
+    monkeypatch.setattr(training, "train_qa", lambda c, folder, **kw: Path(folder).mkdir(exist_ok=True) or {"steps": 4})
+    miscounted = tmp_path / "miscounted"
+    save_params(miscounted, config, {"steps": 13})
+    with pytest.raises(run_folder.OutputExistsError, match=r"records max_steps=4 but 13 trained steps"):
+        training.ensure_trained(config, miscounted)
+    run, reused = training.ensure_trained(config, miscounted, set_aside=True)
+    assert not reused and run["steps"] == 4 and Path(run["set_aside"]).name.startswith("miscounted.old-")
+    finished = tmp_path / "finished"
+    save_params(finished / run_folder.CHECKPOINTS, config, {})
+    (finished / run_folder.CHECKPOINTS / "checkpoint-4").mkdir()
+    (finished / run_folder.CHECKPOINTS / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    with pytest.raises(run_folder.OutputExistsError, match=r"reached its last step \(checkpoint-4\) but never saved"):
+        training.ensure_trained(config, finished)
+    save_params(tmp_path / "fine", config, {"steps": 4})
+    assert training.ensure_trained(config, tmp_path / "fine") == ({"steps": 4}, True)
 
 
 def test_non_finite_loss_in_first_steps_stops_training():

@@ -262,11 +262,15 @@ def test_each_bad_input_is_an_input_error_before_the_first_run(tiny_notebook, tm
 
 
 def test_a_finished_run_with_other_parameters_under_the_same_folder_name_is_refused(tiny_notebook, tmp_path):
+    # a parameter of no known meaning (seeds are checked as seeds: ["0", "1"] would be refused as strings first)
+    nb = nbformat.read(tiny_notebook, as_version=4)
+    nb.cells[0].source += "\nTAG = None  # free text"
+    nbformat.write(nb, tiny_notebook)
     calls: list = []
-    S.run_sweep(tiny_notebook, [{"SEEDS": [0, 1]}], tmp_path, runner=fake_runner(calls))
-    with pytest.raises(InputError, match=re.escape("runs/SEEDS-0-1 holds a finished run with parameters "
-                                                   "{'SEEDS': [0, 1]}, not {'SEEDS': ['0', '1']}")):
-        S.run_sweep(tiny_notebook, [{"SEEDS": ["0", "1"]}], tmp_path, runner=fake_runner(calls))
+    S.run_sweep(tiny_notebook, [{"TAG": [0, 1]}], tmp_path, runner=fake_runner(calls))
+    with pytest.raises(InputError, match=re.escape("runs/TAG-0-1 holds a finished run with parameters "
+                                                   "{'TAG': [0, 1]}, not {'TAG': ['0', '1']}")):
+        S.run_sweep(tiny_notebook, [{"TAG": ["0", "1"]}], tmp_path, runner=fake_runner(calls))
     assert len(calls) == 1
 
 
@@ -330,3 +334,43 @@ def test_real_papermill_run_through_the_command_line(tiny_notebook, tmp_path, ca
     table = json.loads((out / "sweep_results.json").read_text())
     assert [r["rank"] for r in table["rows"]] == [2, 2] and list(table["failed"]) == ["FAIL_RANK-8_LORA_RANKS-8_SEEDS-0-1"]
     assert (out / "sweep_plot.png").is_file() and (out / "sweep_summary.csv").is_file()
+
+
+@pytest.mark.parametrize("argv,match", [
+    # checked as the notebook's settings: notebook 03's LR as a QA learning rate (torch refused it minutes into the run)
+    (["-p", "LR", "-1.0"], "parameter LR = -1.0: learning_rate must be > 0, got -1.0 (LR is checked as the QA setting "
+                           "learning_rate). Fix: set it to a value that fits (peak learning rate)"),
+    (["-p", "LR", "-1e-4"], "parameter LR = -0.0001: learning_rate must be > 0"),  # a negative number is a value
+    (["--grid", "LR", "1e-3", "0"], "parameter LR = 0: learning_rate must be > 0, got 0"),
+    (["-p", "EPOCHS", "0"], "parameter EPOCHS = 0: EPOCHS (passes over the training data) must be a positive number"),
+    (["-p", "SEEDS", "[0, -1]"], "parameter SEEDS = [0, -1]: seed must be in [0, 2**32 - 1] (numpy's seeds), got -1"),
+    # an unparsable literal is not taken for a string
+    (["--grid", "LORA_RANKS", "[4", "[8]"], "--grid LORA_RANKS '[4': it looks like a Python literal (a list, number or "
+                                            "quoted string) but is not valid Python ('[' was never closed). Fix: write"),
+    (["-p", "LR", "1e-3.5"], "-p LR '1e-3.5': it looks like a Python literal"),
+])
+def test_values_the_notebook_would_refuse_are_refused_before_anything_runs(tmp_path, monkeypatch, capsys, argv, match):
+    calls: list = []
+    monkeypatch.setattr(S, "_default_runner", fake_runner(calls))
+    notebook = _other_notebook(tmp_path, "ablation.ipynb", cell="LORA_RANKS = [1]\nSEEDS = [0]\nLR = 1e-3\nEPOCHS = 2")
+    out = tmp_path / "out"
+    assert sweep_cli.main([str(notebook), "--ranks", "4", *argv, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.startswith("python -m utils.cli.sweep: error: ") and "Traceback" not in err, err
+    assert calls == [] and not out.exists()  # nothing ran, no folder made
+
+
+def test_a_qa_notebook_s_values_are_resolved_as_it_resolves_them(tmp_path):
+    """Notebook 04 reads its settings with QAConfig.from_namespace: each point is resolved that way up front (the
+    constants, SETTINGS, the preset), so a value it would refuse in its settings cell stops the sweep at once."""
+    notebooks = REPO_ROOT / "notebooks"
+    nb04 = notebooks / "04_phi2_qlora_training.ipynb"
+    with pytest.raises(InputError, match=re.escape("grid point 2 {'LEARNING_RATE': -0.0001} of 04_phi2_qlora_training.ipynb: "
+                                                   "LEARNING_RATE (--learning-rate): learning_rate must be > 0, got -0.0001")):
+        S.check_sweep(nb04, [{"LEARNING_RATE": 1e-3}, {"LEARNING_RATE": -1e-4}], tmp_path / "a")
+    with pytest.raises(InputError, match=re.escape("BATCH_SIZE (--batch-size): batch_size must be a positive integer, got 0")):
+        S.check_sweep(nb04, [{"SETTINGS": {"batch_size": 0}}], tmp_path / "b")
+    with pytest.raises(InputError, match=re.escape("LOGGING_STEPS (--logging-steps): logging_steps=4 is more than max_steps=2")):
+        S.check_sweep(nb04, [{"MAX_STEPS": 2, "SETTINGS": {"logging_steps": 4}}], tmp_path / "c")
+    assert not any((tmp_path / name).exists() for name in "abc")
+    assert len(S.check_sweep(nb04, [{"MAX_STEPS": 4}, {"MAX_STEPS": 8}], tmp_path / "d").ids) == 2

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from utils.cli import add_parameter_option, make_parser, parse_value
+from utils.errors import InputError
 from utils.notebooks import check_parameters, course_notebooks, run_notebook
 from utils.paths import REPO_ROOT
 
@@ -24,7 +25,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=str(REPO_ROOT / "outputs"), help="output folder")
     add_parameter_option(parser, "override a parameters-cell constant, e.g. -p LORA_RANK 16")
     args = parser.parse_args(argv)
-    parameters = {name: parse_value(value) for name, value in args.parameter}
+    try:
+        parameters = {name: parse_value(value, f"-p {name}") for name, value in args.parameter}
+    except InputError as err:
+        raise SystemExit(f"python -m utils.cli.course: {err}") from None
     notebooks = course_notebooks(args.notebooks)
     for notebook in notebooks:  # fail before running anything if a parameter is unknown
         try:

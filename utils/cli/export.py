@@ -81,9 +81,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from utils.qa.data import build_prompt, prompt_format
 
     has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
-    tokenizer, _ = load_tokenizer(base, str(adapter_dir) if has_tokenizer else None)
     dtype = torch.float16 if torch.cuda.is_available() else torch.float32
-    merged = merge_adapter(base, adapter_dir, dtype)
+    try:  # a missing base folder or a damaged adapter: our message, as a usage error
+        tokenizer, _ = load_tokenizer(base, str(adapter_dir) if has_tokenizer else None)
+        merged = merge_adapter(base, adapter_dir, dtype)
+    except InputError as err:
+        parser.error(str(err))
     fmt = prompt_format(tokenizer, merged)
     try:
         result = export_gguf(merged, tokenizer, args.out, args.quant, fmt, name=name, overwrite=args.overwrite)

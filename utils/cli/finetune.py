@@ -29,7 +29,7 @@ import os
 import typing
 from typing import Any
 
-from utils.cli import make_parser, parse_value
+from utils.cli import make_parser, value_argument
 from utils.errors import InputError
 from utils.qa.config import PRESETS, QAConfig
 from utils.run_mode import get_profile
@@ -40,8 +40,8 @@ def _flag_type(hint: Any) -> dict[str, Any]:
     if typing.get_origin(hint) is tuple:
         return {"nargs": "+", "metavar": "NAME"}
     if hint is bool:
-        return {"type": parse_value, "metavar": "True|False"}
-    return {"type": parse_value if hint in (int, float) or typing.get_origin(hint) is dict else str}
+        return {"type": value_argument, "metavar": "True|False"}
+    return {"type": value_argument if hint in (int, float) or typing.get_origin(hint) is dict else str}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                               f"give at least one value, e.g. --grid {name} '[4]' '[8]'")
         if name in grid:
             raise input_error(f"--grid {name}", "given twice", f"list all its values in one --grid {name}")
-        grid[name] = [parse_value(v) for v in entry[1:]]
+        grid[name] = [parse_value(v, f"--grid {name}") for v in entry[1:]]
     if args.ranks:
         if "LORA_RANKS" in grid:
             raise input_error("--ranks and --grid LORA_RANKS", "both set the ranks",
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     for name, value in args.parameter:
         if check_name(name) in fixed:
             raise input_error(f"-p {name}", "given twice", f"give it once, or sweep it: --grid {name} V1 V2")
-        fixed[name] = parse_value(value)
+        fixed[name] = parse_value(value, f"-p {name}")
     return args, expand_grid(grid, fixed)
 
 

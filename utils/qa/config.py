@@ -19,7 +19,6 @@ import dataclasses
 import difflib
 import json
 import math
-import os
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any
 
 from utils.errors import InputError, input_error
 from utils.models.architectures import ARCHITECTURES
-from utils.models.loading import PHI2_ID, PRECISIONS
+from utils.models.loading import PHI2_ID, PRECISIONS, check_model_path, looks_local
 from utils.models.smollm2 import SMOLLM2_ID
 
 PHI2_TARGETS = ARCHITECTURES["phi"].lora_targets  # Phi-2's linear layers in a decoder block
@@ -107,23 +106,28 @@ class QAConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def resolve(cls, profile: str, preset: str = "course", **explicit: Any) -> QAConfig:
+    def resolve(cls, profile: str, preset: str = "course", *, paths: bool = True, **explicit: Any) -> QAConfig:
         """The settings for ``profile`` and ``preset``, with every non-None ``explicit`` value winning.
+
+        Args:
+            paths: also :meth:`check_paths` (False: the values only, e.g. the sweep's checks of a notebook that runs
+                in another folder).
 
         Raises:
             ConfigError: unknown profile, preset or setting name, a value :meth:`validate` rejects, or a local
                 dataset or model path that does not exist (:meth:`check_paths`).
         """
         values, _ = cls._layers(profile, preset, explicit)
-        return cls(**values).validate().check_paths()
+        config = cls(**values).validate()
+        return config.check_paths() if paths else config
 
     @classmethod
     def from_namespace(cls, profile: str, preset: str, namespace: Mapping[str, Any],
-                       settings: str = "SETTINGS") -> tuple[QAConfig, dict]:
+                       settings: str = "SETTINGS", *, paths: bool = True) -> tuple[QAConfig, dict]:
         """Resolve from a notebook's parameters: each field's UPPER_CASE constant where the namespace defines one
         (``LORA_RANK`` for ``lora_rank``), and any field by its own name in the dict named ``settings``
         (``SETTINGS = {"batch_size": 8}``); None, or a field given neither way, means "not set". Returns
-        ``(config, sources)`` (see :meth:`sources`).
+        ``(config, sources)`` (see :meth:`sources`); ``paths`` as in :meth:`resolve`.
 
         Raises:
             ConfigError: ``SETTINGS`` is not a dict, names a setting that does not exist (or in upper case), or
@@ -156,7 +160,7 @@ class QAConfig:
                                 f"({ {n: [namespace[n.upper()], extra[n]] for n in twice} })",
                                 f"set each once: the constant, or {settings}")
         explicit = {n: namespace[n.upper()] if namespace.get(n.upper()) is not None else extra.get(n) for n in fields}
-        return cls.resolve(profile, preset, **explicit), cls.sources(profile, preset, **explicit)
+        return cls.resolve(profile, preset, paths=paths, **explicit), cls.sources(profile, preset, **explicit)
 
     @classmethod
     def sources(cls, profile: str, preset: str = "course", **explicit: Any) -> dict[str, str]:
@@ -208,82 +212,43 @@ class QAConfig:
                 ``lr_scheduler`` or ``optimizer``; ``target_modules`` empty, with a repeated or empty name, or
                 ``"all-linear"`` mixed with names; ``columns`` missing a field.
         """
-        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            _check_type(f.name, getattr(self, f.name), hints[f.name])
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise setting_error(f.name, f"{f.name} must be a finite number, got {value}", _example(f.name))
-        positive = ("max_length", "lora_rank", "max_steps", "batch_size", "grad_accum", "pack_multiple",
-                    "logging_steps", "save_steps")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise setting_error(name, f"{name} must be a positive integer, got {getattr(self, name)}", _example(name))
-        if self.row_length < 0:
-            raise setting_error("row_length", f"row_length must be 0 (one row per pass) or a number of tokens, got "
-                                f"{self.row_length}", "use e.g. 1024, or 0")
+            problem = setting_problem(f.name, getattr(self, f.name))
+            if problem is not None:
+                raise setting_error(f.name, *problem)
         if 0 < self.row_length < self.max_length:
             raise setting_error("row_length", f"row_length={self.row_length} is shorter than max_length={self.max_length}: "
                                 "a long example would not fit in a row", f"set row_length to at least {self.max_length} "
                                 "(or 0 to lay each pass's examples end to end in one row)")
-        if self.train_size < 0:
-            raise setting_error("train_size", f"train_size must be a number of questions, or 0 for all, got {self.train_size}",
-                                "set it to how many questions to train on (e.g. 3200), or 0 for the whole split")
-        for name in ("lora_alpha", "learning_rate", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise setting_error(name, f"{name} must be > 0, got {getattr(self, name)}", _example(name))
-        for name in ("lora_dropout", "warmup_ratio"):
-            if not 0 <= getattr(self, name) < 1:
-                raise setting_error(name, f"{name} must be in [0, 1), got {getattr(self, name)}", _example(name))
         if self.logging_steps > self.max_steps:
             raise setting_error("logging_steps", f"logging_steps={self.logging_steps} is more than max_steps={self.max_steps}: "
                                 "no training loss would ever be logged", f"set logging_steps to at most {self.max_steps}")
-        if not 0 <= self.seed <= SEED_MAX:
-            raise setting_error("seed", f"seed must be in [0, 2**32 - 1] (numpy's seeds), got {self.seed}",
-                                "use a non-negative whole number, e.g. 0")
-        for name, allowed in (("text_format", TEXT_FORMATS), ("precision", PRECISIONS),
-                              ("lr_scheduler", LR_SCHEDULERS)):
-            if getattr(self, name) not in allowed:
-                raise setting_error(name, f"{name} must be one of {allowed}, got {getattr(self, name)!r}",
-                                    f"use one of those (default {_default(name)!r})")
-        _check_optimizer(self.optimizer)
-        _check_targets(self.target_modules)
-        missing = sorted({"question", "context", "answers"} - set(self.columns))
-        if missing:
-            raise setting_error("columns", f"columns must map our fields question, context, answers to dataset columns; "
-                                f"missing {missing}", 'map all three, e.g. {"question": "q", "context": "passage", '
-                                '"answers": "a"}')
         return self
 
     def check_paths(self) -> QAConfig:
         """Check that a ``dataset`` or ``model_id`` that is a local path exists; returns ``self``.
 
         Local: a dataset ending in ``.json``/``.jsonl`` (what :func:`utils.qa.data.load_qa_split` reads as a file),
-        or either setting written as a path (absolute, ``./``, ``../``, ``~``, or more than one ``/``; a Hub id is
-        ``owner/name``). Not part of :meth:`validate`, so that a stored ``training_params.json`` stays readable after
-        its data moved; :meth:`resolve` and :func:`utils.qa.training.train_qa` call it.
+        or either setting written as a path (absolute, starting with ``.`` or ``~``, or more than one ``/``; a Hub id
+        is ``owner/name``; :func:`utils.models.loading.looks_local`), and a model folder that exists. Not part of
+        :meth:`validate`, so that a stored ``training_params.json`` stays readable after its data moved;
+        :meth:`resolve` and :func:`utils.qa.training.train_qa` call it.
 
         Raises:
             ConfigError: the dataset file or the model folder does not exist, or the model folder holds no
-                ``config.json``.
+                ``config.json`` or no weights (:func:`utils.models.loading.check_model_path`, the loaders' check).
         """
         dataset = Path(self.dataset).expanduser()
-        if self.dataset.endswith((".json", ".jsonl")) or _looks_local(self.dataset):
+        if self.dataset.endswith((".json", ".jsonl")) or looks_local(self.dataset):
             if not dataset.is_file():
                 what = "is a folder, not a file" if dataset.is_dir() else "does not exist"
                 raise setting_error("dataset", f"the dataset file {self.dataset} {what}",
                                     "point DATASET (--dataset) at a SQuAD JSON or JSON Lines file (e.g. data/qa/train.json), "
                                     "or give a Hub dataset id such as rajpurkar/squad")
-        if _looks_local(self.model_id):
-            folder = Path(self.model_id).expanduser()
-            if not folder.is_dir():
-                raise setting_error("model_id", f"the model folder {self.model_id} does not exist",
-                                    "point MODEL_ID (--model-id) at a folder saved with save_pretrained, or give a Hub id "
-                                    f"such as {PHI2_ID}")
-            if not (folder / "config.json").is_file():
-                raise setting_error("model_id", f"the model folder {self.model_id} holds no config.json, so it is not a "
-                                    "saved model", "point MODEL_ID (--model-id) at the folder save_pretrained wrote")
+        try:
+            check_model_path(self.model_id, _where("model_id"), weights=True)
+        except InputError as err:  # the loaders' check, as a ConfigError (a setting)
+            raise ConfigError(*err.args) from None
         return self
 
     # ------------------------------------------------------------------ views
@@ -398,69 +363,123 @@ def _check_names(settings: Mapping[str, Any]) -> None:
 
 def _as_names(value: Any, name: str) -> tuple[str, ...]:
     """A list of layer names as a tuple; a bare string is an error (it would be split into characters)."""
-    if isinstance(value, str):
-        raise setting_error(name, f"{name} must be a list of layer names, e.g. [{value!r}], not the string {value!r} "
-                            "(a string would be read one character at a time)",
-                            f"write it as a list, [{value!r}] (on the command line: --{name.replace('_', '-')} {value})")
-    if isinstance(value, Mapping) or not isinstance(value, Iterable):
-        raise setting_error(name, f"{name} must be a list of layer names, got {value!r} ({type(value).__name__})",
-                            f"write it as a list of names, e.g. {list(PHI2_TARGETS)} for Phi-2")
+    problem = _names_problem(value, name)
+    if problem is not None:
+        raise setting_error(name, *problem)
     return tuple(value)
 
 
-def _check_targets(names: tuple[str, ...]) -> None:
+def _names_problem(value: Any, name: str) -> tuple[str, str] | None:
+    if isinstance(value, str):
+        return (f"{name} must be a list of layer names, e.g. [{value!r}], not the string {value!r} (a string would be "
+                f"read one character at a time)",
+                f"write it as a list, [{value!r}] (on the command line: --{name.replace('_', '-')} {value})")
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        return (f"{name} must be a list of layer names, got {value!r} ({type(value).__name__})",
+                f"write it as a list of names, e.g. {list(PHI2_TARGETS)} for Phi-2")
+    return None
+
+
+def _targets_problem(names: tuple[str, ...]) -> tuple[str, str] | None:
     """``target_modules``: not empty, no empty or repeated name, ``"all-linear"`` only alone (peft's keyword).
     Whether each name exists in the model is checked when the model is there
     (:func:`utils.models.adapters.check_target_modules`)."""
     if not names:
-        raise setting_error("target_modules", "target_modules is empty: no layer would get LoRA",
-                            f"name the linear layers that get LoRA, e.g. {list(PHI2_TARGETS)} for Phi-2, or [{ALL_LINEAR!r}]")
+        return ("target_modules is empty: no layer would get LoRA",
+                f"name the linear layers that get LoRA, e.g. {list(PHI2_TARGETS)} for Phi-2, or [{ALL_LINEAR!r}]")
     if any(not n.strip() for n in names):
-        raise setting_error("target_modules", f"target_modules holds an empty name: {list(names)}", "remove it")
+        return f"target_modules holds an empty name: {list(names)}", "remove it"
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise setting_error("target_modules", f"target_modules names {repeated} more than once: {list(names)}",
-                            "name each layer once")
+        return f"target_modules names {repeated} more than once: {list(names)}", "name each layer once"
     if ALL_LINEAR in names and len(names) > 1:
-        raise setting_error("target_modules", f"{ALL_LINEAR!r} (every linear layer) cannot be combined with layer names: "
-                            f"{list(names)}", f"use [{ALL_LINEAR!r}] alone, or only layer names")
+        return (f"{ALL_LINEAR!r} (every linear layer) cannot be combined with layer names: {list(names)}",
+                f"use [{ALL_LINEAR!r}] alone, or only layer names")
+    return None
 
 
-def _check_optimizer(name: str) -> None:
+def _optimizer_problem(name: str) -> tuple[str, str] | None:
     """``optimizer`` must be one of transformers' ``OptimizerNames`` (else ``TrainingArguments`` fails later)."""
     from transformers.training_args import OptimizerNames
 
     known = [o.value for o in OptimizerNames]
-    if name not in known:
-        close = [k for k in known if k.startswith(name)][:3] or difflib.get_close_matches(name, known, n=3)
-        raise setting_error("optimizer", f"unknown optimizer {name!r}; transformers' optim names include "
-                            f"{['adamw_torch', 'adamw_torch_fused', 'paged_adamw_8bit', 'paged_adamw_32bit', 'sgd']}"
-                            + (f" (close: {close})" if close else ""),
-                            "use 'paged_adamw_8bit' (QLoRA's) or 'adamw_torch' (32-bit AdamW); all names: "
-                            "transformers.training_args.OptimizerNames")
+    if name in known:
+        return None
+    close = [k for k in known if k.startswith(name)][:3] or difflib.get_close_matches(name, known, n=3)
+    return (f"unknown optimizer {name!r}; transformers' optim names include "
+            f"{['adamw_torch', 'adamw_torch_fused', 'paged_adamw_8bit', 'paged_adamw_32bit', 'sgd']}"
+            + (f" (close: {close})" if close else ""),
+            "use 'paged_adamw_8bit' (QLoRA's) or 'adamw_torch' (32-bit AdamW); all names: "
+            "transformers.training_args.OptimizerNames")
 
 
-def _looks_local(value: str) -> bool:
-    """Whether a model or dataset name is written as a local path rather than a Hub id (``owner/name``)."""
-    return (os.path.isabs(value) or value.startswith(("./", "../", "~", ".\\", "..\\")) or "\\" in value
-            or value.count("/") > 1)
+_POSITIVE = ("max_length", "lora_rank", "max_steps", "batch_size", "grad_accum", "pack_multiple", "logging_steps",
+             "save_steps")  # integer settings of at least 1
+_HINTS: dict[str, Any] = {}
 
 
-def _check_type(name: str, value: Any, hint: Any) -> None:
+def setting_problem(name: str, value: Any) -> tuple[str, str] | None:
+    """What is wrong with ``value`` as the setting ``name`` on its own, as ``(problem, fix)`` for
+    :func:`setting_error`, or None: every check of :meth:`QAConfig.validate` but those between two settings (type,
+    finite, range, the known names of text_format, precision, lr_scheduler and optimizer, target_modules' shape,
+    columns' fields). Also for a value meant as that setting elsewhere (the sweep checks a notebook's ``LR`` as
+    ``learning_rate``).
+
+    Raises:
+        ConfigError: ``name`` is not a setting.
+    """
+    _check_names({name: value})
+    if not _HINTS:
+        _HINTS.update(typing.get_type_hints(QAConfig))
+    hint = _HINTS[name]
+    if name == "target_modules" and not isinstance(value, tuple):
+        problem = _names_problem(value, name)
+        if problem is not None:
+            return problem
+        value = tuple(value)
+    if not _type_ok(value, hint):
+        return (f"{name} must be {_describe(hint)}, got {value!r} ({type(value).__name__})",
+                f"write it like the default, {_default(name)!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name} must be a finite number, got {value}", _example(name)
+    if name in _POSITIVE and value <= 0:
+        return f"{name} must be a positive integer, got {value}", _example(name)
+    if name == "row_length" and value < 0:
+        return f"row_length must be 0 (one row per pass) or a number of tokens, got {value}", "use e.g. 1024, or 0"
+    if name == "train_size" and value < 0:
+        return (f"train_size must be a number of questions, or 0 for all, got {value}",
+                "set it to how many questions to train on (e.g. 3200), or 0 for the whole split")
+    if name in ("lora_alpha", "learning_rate", "max_grad_norm") and not value > 0:
+        return f"{name} must be > 0, got {value}", _example(name)
+    if name in ("lora_dropout", "warmup_ratio") and not 0 <= value < 1:
+        return f"{name} must be in [0, 1), got {value}", _example(name)
+    if name == "seed" and not 0 <= value <= SEED_MAX:
+        return f"seed must be in [0, 2**32 - 1] (numpy's seeds), got {value}", "use a non-negative whole number, e.g. 0"
+    allowed = {"text_format": TEXT_FORMATS, "precision": PRECISIONS, "lr_scheduler": LR_SCHEDULERS}.get(name)
+    if allowed is not None and value not in allowed:
+        return f"{name} must be one of {allowed}, got {value!r}", f"use one of those (default {_default(name)!r})"
+    problem = (_optimizer_problem(value) if name == "optimizer" else
+               _targets_problem(value) if name == "target_modules" else None)
+    if problem is not None:
+        return problem
+    missing = sorted({"question", "context", "answers"} - set(value)) if name == "columns" else []
+    if missing:
+        return (f"columns must map our fields question, context, answers to dataset columns; missing {missing}",
+                'map all three, e.g. {"question": "q", "context": "passage", "answers": "a"}')
+    return None
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if origin is tuple:
-        ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
-    elif origin is dict:
-        ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-    elif hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, hint)
-    if not ok:
-        raise setting_error(name, f"{name} must be {_describe(hint)}, got {value!r} ({type(value).__name__})",
-                            f"write it like the default, {_default(name)!r}")
+        return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
 
 
 def _describe(hint: Any) -> str:

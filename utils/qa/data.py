@@ -31,6 +31,8 @@ IGNORE_INDEX = -100  # label value that the cross-entropy loss skips
 # --------------------------------------------------------------------------------------- loading
 _SQUAD_LAYOUT = ('{"data": [{"title": ..., "paragraphs": [{"context": ..., "qas": [{"id": ..., "question": ..., '
                  '"answers": [{"text": ..., "answer_start": ...}]}]}]}]}')
+_RECORDS_LAYOUT = '[{"question": ..., "context": ..., "answers": ...}, ...]'  # a .json list of records (load_qa_split)
+_SQUAD_EXPECTED = "SQuAD v1.1 JSON ({'data': [...]})"
 
 
 def _field(record: Any, key: str, src: str, at: str, kind: type | tuple[type, ...], expected: str) -> Any:
@@ -96,14 +98,21 @@ def load_squad_json(path: str | Path) -> list[dict[str, Any]]:
             its ``answer_start``; a question id used twice; a SQuAD v2 unanswerable question; no questions.
     """
     path = Path(path)
-    src = str(path)
-    raw = parse_json(path, read_text_file(path, "SQuAD JSON file"), "SQuAD v1.1 JSON ({'data': [...]})")
+    return _squad_rows(parse_json(path, read_text_file(path, "SQuAD JSON file"), _SQUAD_EXPECTED), str(path))
+
+
+def _squad_rows(raw: Any, src: str) -> list[dict[str, Any]]:
+    """:func:`load_squad_json`'s rows of a parsed file."""
+    if isinstance(raw, list):
+        raise input_error(src, f"is not SQuAD v1.1 JSON: the top level is a list ({len(raw)} item(s)), not an object "
+                          "with a 'data' key", f"as a dataset (DATASET / --dataset, load_qa_split) a .json list of "
+                          f"records {_RECORDS_LAYOUT} is read as it is; here, use the SQuAD layout {_SQUAD_LAYOUT}")
     if not isinstance(raw, dict) or "data" not in raw:
         found = f"the top level has the keys {sorted(raw)}" if isinstance(raw, dict) else \
             f"the top level is {json_type(raw)}"
         raise input_error(src, f"is not SQuAD v1.1 JSON: {found}, not a 'data' key",
-                          f"use the layout {_SQUAD_LAYOUT}; a file of one record per line is JSON Lines: name it "
-                          ".jsonl")
+                          f"use the layout {_SQUAD_LAYOUT}, or a list of records {_RECORDS_LAYOUT} (in a .json file "
+                          "as one list, or in a .jsonl file one record per line)")
     rows: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     for a, article in enumerate(_field(raw, "data", src, "the top level", list, "a list of articles")):
@@ -335,8 +344,9 @@ def guanaco_to_rows(records: Iterable[Mapping[str, Any]], source: str = "guanaco
 
 def load_qa_split(source: str | Path, split: str = "train", columns: Mapping[str, str] | None = None,
                   text_format: str = "squad", limit: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
-    """Rows of one split: a local SQuAD JSON file (``*.json``), a JSON Lines file of records (``*.jsonl``,
-    e.g. guanaco's ``{"text": ...}``) or a Hub dataset id (``datasets``).
+    """Rows of one split: a local SQuAD JSON file (``*.json``), a JSON file whose top level is a list of records
+    (``[{"question": ..., "context": ..., "answers": ...}, ...]``, the layout the Hub's datasets export), a JSON Lines
+    file of records (``*.jsonl``, e.g. guanaco's ``{"text": ...}``) or a Hub dataset id (``datasets``).
 
     One split at a time: :func:`check_no_overlap` on a training and an evaluation split refuses a
     leaking split.
@@ -351,7 +361,8 @@ def load_qa_split(source: str | Path, split: str = "train", columns: Mapping[str
     Raises:
         InputError: a bad ``text_format``, ``limit`` or ``seed`` (before anything is loaded); whatever
             :func:`load_squad_json`, :func:`utils.files.read_json_lines`, :func:`check_rows` or :func:`guanaco_to_rows`
-            refuse (JSON Lines rows are named by their line); a local file with another suffix; a Hub
+            refuse (JSON Lines rows are named by their line, a JSON list's by their item); a local file with
+            another suffix; a Hub
             dataset or a split that does not exist.
     """
     if text_format not in TEXT_FORMATS:
@@ -367,7 +378,12 @@ def load_qa_split(source: str | Path, split: str = "train", columns: Mapping[str
     row_names: list[str] | None = None
     name = str(source)
     if suffix == ".json":
-        records: Sequence[Mapping[str, Any]] = load_squad_json(path)
+        raw = parse_json(path, read_text_file(path, "SQuAD JSON file"), f"{_SQUAD_EXPECTED} or a list of records")
+        if isinstance(raw, list):  # records, as in a .jsonl file but in one JSON list
+            records: Sequence[Mapping[str, Any]] = raw
+            row_names = [f"item {i} of the list" for i in range(len(raw))]
+        else:
+            records = _squad_rows(raw, name)
     elif suffix == ".jsonl":
         records, lines = read_json_lines(path)
         row_names = [f"line {n}" for n in lines]

@@ -9,8 +9,10 @@ loaded: an earlier run's results are overwritten only when asked, and a resumed 
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,27 +58,88 @@ def read_training_params(folder: str | Path) -> tuple[QAConfig, dict[str, Any]]:
     return read_params(folder)
 
 
-def last_checkpoint(folder: str | Path) -> Path | None:
-    """The newest ``checkpoint-<step>`` folder (with its ``trainer_state.json``) in ``folder``, or None."""
+def checkpoints_in(folder: str | Path) -> list[Path]:
+    """The ``checkpoint-<step>`` folders (with their ``trainer_state.json``) in ``folder``, oldest step first."""
     folder = Path(folder)
     if not folder.is_dir():
-        return None
+        return []
     steps = [(int(p.name.split("-", 1)[1]), p) for p in folder.glob("checkpoint-*")
              if p.name.split("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()]
-    return max(steps)[1] if steps else None
+    return [p for _, p in sorted(steps)]
 
 
-def _check_writable(out: Path) -> None:
-    """Create ``out`` (and its parents) and write a probe file there, or raise InputError saying why not."""
-    if out.exists() and not out.is_dir():
-        raise input_error(f"--output-dir {out}", "it is a file, not a folder",
-                          "choose a folder (it is created if missing), e.g. outputs/phi-2-qa-adapter")
+def last_checkpoint(folder: str | Path) -> Path | None:
+    """The newest ``checkpoint-<step>`` folder (with its ``trainer_state.json``) in ``folder``, or None."""
+    found = checkpoints_in(folder)
+    return found[-1] if found else None
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The optimizer step a ``checkpoint-<step>`` folder was written at."""
+    return int(Path(checkpoint).name.split("-", 1)[1])
+
+
+def check_checkpoint(checkpoint: str | Path) -> None:
+    """Check that a checkpoint the Trainer would resume from is whole, before anything is loaded: its
+    ``trainer_state.json`` is JSON, every ``torch.save`` file in it (``optimizer.pt``, ``scheduler.pt``, the random
+    states ``rng_state*.pth``, ``training_args.bin``...) is a complete archive whose contents match their checksums,
+    and its adapter is whole (:func:`utils.models.adapters.check_adapter`). An interrupted write (a full disk, a
+    runtime lost while saving) leaves such a file cut off; torch would fail on it only after the model is loaded.
+
+    Raises:
+        InputError: naming the checkpoint and the damaged file; the fix: delete that checkpoint folder (--resume then
+            continues from the one before, if any) or start over with --overwrite.
+    """
+    from utils.models.adapters import ADAPTER_WEIGHTS, check_adapter
+
+    checkpoint = Path(checkpoint)
+    earlier = [p for p in checkpoints_in(checkpoint.parent) if p != checkpoint]
+    fix = (f"delete that checkpoint folder (rm -r {checkpoint}); --resume then continues from "
+           + (f"the one before, {earlier[-1].name}" if earlier else "the start (there is no earlier checkpoint)")
+           + ", or start the run over with --overwrite (overwrite=True; notebook 04: RESUME = False)")
+
+    def damaged(name: str, why: str) -> InputError:
+        return input_error(f"--resume: checkpoint {checkpoint}", f"{name} is damaged: {why}", fix)
+
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:
+        raise damaged("trainer_state.json", f"it is not valid JSON ({err})") from None
+    for path in sorted(checkpoint.iterdir()):
+        if path.suffix not in (".pt", ".pth", ".bin") or not path.is_file():
+            continue
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            size = path.stat().st_size
+            raise damaged(path.name, f"it is truncated or not a file torch.save wrote ({size:,} bytes)") from None
+        if bad is not None:
+            raise damaged(path.name, f"its part {bad} does not match its checksum") from None
+    if (checkpoint / ADAPTER_WEIGHTS).exists():
+        try:
+            check_adapter(checkpoint)
+        except InputError as err:
+            raise damaged("its adapter", str(err).split(". Fix: ")[0]) from None
+
+
+def _check_writable(out: Path, flag: str = "--output-dir") -> None:
+    """Check that ``out`` is a folder, or can be created, and can be written to, without creating it (a run that
+    fails a later check leaves nothing behind): a temporary folder is made and removed in ``out``, or where it does
+    not exist yet, in its nearest existing parent. Raises InputError saying why not."""
+    if out.exists() and not out.is_dir():
+        raise input_error(f"{flag} {out}", "it is a file, not a folder",
+                          "choose a folder (it is created if missing), e.g. outputs/phi-2-qa-adapter")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(20, f"{parent} is a file, not a folder")
+        with tempfile.TemporaryDirectory(dir=parent):
             pass
     except OSError as err:
-        raise input_error(f"--output-dir {out}", f"it cannot be created or written to ({err.strerror or err})",
+        raise input_error(f"{flag} {out}", f"it cannot be created or written to ({err.strerror or err})",
                           "choose a folder you can write to (check that no part of the path is a file, and its "
                           "permissions)") from None
 
@@ -95,8 +158,11 @@ def check_output_dir(output_dir: str | Path, config: QAConfig, *, resume: bool =
 
     Raises:
         InputError: ``resume`` and ``overwrite`` both set; ``output_dir`` (or ``checkpoints``) is a file, or cannot
-            be created or written to; with ``resume``, no checkpoint in ``checkpoints`` or one written with other
-            settings (only max_steps, logging_steps and save_steps may change).
+            be created or written to (checked without creating them: a run refused here leaves no folder behind);
+            with ``resume``, no checkpoint in ``checkpoints``, one written with other settings (only max_steps,
+            logging_steps and save_steps may change), a run already at or past ``config.max_steps`` (the Trainer
+            would take one more step at learning rate 0 and the record would say max_steps), or a damaged
+            checkpoint (:func:`check_checkpoint`).
         OutputExistsError: without ``resume`` or ``overwrite``, ``output_dir`` holds an adapter or a
             training_params.json, or ``checkpoints`` a checkpoint, of an earlier run (an InputError and a
             FileExistsError).
@@ -110,7 +176,7 @@ def check_output_dir(output_dir: str | Path, config: QAConfig, *, resume: bool =
         raise input_error("--resume and --overwrite", "both were given: --resume continues the run in "
                           f"{out}, --overwrite starts it again", "pass one of them")
     _check_writable(out)
-    _check_writable(checkpoints)
+    _check_writable(checkpoints, "--output-dir" if checkpoints == out / CHECKPOINTS else "checkpoints (CHECKPOINT_DIR)")
     checkpoint = last_checkpoint(checkpoints)
     if resume:
         if checkpoint is None:
@@ -129,6 +195,16 @@ def check_output_dir(output_dir: str | Path, config: QAConfig, *, resume: bool =
                                       f"({folder / PARAMS_FILE}), or start a new run with --overwrite or another "
                                       "--output-dir")
                 break
+        step = checkpoint_step(checkpoint)
+        if config.max_steps <= step:
+            raise input_error("--resume", f"the run in {checkpoints} is already at step {step} (its newest "
+                              f"checkpoint, {checkpoint.name}), and max_steps={config.max_steps} would train it no "
+                              "further (the Trainer would take one more step at learning rate 0, and the adapter "
+                              f"would be recorded as a run of {config.max_steps} steps)",
+                              f"to train it further, resume with a larger --max-steps (notebook 04: MAX_STEPS), e.g. "
+                              f"--max-steps {2 * step}; to train a new run of {config.max_steps} steps, drop --resume "
+                              "and pass --overwrite (notebook 04: RESUME = False) or another --output-dir")
+        check_checkpoint(checkpoint)
         return checkpoint
     earlier = [name for name in RESULT_FILES if (out / name).exists()]
     if checkpoint is not None:

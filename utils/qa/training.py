@@ -5,7 +5,8 @@ builds the ``Trainer`` (KV cache off for packed batches, :class:`NonFiniteGuard`
 :mod:`utils.qa.loss`) around the batches of :mod:`utils.qa.collate`; :func:`apply_fused_kernels` applies the speed
 settings of :mod:`utils.models.forward_patches`. :func:`train_qa` runs it all end to end into a run folder
 (:mod:`utils.qa.run_folder`), and :func:`ensure_trained` reuses an adapter already trained with the same settings.
-:class:`TokenCounter`, :class:`StepTimer`, :func:`seconds_per_step` and :func:`loss_history` measure a run.
+:class:`TokenCounter`, :class:`StepTimer`, :func:`seconds_per_step`, :func:`loss_history` and
+:func:`training_seconds` (every leg of a resumed run, :class:`LegTimer`) measure a run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_callback import ExportableState
 
 from utils import progress
 from utils.bnb_cpu import keep_4bit_trainable
@@ -41,6 +43,7 @@ from utils.qa.run_folder import (
     CHECKPOINTS,
     OutputExistsError,
     check_output_dir,
+    checkpoint_step,
     last_checkpoint,
     save_adapter,
     start_run,
@@ -89,6 +92,43 @@ class NonFiniteGuard(TrainerCallback):
                     f"{key} = {value} at step {state.global_step}: the forward pass overflowed. With fp16 "
                     "compute (T4), call utils.qa.precision.fp16_guard(model, batch) before training (it switches "
                     "attention to fp32), or lower the learning rate.")
+
+
+class LegTimer(TrainerCallback, ExportableState):
+    """Records in every checkpoint the training seconds of each leg of a run: the earlier legs' (read back from the
+    checkpoint a resumed run starts from) and this leg's up to the checkpoint. transformers saves it in the
+    checkpoint's ``trainer_state.json`` (``stateful_callbacks``), so a resumed run knows what its checkpoint cost:
+    :func:`training_seconds` adds the legs up. :func:`make_trainer` adds one to every Trainer."""
+
+    def __init__(self):
+        self.earlier: list[float | None] = []
+        self._start: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        name = type(self).__name__
+        stored = (state.stateful_callbacks or {}).get(name)
+        legs = stored.get("attributes", {}).get("legs") if isinstance(stored, dict) else None
+        if state.global_step == 0:
+            self.earlier = []
+        else:  # resumed: the legs that brought the run to its checkpoint (None: a checkpoint without the record)
+            self.earlier = list(legs) if isinstance(legs, list) and legs else [None]
+        # a checkpoint written without this record: the Trainer's next save looks the name up (a KeyError otherwise)
+        state.stateful_callbacks = {**(state.stateful_callbacks or {}), name: self.state()}
+        self._start = time.perf_counter()
+
+    def state(self) -> dict:
+        now = [] if self._start is None else [time.perf_counter() - self._start]
+        return {"args": {}, "attributes": {"legs": [*self.earlier, *now]}}
+
+
+def training_seconds(trainer: Trainer, train_output: Any) -> dict[str, Any]:
+    """A run's training time, every leg counted: ``{"seconds": total, "seconds_per_leg": [...]}``, the earlier legs
+    as the checkpoint it resumed from recorded them (:class:`LegTimer`: each up to its last checkpoint; the steps
+    after it were trained again) and this ``trainer.train()``'s ``train_runtime`` last. A run never resumed has one
+    leg. An earlier leg whose checkpoint was written without the record is None, and so is the total (unknown)."""
+    timer = next((c for c in trainer.callback_handler.callbacks if isinstance(c, LegTimer)), None)
+    legs = [*(timer.earlier if timer is not None else []), float(train_output.metrics["train_runtime"])]
+    return {"seconds": None if None in legs else sum(legs), "seconds_per_leg": legs}
 
 
 def disable_kv_cache(model: torch.nn.Module) -> None:
@@ -164,7 +204,8 @@ class TokenCounter:
 def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features: Sequence[Mapping],
                  callbacks: Sequence[TrainerCallback] = (), collator: Any = None,
                  answer_logits_only: bool = False, progress_bar: bool = True, graded_head: bool = False) -> Trainer:
-    """A ``Trainer`` with the guard, 4-bit layers kept trainable on every CPU, KV cache off (:func:`disable_kv_cache`) and a collator: by default
+    """A ``Trainer`` with the guard, a :class:`LegTimer` (:func:`training_seconds`), 4-bit layers kept trainable on every
+    CPU, KV cache off (:func:`disable_kv_cache`) and a collator: by default
     the padding-free ``DataCollatorWithFlattening`` (or e.g. :class:`utils.qa.collate.PaddedCollator`); with
     ``answer_logits_only`` the LM head runs on answer positions only (:class:`utils.qa.loss.AnswerLogitsCollator`),
     with ``graded_head`` (rows of :func:`utils.qa.collate.pack_rows`) at each row's graded positions
@@ -189,7 +230,7 @@ def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features
         collator, loss_func = AnswerLogitsCollator(collator), answer_logits_loss
     trainer = Trainer(model=model, args=args, train_dataset=train_features, data_collator=collator,
                       compute_loss_func=loss_func,
-                      callbacks=[NonFiniteGuard(), *callbacks])
+                      callbacks=[NonFiniteGuard(), LegTimer(), *callbacks])
     return progress.quiet(trainer, bar=progress_bar)
 
 
@@ -259,13 +300,15 @@ def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, 
         callbacks: extra ``TrainerCallback``\\ s.
         run_info: recorded in the run's record (e.g. ``profile``, ``preset``).
     Returns:
-        The run's record (``training_params.json``'s ``"run"``): steps, seconds, losses, example counts, ...
+        The run's record (``training_params.json``'s ``"run"``): steps, seconds (every leg of a resumed run:
+        :func:`training_seconds`, with ``seconds_per_leg``), losses, example counts, ...
 
     Raises:
         InputError: all before the model is loaded: ``config`` is not a valid QAConfig
             (:class:`~utils.qa.config.ConfigError`: :meth:`~QAConfig.validate`, :meth:`~QAConfig.check_paths`,
             :func:`check_max_length`); ``output_dir`` cannot be used (:func:`utils.qa.run_folder.check_output_dir`; an
-            earlier run's results there: :class:`~utils.qa.run_folder.OutputExistsError`).
+            earlier run's results there: :class:`~utils.qa.run_folder.OutputExistsError`; with ``resume``, a run
+            already at ``config.max_steps`` or a damaged checkpoint).
     """
     from transformers import AutoModelForCausalLM, set_seed
 
@@ -299,7 +342,7 @@ def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, 
         start_run(out / CHECKPOINTS, config, overwrite=overwrite, **run_info)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     run = {**run_info, "world_size": trainer.args.world_size, "steps": trainer.state.global_step,
-           "seconds": result.metrics["train_runtime"], "losses": loss_history(trainer)[1], "examples": counts,
+           **training_seconds(trainer, result), "losses": loss_history(trainer)[1], "examples": counts,
            "device": str(next(model.parameters()).device)}
     if trainer.is_world_process_zero():
         save_adapter(model, tokenizer, out, config, run)
@@ -317,9 +360,14 @@ def ensure_trained(config: QAConfig, folder: str | Path, *, set_aside: bool = Fa
             course), rename it to ``<name>.old-<time>`` (:func:`utils.paths.move_aside`; recorded in the run as
             ``"set_aside"``) and train anew, instead of raising.
 
+    An adapter of these settings whose record counts more steps than ``config.max_steps`` (a run resumed with a smaller
+    max_steps, before that was refused) and checkpoints of these settings already at ``max_steps`` (the adapter never
+    saved) are another training, as one of other settings.
+
     Raises:
-        OutputExistsError: ``folder`` holds an adapter (or checkpoints) of other settings and not ``set_aside``; it
-            is never overwritten (the message names the settings that differ). An InputError and a FileExistsError.
+        OutputExistsError: ``folder`` holds an adapter (or checkpoints) of other settings, or of these settings trained
+            past max_steps (or to it, the adapter never saved), and not ``set_aside``; it is never overwritten (the
+            message names the settings that differ). An InputError and a FileExistsError.
         ConfigError: its settings file was written by an older version of the course, and not ``set_aside``.
     """
     folder = Path(folder)
@@ -332,10 +380,17 @@ def ensure_trained(config: QAConfig, folder: str | Path, *, set_aside: bool = Fa
             if not set_aside:
                 raise
             stored, run = None, {}
-        if stored is not None and stored == config and where == folder:
+        same = stored is not None and stored == config
+        # an adapter of these settings whose record says it trained more steps than max_steps (a resume below the
+        # checkpoint's step wrote such records before check_output_dir refused it) is not what config asks for
+        steps = run.get("steps")
+        miscounted = same and where == folder and isinstance(steps, int) and steps > config.max_steps
+        if same and where == folder and not miscounted:
             return run, True
-        if stored is not None and stored == config:  # an interrupted run of these settings: continue it
-            train_kwargs.setdefault("resume", last_checkpoint(where) is not None)
+        checkpoint = last_checkpoint(where) if same and where != folder else None
+        finished = checkpoint is not None and checkpoint_step(checkpoint) >= config.max_steps
+        if same and where != folder and not finished:  # an interrupted run of these settings: continue it
+            train_kwargs.setdefault("resume", checkpoint is not None)
             break
         if set_aside:
             from utils.paths import move_aside
@@ -343,6 +398,17 @@ def ensure_trained(config: QAConfig, folder: str | Path, *, set_aside: bool = Fa
             kept = move_aside(folder)
             run = train_qa(config, folder, **train_kwargs)
             return run | {"set_aside": str(kept)}, False
+        if miscounted:
+            raise OutputExistsError(*input_error(
+                str(folder), f"it holds an adapter whose {PARAMS_FILE} records max_steps={config.max_steps} but "
+                f"{steps} trained steps (resumed with a max_steps below its step), so it is not a run of these settings; "
+                "it is left as it is",
+                "delete it (or pass set_aside=True) to train it again").args)
+        if finished:  # these settings, trained to the last step, but the adapter was never saved
+            raise OutputExistsError(*input_error(
+                str(folder), f"it holds checkpoints of a run of these settings that reached its last step "
+                f"({checkpoint.name}) but never saved its adapter; it is left as it is",
+                "delete it (or pass set_aside=True) to train it again").args)
         differ = {k: [getattr(stored, k), getattr(config, k)] for k in QAConfig.field_names()
                   if getattr(stored, k) != getattr(config, k)}
         what = "an adapter" if where == folder else "checkpoints of an unfinished run"
