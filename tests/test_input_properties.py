@@ -152,6 +152,20 @@ def _pairs(dataset) -> Counter:
                                                                               strict=True))
 
 
+def _loaded_or_refused(source, **kwargs):
+    """``clf.load_labelled(source, **kwargs)``, or None where it refuses with our InputError (which must say how to
+    fix it); hypothesis' statistics count each outcome."""
+    try:
+        loaded = clf.load_labelled(source, **kwargs)
+    except InputError as err:
+        note(str(err))
+        event(f"refused: {str(err).split(': ', 1)[-1][:40]}")
+        assert ". Fix: " in str(err)
+        return None
+    event("loaded")
+    return loaded
+
+
 @settings(max_examples=40, **SEEDED)
 @given(texts_=st.lists(cell, min_size=4, max_size=12, unique_by=lambda t: " ".join(t.split())),
        classes=st.lists(labels, min_size=2, max_size=3, unique=True), suffix=st.sampled_from([".csv", ".tsv"]))
@@ -162,14 +176,9 @@ def test_a_csv_loads_exactly_as_written_or_is_refused(texts_, classes, suffix):
     rows = [(t, classes[i % len(classes)]) for i, t in enumerate(texts_)]
     with tempfile.TemporaryDirectory() as folder:
         path = _write(Path(folder) / f"data{suffix}", ("text", "label"), rows)
-        try:
-            loaded = clf.load_labelled(path, test_size=0.5)
-        except InputError as err:
-            note(str(err))
-            event(f"refused: {str(err).split(': ', 1)[-1][:40]}")
-            assert ". Fix: " in str(err)
-            return
-    event("loaded")
+        loaded = _loaded_or_refused(path, test_size=0.5)
+    if loaded is None:
+        return
     names = clf.label_names(loaded)
     assert all(type(n) is str for n in names) and sorted(names, key=str) == sorted(set(classes), key=str)
     assert _pairs(loaded) == Counter(rows)
@@ -187,14 +196,9 @@ def test_named_splits_of_a_folder_are_never_mixed(texts_, cut, held):
     with tempfile.TemporaryDirectory() as folder:
         _write(Path(folder) / "train.csv", ("text", "label"), rows[:cut])
         _write(Path(folder) / f"{held}.csv", ("text", "label"), rows[cut:])
-        try:
-            loaded = clf.load_labelled(folder)
-        except InputError as err:
-            note(str(err))
-            event(f"refused: {str(err).split(': ', 1)[-1][:40]}")
-            assert ". Fix: " in str(err)
-            return
-    event("loaded")
+        loaded = _loaded_or_refused(folder)
+    if loaded is None:
+        return
     names = clf.label_names(loaded)
     assert set(loaded) == {"train", "test"}
     for split, expected in (("train", rows[:cut]), ("test", rows[cut:])):
