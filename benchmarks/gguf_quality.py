@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
                 score(f"GGUF {quant} (llama.cpp)", ran["answers"], time.perf_counter() - start, quant=quant,
                       bits_per_weight=files["bits_per_weight"])
     out.mkdir(parents=True, exist_ok=True)
-    record = {"date": str(datetime.date.today()), "adapter": str(args.adapter), "model": trained.model_id,
+    record = {"measured": str(datetime.date.today()), "adapter": str(args.adapter), "model": trained.model_id,
               "dataset": trained.dataset, "eval_dataset": args.eval_dataset, "questions": len(rows), "seed": args.seed, "max_new_tokens": budget,
               "decoding": "greedy, no repetition penalty, cut at the first newline",
               "versions": {"torch": torch.__version__, "llama_cpp": llama_version or "not run"},

@@ -138,3 +138,16 @@ def test_gpu_findings_hold(rendered_records):
     assert saving["adamw8bit_state_mib"] < saving["adamw32_state_mib"]
     scaling = readme.multi_gpu(records["scaling"], records["scaling_runs"])
     assert 1 < scaling["speedup"] <= scaling["n"]
+
+
+def test_the_default_gguf_type_keeps_what_q4_0_lost():
+    """README ("Export to GGUF"), utils.export.DEFAULT_QUANT and notebook 05's section 9 say: on held-out questions,
+    q4_0 lost answers that q8_0 kept, run by llama.cpp, and q8_0 is the default; the f16 file answers as the merged
+    model does."""
+    from utils.export import DEFAULT_QUANT
+
+    rows = {r["way"]: r for r in committed_result("2026-12-07_gguf_quality_smollm2")["results"]}
+    merged, q8, q4 = (rows[k]["f1"] for k in ("merged float32 (transformers)", "GGUF q8_0 (llama.cpp)",
+                                              "GGUF q4_0 (llama.cpp)"))
+    assert q4 < min(merged, q8) and DEFAULT_QUANT == "q8_0"
+    assert rows["GGUF f16 (llama.cpp)"]["answers"] == rows["merged float32 (transformers)"]["answers"]

@@ -19,6 +19,19 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling, then rename it over ``path``: an interruption leaves the old file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", newline="") as file:
+            file.write(text)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
 def output_dir() -> Path:
     """The output folder (created if missing)."""
     path = Path(os.environ.get("QLORA_OUTPUT_DIR", REPO_ROOT / "outputs"))

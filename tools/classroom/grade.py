@@ -30,7 +30,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import shutil
 import stat
@@ -47,6 +46,7 @@ import nbformat
 from tools.classroom import codec, sandbox
 from tools.editions import setup_end
 from utils.errors import input_error
+from utils.paths import write_text_atomic
 
 SETUP_SECONDS = 300  # the release's set-up cells (imports, parameters): ~10 s on one core
 DEFAULT_TIME_LIMIT = 300  # seconds per cell of the student's and per test the recorder runs
@@ -311,7 +311,7 @@ def _grade_code(sub: Submission, release: Path, course: Path, executed_dir: Path
                 _truncate_outputs(ran)
                 target = executed_dir / _safe(sub.student) / f"{sub.notebook}.ipynb"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _write_atomic(target, nbformat.writes(ran))
+                write_text_atomic(target, nbformat.writes(ran))
             except Exception:  # the student's outputs are for review only
                 pass
         record_path = work / "record.json"
@@ -329,14 +329,6 @@ def _grade_code(sub: Submission, release: Path, course: Path, executed_dir: Path
 
 
 # ---------------------------------------------------------------------------------------------- the class
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
 
 def _csv(fields: tuple[str, ...], rows: list[dict]) -> str:
     buffer = io.StringIO()
@@ -463,14 +455,14 @@ def grade(submissions: Path, release: Path, out: Path, due: datetime | None = No
                 for result in pool.map(one, subs):
                     results.append(result)
                     for name, text in tables(results, due, penalty_per_day, marked).items():
-                        _write_atomic(out / name, text)
+                        write_text_atomic(out / name, text)
         finally:
             _make_writable(Path(tmp))
     by_student: dict[str, list[NotebookResult]] = {}
     for r in results:
         by_student.setdefault(r.submission.student, []).append(r)
     for student, rs in by_student.items():
-        _write_atomic(out / "feedback" / f"{_safe(student)}.md", feedback(student, rs))
+        write_text_atomic(out / "feedback" / f"{_safe(student)}.md", feedback(student, rs))
     return results, skipped
 
 

@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 
 from utils.errors import input_error
+from utils.paths import write_text_atomic
 
 FORMATS = ("canvas", "gradescope", "plain")
 CANVAS_KEYS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
@@ -141,8 +142,5 @@ def export(grades: Path, fmt: str, out: Path, roster: Path | None = None, assign
         for i, row in enumerate(rows):
             score = f"{round(totals[matched[i]][0], 2):g}" if i in matched else ""
             writer.writerow({**{k: row.get(k, "") for k in keys}, score_column: score})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    tmp.replace(out)
+    write_text_atomic(out, buffer.getvalue())
     return len(totals)

@@ -38,24 +38,23 @@ def make_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_value(text: str, where: str | None = None) -> Any:
+def parse_value(text: str, where: str) -> Any:
     """A command-line value as Python: a literal (``8``, ``2e-4``, ``[4, 8]``, ``True``, ``'all-linear'``),
     else the text itself as a string (``q_proj``, ``outputs/run1``).
 
     Args:
-        where: the option the value came from (e.g. ``--grid LORA_RANKS``; ``""`` where the caller names it, as
-            argparse does); given, a text that looks like a literal but is not one is refused (below). Without it,
-            such a text stays a string (the reading before ``where``).
+        where: the option the value came from, for the message (e.g. ``--grid LORA_RANKS``; ``""`` where the caller
+            names it, as argparse does).
 
     Raises:
-        InputError: with ``where``, ``text`` looks like a literal (a list, tuple, dict, quoted string or number:
+        InputError: ``text`` looks like a literal (a list, tuple, dict, quoted string or number:
             ``'[4'``, ``1.2.3``, ``[q_proj]``) but is not valid Python; the message gives the parse error. Taking it
             as a string would pass the typo on (``--grid LORA_RANKS '[4'`` was a run with LORA_RANKS = '[4').
     """
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
-        if where is None or not _LITERAL_LOOKING.search(text):
+        if not _LITERAL_LOOKING.search(text):
             return text
         reason = (f"{err.msg}" if isinstance(err, SyntaxError) else
                   "it holds a name or an expression; a string inside must be quoted, e.g. ['q_proj']")

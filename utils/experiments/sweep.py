@@ -65,7 +65,7 @@ from typing import Any
 
 from utils.errors import InputError, input_error
 from utils.experiments.scores import DEFAULT_METRICS, cell_value, plot_scores, summarise
-from utils.paths import move_aside
+from utils.paths import move_aside, write_text_atomic
 
 RUN_FILE = "sweep_run.json"  # in each run folder: notebook, results name, parameters, status, times
 ASIDE = re.compile(r"\.old-\d{8}-\d{6}(?:-\d+)?$")  # a run folder --force moved aside
@@ -464,19 +464,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling, then rename it over ``path``: an interruption leaves the old file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as file:
-            file.write(text)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-
-
 def scan_runs(output_dir: str | Path, results_name: str) -> dict[str, RunFolder]:
     """Every run folder in ``<output_dir>/runs/`` (not those ``--force`` set aside), by name.
 
@@ -647,7 +634,7 @@ def run_sweep(notebook: str | Path, points: list[dict[str, Any]], output_dir: st
             (run_dir / "error.txt").unlink(missing_ok=True)
         record = {"run": rid, "notebook": plan.notebook.name, "results_name": results_name,
                   "parameters": parameters, "status": "running", "started": _now()}
-        _write_atomic(run_dir / RUN_FILE, json.dumps(record, indent=2) + "\n")
+        write_text_atomic(run_dir / RUN_FILE, json.dumps(record, indent=2) + "\n")
         say(f"[{i}/{total}] {rid}: running ...")
         try:
             runner(plan.notebook, run_dir, parameters)
@@ -663,7 +650,7 @@ def run_sweep(notebook: str | Path, points: list[dict[str, Any]], output_dir: st
             record.update(status="failed", failed=_now(), error=message)
             (run_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
             say(f"[{i}/{total}] {rid}: FAILED ({message}); see {run_dir / 'error.txt'}")
-        _write_atomic(run_dir / RUN_FILE, json.dumps(record, indent=2) + "\n")
+        write_text_atomic(run_dir / RUN_FILE, json.dumps(record, indent=2) + "\n")
     sweep.rows, failed, baseline, sweep.earlier = combine_runs(out, results_name, plan.ids)
     if sweep.earlier:
         say(f"the table also holds {len(sweep.earlier)} finished run(s) of earlier sweeps into {out}")
@@ -718,7 +705,7 @@ def write_outputs(rows: list[dict[str, Any]], output_dir: Path, failed: dict[str
     output_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": output_dir / "sweep_results.json", "csv": output_dir / "sweep_results.csv"}
     summary_file, plot_file = output_dir / "sweep_summary.csv", output_dir / "sweep_plot.png"
-    _write_atomic(files["json"], json.dumps({"rows": rows, "failed": failed or {}}, indent=2, default=str) + "\n")
+    write_text_atomic(files["json"], json.dumps({"rows": rows, "failed": failed or {}}, indent=2, default=str) + "\n")
     _write_csv(files["csv"], rows)
     numeric = [r for r in rows if isinstance(r.get("rank"), (int, float))
                and isinstance(r.get(DEFAULT_METRICS[0]), (int, float))]
@@ -765,4 +752,4 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: cell_value(v) for k, v in row.items()})
-    _write_atomic(path, text.getvalue())
+    write_text_atomic(path, text.getvalue())
