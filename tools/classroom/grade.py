@@ -235,11 +235,12 @@ def _clean(message: str) -> str:
 
 
 def _errors_only(tests_dir: Path, why: str) -> list[QuestionResult]:
+    """Every question of ``tests_dir`` as an error with no points, saying ``why`` (nothing could be graded)."""
     from otter.test_files.exception_test import ExceptionTestFile
 
-    return [QuestionResult(ExceptionTestFile.from_file(str(p)).name, 0.0,
-                           float(sum(tc.points or 0 for tc in ExceptionTestFile.from_file(str(p)).test_cases)), "error", [why])
-            for p in sorted(tests_dir.glob("*.py"))]
+    files = [ExceptionTestFile.from_file(str(p)) for p in sorted(tests_dir.glob("*.py"))]
+    return [QuestionResult(f.name, 0.0, float(sum(tc.points or 0 for tc in f.test_cases)), "error", [why])
+            for f in files]
 
 
 def _truncate_outputs(nb) -> None:
