@@ -316,6 +316,12 @@ def test_phi2_file_holds_what_llama_cpps_phi2_loader_reads(tiny, tmp_path):
     assert types["output.weight"] == "Q8_0" and types["token_embd.weight"] == "Q4_0"  # untied: the output gets more bits
     assert {types[n] for n in types if n.endswith(".bias") or "norm" in n} == {"F32"}
 
+    from_file = export.file_model(files["gguf"], model)  # what the task check answers with: the file's weights
+    q_proj = next(t for t in reader.tensors if t.name == "blk.0.attn_q.weight")
+    assert np.array_equal(from_file.model.layers[0].self_attn.q_proj.weight.detach().numpy(),
+                          gguf.quants.dequantize(q_proj.data, q_proj.tensor_type))
+    assert not torch.equal(from_file.model.layers[0].self_attn.q_proj.weight, model.model.layers[0].self_attn.q_proj.weight)
+
     modelfile = Path(files["modelfile"]).read_text()
     assert 'TEMPLATE """Instruct: ' in modelfile and 'PARAMETER stop "<|endoftext|>"' in modelfile
 
@@ -397,10 +403,13 @@ def test_the_command_merges_exports_and_checks_an_adapter(tiny, tmp_path, capsys
     peft_model = _nonzero_lora(base, ARCHITECTURES["phi"].lora_targets)
     peft_model.save_pretrained(tmp_path / "qa-adapter")
     merged = peft_model.merge_and_unload()
-    argv = [str(tmp_path / "qa-adapter"), "--out", str(tmp_path / "gguf"), "--base", str(tiny)]
+    argv = [str(tmp_path / "qa-adapter"), "--out", str(tmp_path / "gguf"), "--base", str(tiny),
+            "--eval-data", str(REPO_ROOT / "data/qa/validation.json"), "--questions", "4"]
 
     result = export_cli.main(argv)
     assert json.loads(capsys.readouterr().out) == result and result["verify"]["ok"]
+    task = result["task"]  # the phi2 file's weights in the merged model answer 4 held-out questions as it does
+    assert task["questions"] == 4 and task["ok"] and task["f1_change"] >= -task["margin"] > -100
     assert Path(result["gguf"]).name == "qa-adapter.q8_0.gguf" and Path(result["modelfile"]).is_file()
     q_proj = next(t for t in gguf.GGUFReader(result["gguf"]).tensors if t.name == "blk.0.attn_q.weight")
     stored = gguf.quants.dequantize(q_proj.data, q_proj.tensor_type)
@@ -413,3 +422,67 @@ def test_the_command_merges_exports_and_checks_an_adapter(tiny, tmp_path, capsys
     with pytest.raises(SystemExit):
         export_cli.main(argv[:3] + ["--overwrite"])  # no --base, and the adapter has no training_params.json
     assert "training_params.json naming the base model. Fix: pass --base" in capsys.readouterr().err
+    for bad, says in ((["--questions", "-1"], "--questions -1: expected a number of questions >= 0"),
+                      (["--margin", "nan"], "--margin nan: expected a number of F1 points >= 0")):
+        with pytest.raises(SystemExit) as exit_info:
+            export_cli.main(argv + ["--overwrite", *bad])
+        assert exit_info.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_the_command_fails_a_file_that_answers_worse(tiny, tmp_path, capsys, monkeypatch):
+    """The task check's verdict reaches the exit status: here the file's model (second to answer) gets every
+    question wrong that the merged model (first) gets right."""
+    from utils.evaluation import qa as qa_eval
+
+    peft_model = _nonzero_lora(AutoModelForCausalLM.from_pretrained(tiny).eval(), ARCHITECTURES["phi"].lora_targets)
+    peft_model.save_pretrained(tmp_path / "qa-adapter")
+    rows = qa_data.load_qa_split(REPO_ROOT / "data/qa/validation.json")
+    calls = []
+
+    def answers(model, tokenizer, asked, **kwargs):
+        calls.append(len(asked))
+        truth = {r["question"]: r["answers"]["text"][0] for r in rows}
+        return [truth[r["question"]] if len(calls) == 1 else "no idea" for r in asked]
+
+    monkeypatch.setattr(qa_eval, "generate_answers", answers)
+    with pytest.raises(SystemExit) as exit_info:
+        export_cli.main([str(tmp_path / "qa-adapter"), "--out", str(tmp_path / "gguf"), "--base", str(tiny),
+                         "--eval-data", str(REPO_ROOT / "data/qa/validation.json"), "--questions", "8"])
+    printed = json.loads(capsys.readouterr().out)
+    assert calls == [8, 8] and printed["verify"]["ok"] and not printed["task"]["ok"]
+    assert printed["task"]["merged"]["f1"] == 100.0 and printed["task"]["file"]["f1"] == 0.0
+    assert "did not pass the task check" in str(exit_info.value)
+
+
+def test_task_margin_and_check():
+    """The margin's three rules, and the check's arithmetic on answers whose F1 is known."""
+    assert export.task_margin(32, seed_std=2.5)[0] == 5.0  # twice the seed spread
+    assert export.task_margin(32)[0] == 100 / 32  # one question's worth
+    refs = [["Oss"]] * 32
+    one_lost = export.task_check(["Oss"] * 31 + ["Varn"], ["Oss"] * 32, refs)
+    # per-question changes: one -100 and 31 zeros -> std 100 / sqrt(32), standard error 100 / 32, twice that 6.25
+    assert one_lost["f1_change"] == -100 / 32 and one_lost["margin"] == pytest.approx(6.25) and one_lost["ok"]
+    eight_lost = export.task_check(["Varn"] * 8 + ["Oss"] * 24, ["Oss"] * 32, refs)
+    assert eight_lost["f1_change"] == -25.0 and not eight_lost["ok"]  # 2 x SE = 2 * sqrt(0.25*0.75*32/31)*100/sqrt(32)
+    assert eight_lost["margin"] == pytest.approx(2 * np.std([-100] * 8 + [0] * 24, ddof=1) / np.sqrt(32))
+    assert export.task_check(["Varn"] * 8 + ["Oss"] * 24, ["Oss"] * 32, refs, margin=30)["ok"]  # a given margin wins
+    for bad in (-1, float("nan"), True):
+        with pytest.raises(InputError, match="margin"):
+            export.task_check(["Oss"], ["Oss"], [["Oss"]], margin=bad)
+    with pytest.raises(InputError, match="hold 1 and 2 answers"):
+        export.task_check(["Oss"], ["Oss", "Oss"], [["Oss"]] * 2)
+
+
+def test_the_held_out_questions_come_from_the_training_data(tmp_path):
+    assert export_cli.held_out_source("rajpurkar/squad", None) == ("rajpurkar/squad", "validation")
+    assert export_cli.held_out_source("course-qa", None) == ("course-qa", "validation")
+    assert export_cli.held_out_source(str(DATA), None) == (str(REPO_ROOT / "data/qa/validation.json"), "validation")
+    assert export_cli.held_out_source(str(DATA), "mine.json") == ("mine.json", "validation")
+    lonely = tmp_path / "train.json"
+    lonely.write_text(DATA.read_text())
+    with pytest.raises(InputError, match="no held-out file lies beside it.*--eval-data FILE"):
+        export_cli.held_out_source(str(lonely), None)
+    with pytest.raises(InputError, match="share their question and context"):  # a leak is refused
+        export_cli.held_out_rows(str(DATA), str(DATA), 4)
+    rows, used = export_cli.held_out_rows(str(DATA), None, 4)
+    assert len(rows) == 4 and used.endswith("validation.json")

@@ -81,6 +81,7 @@ import numpy as np
 import torch
 
 from utils.errors import InputError, input_error
+from utils.files import is_int
 
 QUANTS = ("f16", "q8_0", "q4_0")  # the file types export_gguf writes
 # The default file type: q8_0. On held-out questions, q4_0 lost F1 against the merged model that q8_0 kept (SmolLM2's
@@ -681,6 +682,10 @@ def _as_sequences(tokens: Any) -> list[list[int]]:
     return sequences
 
 
+def _file_quant(contents: GgufContents) -> str | None:
+    return {int(v): k for k, v in _file_types().items()}.get(contents.metadata.get("general.file_type"))
+
+
 RELOADABLE = ("llama",)  # llama.cpp architectures transformers can load from a GGUF file (not phi2)
 
 
@@ -755,7 +760,7 @@ def verify_gguf(gguf_path: str | Path, merged_model: Any, tokens: Any, tokenizer
     arch = check_exportable(merged_model)
     sequences = _as_sequences(tokens)
     contents = GgufContents.read(gguf_path)
-    quant = {int(v): k for k, v in _file_types().items()}.get(contents.metadata.get("general.file_type"))
+    quant = _file_quant(contents)
     if contents.metadata.get("general.architecture") != arch or quant is None:
         raise input_error(str(gguf_path), f"it is not an f16/q8_0/q4_0 {arch} file written from this model "
                           f"(architecture {contents.metadata.get('general.architecture')!r})",
@@ -839,6 +844,104 @@ def verify_gguf(gguf_path: str | Path, merged_model: Any, tokens: Any, tokenizer
     return report
 
 
+# ------------------------------------------------------------------------------------------ the task check
+def file_model(gguf_path: str | Path, merged_model: Any) -> torch.nn.Module:
+    """The model a GGUF file holds, as a transformers model on ``merged_model``'s device and in its dtype (eval mode).
+
+    ``llama`` files (:data:`RELOADABLE`): the model :func:`load_gguf` builds from the file. Other architectures
+    (``phi2``, which transformers cannot load): a copy of ``merged_model`` carrying the file's weights, decoded from
+    the file (``verify_gguf`` checks they are exactly the merged weights' round trip). Either way the weights are the
+    file's; llama.cpp computes with them in its own kernels (on a CPU it also rounds each activation to 8 bits for
+    the quantized products), so its answers can differ in a few tokens: ``benchmarks/gguf_quality.py`` measures
+    that with llama.cpp itself. In float16 (a GPU) the decoded Q8_0 weights round to float16 once more.
+
+    Raises:
+        InputError: the file does not exist, or is not an f16/q8_0/q4_0 file of ``merged_model``'s architecture.
+    """
+    gguf_path = Path(gguf_path)
+    if not gguf_path.is_file():
+        raise input_error(str(gguf_path), "there is no such file", "pass the .gguf file export_gguf wrote")
+    param = next(merged_model.parameters())
+    arch = check_exportable(merged_model)
+    if GgufContents.architecture(gguf_path) in RELOADABLE:
+        return load_gguf(gguf_path).to(param.device, param.dtype)
+    contents = GgufContents.read(gguf_path)
+    quant = _file_quant(contents)
+    if contents.metadata.get("general.architecture") != arch or quant is None:
+        raise input_error(str(gguf_path), f"it is not an f16/q8_0/q4_0 {arch} file written from this model",
+                          "pass the file export_gguf wrote")
+    model = copy.deepcopy(merged_model).eval()
+    state = model.state_dict()
+    with torch.no_grad():
+        for p in plan_tensors(merged_model, quant):
+            stored = contents.dequantized(p.name)
+            if p.rotary_heads:
+                stored = from_llama_cpp_rotary(stored, p.rotary_heads)
+            state[p.hf_name].copy_(torch.from_numpy(np.ascontiguousarray(stored)))
+    return model
+
+
+def task_margin(questions: int, seed_std: float | None = None,
+                per_question_change: Sequence[float] | None = None) -> tuple[float, str]:
+    """How many F1 points (0-100) the file may lose against the merged model it was written from, and why.
+
+    * With the tuned F1's standard deviation over training seeds (notebook 05 measures it): twice that, the course's
+      rule for a difference that is not noise: retraining with another seed moves F1 that much.
+    * Otherwise (the export command has one adapter): the larger of one question's worth (``100 / questions``: one
+      answer turned from right to wrong) and twice the standard error of the mean per-question F1 change
+      (``per_question_change``, in points): a smaller loss cannot be told apart from which questions happened to be
+      asked. A file that loses answers broadly still fails: its mean change grows faster than its standard error.
+    """
+    if not is_int(questions) or questions <= 0:
+        raise input_error(f"questions={questions!r}", "expected a positive number of held-out questions",
+                          "score the file on e.g. 32 questions")
+    if seed_std is not None and math.isfinite(seed_std):
+        return 2 * float(seed_std), "twice the tuned F1's standard deviation over training seeds"
+    one = 100 / questions
+    if per_question_change is None or len(per_question_change) < 2:
+        return one, f"one question's worth of F1 (100 / {questions})"
+    changes = np.asarray(per_question_change, dtype=float)
+    noise = 2 * changes.std(ddof=1) / math.sqrt(len(changes))
+    if noise > one:
+        return float(noise), (f"twice the standard error of the mean per-question F1 change over {len(changes)} "
+                              "questions (larger than one question's worth)")
+    return one, f"one question's worth of F1 (100 / {questions}; above twice the change's standard error)"
+
+
+def task_check(file_answers: Sequence[str], merged_answers: Sequence[str], references: Sequence[Any],
+               margin: float | None = None) -> dict[str, Any]:
+    """The task-level check of an exported file: EM and F1 (SQuAD's, in %) of the file's answers and of the merged
+    model's on the same held-out questions; ``ok`` when the file's F1 is at least the merged model's minus
+    ``margin`` (default: :func:`task_margin` from the per-question changes; ``margin_reason`` says which). Also the
+    share of questions answered word for word as the merged model did.
+
+    Raises:
+        InputError: what :func:`utils.evaluation.squad.squad_scores` refuses; the two answer lists differ in length;
+            a negative or non-finite ``margin``.
+    """
+    from utils.evaluation.squad import squad_scores
+
+    if len(file_answers) != len(merged_answers):
+        raise input_error("task_check(file_answers, merged_answers)", f"hold {len(file_answers)} and "
+                          f"{len(merged_answers)} answers", "answer the same questions with both models")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))
+                               or not math.isfinite(margin) or margin < 0):
+        raise input_error(f"margin={margin!r}", "expected a number of F1 points >= 0", "use e.g. margin=3.0")
+    scores = {"file": squad_scores(list(file_answers), list(references)),
+              "merged": squad_scores(list(merged_answers), list(references))}
+    summary = {k: {"exact_match": v["exact_match"], "f1": v["f1"]} for k, v in scores.items()}
+    change = summary["file"]["f1"] - summary["merged"]["f1"]
+    per_question = [100 * (f - m) for f, m in zip(scores["file"]["per_question_f1"],
+                                                  scores["merged"]["per_question_f1"], strict=True)]
+    if margin is None:
+        margin, reason = task_margin(len(file_answers), per_question_change=per_question)
+    else:
+        reason = "given"
+    same = sum(a == b for a, b in zip(file_answers, merged_answers, strict=True)) / len(file_answers)
+    return {"questions": len(file_answers), **summary, "f1_change": change, "margin": float(margin),
+            "margin_reason": reason, "same_answers": same, "ok": change >= -margin}
+
+
 def summary_row(export: Mapping[str, Any], check: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One table row for a notebook: file, size, bits per weight and (with ``check``) the sharp checks: the file's
     weights against their round trip, the reloaded file's logits against the merged model carrying those rounded
@@ -854,6 +957,6 @@ def summary_row(export: Mapping[str, Any], check: Mapping[str, Any] | None = Non
 
 
 __all__ = ["QUANTS", "RELOADABLE", "SUPPORTED", "ChatML", "InputError", "PlannedTensor", "check_exportable",
-           "check_free", "export_gguf", "from_llama_cpp_rotary", "load_gguf", "modelfile_text", "output_paths",
+           "check_free", "export_gguf", "file_model", "from_llama_cpp_rotary", "load_gguf", "modelfile_text", "output_paths",
            "plan_tensors", "recognize_chatml", "round_trip", "summary_row", "tensor_type", "to_llama_cpp_rotary",
-           "tokenizer_metadata", "verify_gguf"]
+           "task_check", "task_margin", "tokenizer_metadata", "verify_gguf"]
