@@ -54,15 +54,21 @@ COURSE = dict(padding="rows" if QA.row_length else "packed", batch=QA.batch_size
               compile=False, memory_cap_gib=None, profile=False, warmup=None, cudnn_attention=True,
               round_to=QA.pack_multiple, row_length=QA.row_length or None, gelu=QA.fused_kernels,
               norm_cast=QA.fused_kernels, residual16=QA.residual_16bit, embed16=QA.residual_16bit, trainer="hf", backend="bnb", liger_ln=False,
-              lean_lora=QA.fused_kernels)
+              lean_lora=False, fused_lora=QA.fused_kernels)
 NAIVE = dict(COURSE, padding="max_length", batch=8, accum=2, answer_logits=False, round_to=None, row_length=None,
              optimizer="paged_adamw_8bit", gelu=False, norm_cast=False, residual16=False, embed16=False, dropout=0.05,
-             lean_lora=False)  # padded to 512, full logits
+             lean_lora=False, fused_lora=False)  # padded to 512, full logits
 # notebook 04's previous default (before issue 18): 32 examples packed in one row rounded to 256 tokens
 BEFORE = dict(NAIVE, padding="packed", batch=32, accum=1, answer_logits=True, round_to=256)
 # the levers of issue 18, all on: rows of a fixed length, fused GELU, 16-bit norm outputs, no LoRA dropout
 ROWS = dict(BEFORE, padding="rows", row_length=1024, batch=16, gelu=True, norm_cast=True, dropout=0.0, round_to=None,
             residual16=False, embed16=False)
+# the 4-bit + LoRA layer as one autograd function (utils.models.qlora_linear); the previous default added LoRA with
+# the lean forward (utils.models.forward_patches.lean_lora_4bit)
+FUSED = dict(COURSE, lean_lora=False, fused_lora=True)
+LEAN = dict(COURSE, lean_lora=True, fused_lora=False)
+FP16 = QAConfig.resolve("full", precision="fp16")  # the course's settings on a T4 (fp16): its rows per pass
+COURSE_FP16 = dict(COURSE, precision="fp16", batch=FP16.batch_size, accum=FP16.grad_accum)
 PAD_TO = 512  # the naive baseline's padded length (tokens)
 MAX_LENGTH = QA.max_length  # notebook 04's (full profile): examples are encoded to at most this
 
@@ -73,6 +79,13 @@ CONFIGS: dict[str, tuple[str, dict, str]] = {
                     "bf16"),
     "trl_packed": ("TRL SFTTrainer, packing='bfd' (padding-free), 16 x 1024-token rows per pass, completion-only loss",
                    dict(NAIVE, trainer="trl", padding="trl", batch=16, accum=1, row_length=1024), "bf16"),
+    "trl_wrapped": ("TRL SFTTrainer, packing='wrapped' (16 rows of 1024 tokens, each its own sequence: no "
+                    "padding-free flattening into one 16k-token sequence under SDPA), completion-only loss",
+                    dict(NAIVE, trainer="trl", padding="trl", batch=16, accum=1, row_length=1024, trl_packing="wrapped"),
+                    "bf16"),
+    "trl_padded": ("TRL SFTTrainer without packing: 8 examples per pass x 2, padded to the longest, completion-only loss",
+                   dict(NAIVE, trainer="trl", padding="trl", batch=8, accum=2, row_length=MAX_LENGTH, trl_packing=None),
+                   "bf16"),
     "before": ("notebook 04's default before issue 18: 32 examples packed in one row (rounded to 256), "
                "LM head on answer positions", BEFORE, "bf16"),
     "before+gelu": ("+ fused tanh-GELU (one kernel instead of eight)", dict(BEFORE, gelu=True), "bf16"),
@@ -103,21 +116,43 @@ CONFIGS: dict[str, tuple[str, dict, str]] = {
                                 dict(ROWS, row_length=512, batch=32, residual16=True, embed16=True), "bf16"),
     "course": ("notebook 04's full default now (QAConfig)", COURSE, "bf16"),
     "course_peft_lora": ("'course' with peft's own LoRA forward (output copied, then scaled and added: 3 passes)",
-                         dict(COURSE, lean_lora=False), "bf16"),
+                         dict(COURSE, lean_lora=False, fused_lora=False), "bf16"),
     "course_again": ("'course' again, after 'course_peft_lora' (A/B in one process)", COURSE, "bf16"),
-    "course_peft_lora_again": ("'course_peft_lora' again (A/B)", dict(COURSE, lean_lora=False), "bf16"),
+    "course_peft_lora_again": ("'course_peft_lora' again (A/B)", dict(COURSE, lean_lora=False, fused_lora=False),
+                               "bf16"),
+    "course_lean": ("'course' with the previous default's LoRA forward (lean_lora_4bit: one addition, no copy)",
+                    LEAN, "bf16"),
     "course_liger_ln": ("'course' with Liger's LayerNorm kernel instead of PyTorch's (+ its output cast)",
                         dict(COURSE, liger_ln=True), "bf16"),
+    "course_fused": ("'course' with the 4-bit + LoRA layer as one autograd function (utils.models.qlora_linear: "
+                     "LoRA added in the products' epilogues, forward and backward)", FUSED, "bf16"),
+    "course_fused_adamw": ("'course_fused' with PyTorch's fused AdamW (float32 states) instead of paged 8-bit AdamW",
+                           dict(FUSED, optimizer="adamw_torch_fused"), "bf16"),
+    "course_fused_14x2": ("'course_fused' with 14 rows per pass x 2 accumulated (the same 28 rows per step)",
+                          dict(FUSED, batch=14, accum=2), "bf16"),
+    "course_b": ("'course' again (A/B with 'course_fused' in one process)", COURSE, "bf16"),
+    "course_fused_b": ("'course_fused' again (A/B)", FUSED, "bf16"),
     "naive_last": ("the naive baseline again, last in its process (drift check)", NAIVE, "bf16"),
     "before_profiled": ("'before' under torch.profiler (where the step time goes)", dict(BEFORE, profile=True),
                         "profile"),
     "course_profiled": ("'course' under torch.profiler", dict(COURSE, profile=True), "profile"),
-    "course_fp16": ("'course' in fp16 (the T4 path) on this GPU", dict(COURSE, precision="fp16"), "fp16"),
+    "course_fp16": ("notebook 04's default on a T4 (fp16: float32 residual stream, its rows per pass) on this GPU",
+                    COURSE_FP16, "fp16"),
+    "course_fp16_28": ("'course' in fp16 with bf16's 28 rows per pass (the previous T4 path)",
+                       dict(COURSE, precision="fp16"), "fp16"),
     "before_fp16": ("'before' in fp16", dict(BEFORE, precision="fp16"), "fp16"),
     "course_fp16_profiled": ("'course' in fp16 under torch.profiler (the fp16 slowdown)",
                              dict(COURSE, precision="fp16", profile=True), "fp16"),
-    "t4_fp16_15gib": ("'course' in fp16 under a 15 GiB cap (T4-shaped check)",
-                      dict(COURSE, precision="fp16", memory_cap_gib=15.0), "t4"),
+    "course_fp16_fused_14x2": ("'course_fused_14x2' in fp16 (the T4 path)",
+                               dict(FUSED, precision="fp16", batch=14, accum=2), "fp16"),
+    "t4_fp16_fused_14x2_15gib": ("'course_fp16_fused_14x2' under a 15 GiB cap (T4-shaped check)",
+                                 dict(FUSED, precision="fp16", batch=14, accum=2, memory_cap_gib=15.0), "t4"),
+    "pair_default_1": ("notebook 04's default, in a process of its own, just before Unsloth's (pair 1)", COURSE,
+                       "pair_1"),
+    "pair_default_2": ("notebook 04's default, in a process of its own, just before Unsloth's (pair 2)", COURSE,
+                       "pair_2"),
+    "t4_fp16_15gib": ("'course_fp16' under a 15 GiB cap (T4-shaped check)", dict(COURSE_FP16, memory_cap_gib=15.0),
+                      "t4"),
     "course_compile": ("'course' + torch.compile (static shapes)", dict(COURSE, compile=True, warmup=4), "compile"),
     "course_torchao_nf4": ("'course' with torchao's NF4 tensor instead of bitsandbytes (block 64, scales per 256)",
                            dict(COURSE, backend="torchao"), "torchao"),
@@ -193,7 +228,10 @@ class Levers:
 
         self.model, self.handles, self.swapped = model, [], []
         set_lora_dropout(model, cfg["dropout"])
-        self.lean = lean_lora_4bit(model) if cfg.get("lean_lora") else []
+        from utils.models.qlora_linear import fuse_qlora_linears
+
+        self.fused = fuse_qlora_linears(model) if cfg.get("fused_lora") else []
+        self.lean = lean_lora_4bit(model) if cfg.get("lean_lora") and not self.fused else []
         if cfg["gelu"]:
             self.swapped += use_fused_gelu(model)
         if cfg["liger_ln"]:
@@ -215,9 +253,11 @@ class Levers:
 
     def undo(self) -> None:
         from utils.models.forward_patches import restore, undo_lean_lora_4bit
+        from utils.models.qlora_linear import unfuse_qlora_linears
 
         restore(self.swapped)
         undo_lean_lora_4bit(self.lean)
+        unfuse_qlora_linears(self.fused)
         for h in self.handles:
             h.remove()
         for p in self.upcast:  # back to peft's float32, for the next configuration
@@ -234,8 +274,9 @@ def trl_trainer(model, tokenizer, features, cfg, args, counter):
               "completion": tokenizer.decode([t for t, lab in zip(f["input_ids"], f["labels"], strict=True) if lab != -100])}
              for f in features]
     keep = {k: v for k, v in args.to_dict().items() if k in SFTConfig.__dataclass_fields__ and not k.startswith("_")}
-    keep.update(packing=True, packing_strategy="bfd", max_length=cfg["row_length"], completion_only_loss=True,
-                dataset_num_proc=None, report_to=[])
+    strategy = cfg.get("trl_packing", "bfd")  # "bfd": padding-free; "wrapped": rows cut at row_length; None: padded
+    keep.update(packing=strategy is not None, max_length=cfg["row_length"], completion_only_loss=True,
+                dataset_num_proc=None, report_to=[], **({"packing_strategy": strategy} if strategy else {}))
     sft_args = SFTConfig(**keep)
     trainer = SFTTrainer(model=model, args=sft_args, train_dataset=Dataset.from_list(texts), processing_class=tokenizer)
     inner = trainer.data_collator
@@ -523,12 +564,12 @@ def worker(group: str, names: list[str], model_path: str, out: Path, steps: int,
                          default=str), flush=True)
 
 
-def unsloth_probe(model_path: str, out: Path, site: str) -> None:
+def unsloth_probe(model_path: str, out: Path, site: str, label: str = "unsloth") -> None:
     """Try Unsloth on the same model in a process of its own (it pins other transformers/trl versions: ``site``
     holds them, from wheels), and record how far it got and the exact error if it stopped."""
     code = f"""
 import json, sys, time, traceback
-record = {{"config": "unsloth", "what": "Unsloth FastLanguageModel, 4-bit, LoRA on the same targets"}}
+record = {{"config": {label!r}, "what": "Unsloth FastLanguageModel, 4-bit, LoRA on the same targets"}}
 try:
     import unsloth
     from unsloth import FastLanguageModel
@@ -582,7 +623,7 @@ print(json.dumps({{k: v for k, v in record.items() if k != "traceback"}}))
     try:
         subprocess.run([sys.executable, "-c", code], env=env, timeout=150, check=False)
     except subprocess.TimeoutExpired:
-        append(out, {"config": "unsloth", "what": "Unsloth", "error": "ran past 150 s"})
+        append(out, {"config": label, "what": "Unsloth", "error": "ran past 150 s"})
 
 
 def append(path: Path, row: dict) -> None:
@@ -591,6 +632,19 @@ def append(path: Path, row: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- driver
+def run_group(group: str, members: list[str], model_path: str, args: argparse.Namespace, jsonl: Path) -> None:
+    """One worker process for the configurations of ``group``; a timeout is recorded against those it left."""
+    cmd = [sys.executable, __file__, "--worker", group, "--names", *members, "--model", model_path,
+           "--out", str(args.out), "--steps", str(args.steps), "--warmup", str(args.warmup), "--data", args.data]
+    try:
+        subprocess.run(cmd, check=False, timeout=GROUP_TIMEOUT.get(group, args.timeout), env=os.environ.copy())
+    except subprocess.TimeoutExpired:
+        done = {json.loads(x).get("config") for x in jsonl.read_text().splitlines() if x.strip()}
+        for name in [m for m in members if m not in done]:
+            append(jsonl, {"config": name, "what": CONFIGS[name][0],
+                           "error": f"worker {group} ran past {GROUP_TIMEOUT.get(group, args.timeout)} s"})
+
+
 def data_line(meta: dict) -> str:
     """What the examples were, for the table's header."""
     if meta.get("data") == "squad":
@@ -747,18 +801,17 @@ def main() -> None:
     groups: dict[str, list[str]] = {}
     for name in names:
         groups.setdefault(CONFIGS[name][2], []).append(name)
+    pairs = [g for g in groups if g.startswith("pair_")]
     for group, members in groups.items():
-        cmd = [sys.executable, __file__, "--worker", group, "--names", *members, "--model", model_path,
-               "--out", str(args.out), "--steps", str(args.steps), "--warmup", str(args.warmup), "--data", args.data]
-        try:
-            subprocess.run(cmd, check=False, timeout=GROUP_TIMEOUT.get(group, args.timeout), env=os.environ.copy())
-        except subprocess.TimeoutExpired:
-            done = {json.loads(x).get("config") for x in jsonl.read_text().splitlines() if x.strip()}
-            for name in [m for m in members if m not in done]:
-                append(jsonl, {"config": name, "what": CONFIGS[name][0],
-                               "error": f"worker {group} ran past {GROUP_TIMEOUT.get(group, args.timeout)} s"})
+        if group in pairs:
+            continue
+        run_group(group, members, model_path, args, jsonl)
     if args.unsloth_site:
         unsloth_probe(model_path, jsonl, args.unsloth_site)
+    for group in pairs:  # the default and Unsloth back to back, each in a fresh process: is the ordering noise?
+        run_group(group, groups[group], model_path, args, jsonl)
+        if args.unsloth_site:
+            unsloth_probe(model_path, jsonl, args.unsloth_site, label=f"unsloth_{group}")
     rows = [json.loads(x) for x in jsonl.read_text().splitlines() if x.strip()]
     matmul = next((r["matmul_params"] for r in rows if "matmul_params" in r), 0)
     lines = jsonl.read_text().splitlines()

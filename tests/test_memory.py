@@ -52,7 +52,8 @@ def _rows(name):
 
 
 SQUAD_RUNS = ["2026-11-30_train_speed_squad_runA/record.jsonl", "2026-11-30_train_speed_squad_runB/record.jsonl", "2026-11-30_train_speed_squad_runD/record.jsonl",
-              "2026-11-30_train_speed_squad_runE/record.jsonl", "2026-11-30_train_speed_squad_runF/record.jsonl"]
+              "2026-11-30_train_speed_squad_runE/record.jsonl", "2026-11-30_train_speed_squad_runF/record.jsonl",
+              "2026-12-07_train_speed_squad_runG/record.jsonl", "2026-12-07_train_speed_squad_runH/record.jsonl"]
 TOY_RUNS = ["2026-11-23_train_speed_toy_run3/record.jsonl", "2026-11-23_train_speed_toy_run2/record.jsonl", "2026-11-23_train_speed_toy_run4/record.jsonl", "2026-11-30_train_speed_toy_runE/record.jsonl"]
 
 

@@ -198,3 +198,18 @@ def test_all_linear_alone_is_a_valid_target_list_and_a_stored_config_stays_reada
     assert C.read_params(tmp_path / "adapter")[0] == config  # readable
     with pytest.raises(ConfigError, match="does not exist"):
         config.check_paths()  # but not trainable
+
+
+def test_fp16_halves_the_rows_per_pass_unless_they_were_set():
+    """A T4 (fp16) keeps the residual stream in float32: the course then runs half the rows per pass, accumulated
+    twice (the same rows per optimizer step), unless you, the profile or a preset set batch_size or grad_accum."""
+    bf16, fp16 = QAConfig.resolve("full", precision="bf16"), QAConfig.resolve("full", precision="fp16")
+    assert (fp16.batch_size, fp16.grad_accum) == (bf16.batch_size // 2, 2 * bf16.grad_accum)
+    assert fp16.batch_size * fp16.grad_accum == bf16.batch_size * bf16.grad_accum
+    assert QAConfig.sources("full", precision="fp16")["batch_size"] == "fp16 (T4)"
+    mine = QAConfig.resolve("full", precision="fp16", batch_size=20)  # a value you set wins, and the pair stays yours
+    assert (mine.batch_size, mine.grad_accum) == (20, 1)
+    assert (QAConfig.resolve("full", precision="fp16", grad_accum=3).batch_size) == bf16.batch_size
+    assert QAConfig.resolve("full", "assignment", precision="fp16").batch_size == C.ASSIGNMENT["batch_size"]
+    assert QAConfig.resolve("smoke", precision="fp16").batch_size == C.PROFILE_DEFAULTS["smoke"]["batch_size"]
+    assert QAConfig.resolve("full", precision="fp32").batch_size == bf16.batch_size

@@ -294,7 +294,8 @@ def load_records() -> dict[str, Any]:
     return {"course": course, "suite": suite, "phi2": phi2,
             "phi2_notebooks": _dated("2026-11-23_notebooks_on_gpu/record.json"),
             "notebooks_h100": markdown_table("2026-11-23_notebooks_on_gpu/README.md"),
-            "squad": {run: _dated(f"2026-11-30_train_speed_squad_run{run}/record.jsonl") for run in "AEF"},
+            "squad": {**{run: _dated(f"2026-11-30_train_speed_squad_run{run}/record.jsonl") for run in "AEF"},
+                      **{run: _dated(f"2026-12-07_train_speed_squad_run{run}/record.jsonl") for run in "GH"}},
             "squad_profiles": {"course": _text("2026-11-30_train_speed_squad_runF/profile_course_profiled.txt"),
                                "before": _text("2026-11-30_train_speed_squad_runB/profile_before_profiled.txt")},
             "scaling": scaling,
@@ -427,6 +428,13 @@ def liger_gains(e: dict[str, Any]) -> list[float]:
                               ("ab_course_2", "ab_liger_ln_2")])
 
 
+def fused_lora_gains(g: dict[str, Any], h: dict[str, Any]) -> list[float]:
+    """Runs G and H: the 4-bit + LoRA layer as one autograd function against the one-pass addition (the previous
+    default), in run G's two back-to-back pairs and run H's pair."""
+    return [*_pairs(_rates(g), [("course", "course_fused"), ("course_b", "course_fused_b")]),
+            *_pairs(_rates(h), [("course_lean", "course")])]
+
+
 def unsloth_call_default(e: dict[str, Any]) -> float:
     """Run E: the default's tokens/s in the device call that also timed Unsloth (its two A/B rows' mean)."""
     tps = _rates(e)
@@ -440,8 +448,9 @@ def speed_levers(squad: dict[str, dict[str, Any]], phi2: dict[str, Any], noteboo
               if r.get("estimate_gib") and r.get("trainer") == "hf" and r.get("backend") == "bnb"]
     longest = int(re.search(r"max (\d+)", squad["A"]["environment"]["lengths"]).group(1))
     nb = notebooks04["04_bf16"]
-    return {"A": a, "E": e, "F": f, "tps_a": _rates(squad["A"]), "tps_f": _rates(squad["F"]),
-            "lean": lean_lora_gains(squad["F"]), "longest": longest,
+    return {"A": a, "E": e, "F": f, "G": squad["G"]["runs"], "H": squad["H"]["runs"], "tps_a": _rates(squad["A"]),
+            "tps_f": _rates(squad["F"]), "tps_h": _rates(squad["H"]), "lean": lean_lora_gains(squad["F"]),
+            "fused": fused_lora_gains(squad["G"], squad["H"]), "longest": longest,
             "cross_pairs": math.floor(100 * (1 - longest / a["before"]["real_tokens_per_step"])),
             "unsloth_vs_default": e["unsloth"]["effective_tokens_per_s"] / unsloth_call_default(squad["E"]),
             "notebooks04": notebooks04, "load": phi2["build_and_load_4bit"], "activations": nb["activations"],

@@ -82,7 +82,8 @@ class QAConfig:
                                     "(every pass the same shape); 0: each pass's examples laid end to end in one row")
     pack_multiple: int = setting(256, "with row_length 0: pad the row to a multiple of this many tokens")
     fused_kernels: bool = setting(True, "the same function in fewer GPU kernels: one-kernel tanh-GELU, LoRA added "
-                                        "in one pass, 16-bit norm outputs (utils.models.forward_patches)")
+                                        "inside the 4-bit layers' products (utils.models.qlora_linear), 16-bit norm "
+                                        "outputs (utils.models.forward_patches)")
     residual_16bit: bool = setting(True, "under bf16, keep the residual stream, embeddings and head in bf16 (peft "
                                          "upcasts them to float32): half the checkpointed activations; fp16 keeps "
                                          "float32 (its range is too small)")
@@ -164,7 +165,8 @@ class QAConfig:
 
     @classmethod
     def sources(cls, profile: str, preset: str = "course", **explicit: Any) -> dict[str, str]:
-        """``{setting: "default" | "profile" | "preset" | "you"}``: where each resolved value came from."""
+        """``{setting: "default" | "profile" | "preset" | "fp16 (T4)" | "you"}``: where each resolved value came from
+        (``"fp16 (T4)"``: :func:`fp16_rows`)."""
         return cls._layers(profile, preset, explicit)[1]
 
     @classmethod
@@ -185,6 +187,8 @@ class QAConfig:
             for name, value in layer.items():
                 values[name] = value
                 sources[name] = source
+        for name, value in fp16_rows(values, sources).items():
+            values[name], sources[name] = value, "fp16 (T4)"
         return values, sources
 
     def replace(self, **settings: Any) -> QAConfig:
@@ -308,6 +312,26 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
               # 4 examples laid end to end per pass, as tuned (8 steps of 4); rows of a fixed length pay off on a GPU
               "row_length": 0},
 }
+def fp16_rows(values: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str, int]:
+    """What a T4 (fp16) changes, unless ``batch_size`` or ``grad_accum`` was set (by you, a profile or a preset): half
+    the rows per forward pass, accumulated twice, so each optimizer step trains on the same rows.
+
+    Why: fp16 tops out at 65504, which Phi-2's residual stream can exceed, so under fp16 it stays float32
+    (:func:`utils.qa.training.residual_16bit`) and the hidden states activation checkpointing keeps take twice the
+    memory they take under bf16. With half the tokens per pass the T4 path's peak stays below the naive baseline's
+    (measured on an H100 under a 15 GiB cap: benchmarks/README.md); a T4's slower matrix units lose little to the
+    smaller products. Returns the values to change (none on bf16, float32 or the CPU)."""
+    from utils.models.loading import mixed_precision
+
+    if sources.get("batch_size") != "default" or sources.get("grad_accum") != "default":
+        return {}
+    if values["precision"] not in PRECISIONS:  # validate() names the bad value
+        return {}
+    if not mixed_precision(values["precision"])["fp16"]:
+        return {}
+    return {"batch_size": max(1, values["batch_size"] // 2), "grad_accum": 2 * values["grad_accum"]}
+
+
 # the original course assignment: Phi-2 on OpenAssistant's guanaco, r=64, alpha=16, 500 steps of 2 x 8. Its
 # dataset is on the Hub: offline (smoke), set DATASET to a local guanaco-format JSON Lines file
 ASSIGNMENT = {"dataset": "timdettmers/openassistant-guanaco", "text_format": "guanaco", "train_split": "train",

@@ -145,23 +145,24 @@ def disable_kv_cache(model: torch.nn.Module) -> None:
 
 
 def apply_fused_kernels(model: torch.nn.Module, config: QAConfig) -> None:
-    """The speed settings of :mod:`utils.models.forward_patches`: with ``config.fused_kernels`` the one-kernel tanh-GELU,
-    LoRA's addition in one pass over the 4-bit layers' output and, under 16-bit autocast, 16-bit norm outputs (the
-    same function each, to rounding); with ``config.residual_16bit`` and bf16 (:func:`residual_16bit`) a 16-bit
-    residual stream, embeddings and head. Under float32 (the CPU) the GELU swap and the LoRA addition act."""
+    """The speed settings: with ``config.fused_kernels`` the one-kernel tanh-GELU and, under 16-bit autocast, 16-bit
+    norm outputs (:mod:`utils.models.forward_patches`), and every 4-bit + LoRA layer as one autograd function
+    (:mod:`utils.models.qlora_linear`: LoRA added inside the products, forward and backward): the same function
+    each, to rounding; with ``config.residual_16bit`` and bf16 (:func:`residual_16bit`) a 16-bit residual stream,
+    embeddings and head. Under float32 (the CPU) the GELU swap and the fused layers act."""
     from utils.models.forward_patches import (
         embeddings_and_head_in,
-        lean_lora_4bit,
         norm_outputs_in,
         residual_in,
         use_fused_gelu,
     )
+    from utils.models.qlora_linear import fuse_qlora_linears
 
     flags = mixed_precision(config.precision)
     dtype = torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else torch.float32
     if config.fused_kernels:
         use_fused_gelu(model)
-        lean_lora_4bit(model)
+        fuse_qlora_linears(model)
         norm_outputs_in(model, dtype)
     if residual_16bit(config):
         residual_in(model, dtype)
