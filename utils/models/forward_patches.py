@@ -23,7 +23,6 @@ What each saves is measured in benchmarks/README.md.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 
 import torch
@@ -134,15 +133,13 @@ def _lean_lora_4bit_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Ten
 def lean_lora_4bit(model: torch.nn.Module) -> list[torch.nn.Module]:
     """Give every peft LoRA layer over a bitsandbytes 4-bit layer :func:`_lean_lora_4bit_forward` (the same
     function; the sum rounds once instead of twice). Returns the layers changed (:func:`undo_lean_lora_4bit`)."""
-    from peft.tuners.lora.bnb import Linear4bit
+    from utils.models.qlora_linear import set_lora_4bit_forward
 
-    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
-    for m in layers:
-        m.forward = types.MethodType(_lean_lora_4bit_forward, m)
-    return layers
+    return set_lora_4bit_forward(model, _lean_lora_4bit_forward)
 
 
 def undo_lean_lora_4bit(layers: list[torch.nn.Module]) -> None:
     """Give the layers :func:`lean_lora_4bit` changed peft's own forward back."""
-    for m in layers:
-        del m.forward
+    from utils.models.qlora_linear import restore_forward
+
+    restore_forward(layers)

@@ -126,19 +126,28 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
                                      float(self.scaling[name]), dtype)
 
 
-def fuse_qlora_linears(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """Give every peft LoRA layer over a bitsandbytes 4-bit layer the fused forward (see the module docstring).
-    Returns the layers changed (:func:`unfuse_qlora_linears` undoes it)."""
+def set_lora_4bit_forward(model: torch.nn.Module, forward: Any) -> list[torch.nn.Module]:
+    """Give every peft LoRA layer over a bitsandbytes 4-bit layer of ``model`` the method ``forward`` (a function of
+    ``(layer, x, *args, **kwargs)``); returns the layers changed (:func:`restore_forward` undoes it)."""
     from peft.tuners.lora.bnb import Linear4bit
 
     layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
     for m in layers:
-        m.forward = types.MethodType(_fused_forward, m)
+        m.forward = types.MethodType(forward, m)
     return layers
 
 
-def unfuse_qlora_linears(layers: list[torch.nn.Module]) -> None:
-    """Give the layers :func:`fuse_qlora_linears` changed peft's own forward back."""
+def restore_forward(layers: list[torch.nn.Module]) -> None:
+    """Give the layers :func:`set_lora_4bit_forward` changed peft's own forward back."""
     for m in layers:
         if "forward" in vars(m):
             del m.forward
+
+
+def fuse_qlora_linears(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Give every peft LoRA layer over a bitsandbytes 4-bit layer the fused forward (see the module docstring).
+    Returns the layers changed (:func:`unfuse_qlora_linears` undoes it)."""
+    return set_lora_4bit_forward(model, _fused_forward)
+
+
+unfuse_qlora_linears = restore_forward  # the fused layers get peft's own forward back
