@@ -78,26 +78,10 @@ CODE = ("utils/qa/training.py", "utils/qa/collate.py", "utils/qa/loss.py", "util
 
 
 # ---------------------------------------------------------------------------------------------- the step plan
-def pack_members(lengths: Sequence[int], row_length: int) -> list[list[int]]:
-    """The example indices in each row of ``utils.qa.collate.pack_rows`` (best-fit decreasing), in its row order and
-    its order within a row; ``pack_rows`` returns the rows' tokens only. :func:`check_members` checks the two agree."""
-    members: list[list[int]] = []
-    free: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):  # a stable sort, as pack_rows' is
-        fits = [r for r, space in enumerate(free) if space >= lengths[i]]
-        if fits:
-            best = min(fits, key=free.__getitem__)
-            members[best].append(i)
-            free[best] -= lengths[i]
-        else:
-            members.append([i])
-            free.append(row_length - lengths[i])
-    return members
-
-
 def check_members(rows: Sequence[Mapping[str, list[int]]], members: Sequence[Sequence[int]],
                   features: Sequence[Mapping[str, list[int]]]) -> None:
-    """Raise ``AssertionError`` unless every packed row starts with exactly its members' tokens and labels, in order,
+    """(``utils.qa.collate.pack_members`` says which examples ``pack_rows`` puts in each row.) Raise
+    ``AssertionError`` unless every packed row starts with exactly its members' tokens and labels, in order,
     and every example is in exactly one row."""
     assert len(rows) == len(members), (len(rows), len(members))
     assert sorted(i for m in members for i in m) == list(range(len(features))), "an example is in no row or in two"
@@ -714,6 +698,7 @@ def run(args: argparse.Namespace) -> None:
     from utils.models.adapters import load_adapter
     from utils.qa import data as qa_data
     from utils.qa import training
+    from utils.qa.collate import pack_members
     from utils.qa.config import QAConfig, qa_set_file
     from utils.run_mode import environment_report
 

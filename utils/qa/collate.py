@@ -91,6 +91,24 @@ def packing_collator(pad_token_id: int, multiple: int) -> RoundUpPacked:
     return RoundUpPacked(DataCollatorWithFlattening(), multiple, pad_token_id)
 
 
+def pack_members(lengths: Sequence[int], row_length: int) -> list[list[int]]:
+    """Which examples :func:`pack_rows` puts in each row: best-fit decreasing (the longest example first, each into
+    the fullest row it fits in, a stable sort), as lists of indices into ``lengths``, in row order and in each row's
+    order. ``lengths``: tokens per example, each at most ``row_length``."""
+    members: list[list[int]] = []
+    free: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        fits = [r for r, space in enumerate(free) if space >= lengths[i]]
+        if fits:
+            best = min(fits, key=free.__getitem__)  # the fullest row it fits in
+            members[best].append(i)
+            free[best] -= lengths[i]
+        else:
+            members.append([i])
+            free.append(row_length - lengths[i])
+    return members
+
+
 def pack_rows(features: Sequence[Mapping[str, list[int]]], row_length: int,
               pad_token_id: int) -> list[dict[str, list[int]]]:
     """Pack examples in advance into rows of exactly ``row_length`` tokens (best-fit decreasing), for a fixed
@@ -112,18 +130,9 @@ def pack_rows(features: Sequence[Mapping[str, list[int]]], row_length: int,
     if longest > row_length:
         raise input_error("row_length", f"an example has {longest} tokens, more than row_length={row_length}",
                           "use a row_length at least the max_length the examples were encoded with")
-    rows: list[list[Mapping[str, list[int]]]] = []
-    free: list[int] = []
-    for f in sorted(features, key=lambda f: -len(f["input_ids"])):
-        n = len(f["input_ids"])
-        fits = [i for i, space in enumerate(free) if space >= n]
-        if fits:
-            best = min(fits, key=free.__getitem__)  # the fullest row it fits in
-            rows[best].append(f)
-            free[best] -= n
-        else:
-            rows.append([f])
-            free.append(row_length - n)
+    members = pack_members([len(f["input_ids"]) for f in features], row_length)
+    rows = [[features[i] for i in m] for m in members]
+    free = [row_length - sum(len(f["input_ids"]) for f in r) for r in rows]
     packed = []
     for members, space in zip(rows, free, strict=True):
         ids = [t for f in members for t in f["input_ids"]] + [pad_token_id] * space
