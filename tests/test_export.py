@@ -466,6 +466,9 @@ def test_task_margin_and_check():
     assert eight_lost["f1_change"] == -25.0 and not eight_lost["ok"]  # 2 x SE = 2 * sqrt(0.25*0.75*32/31)*100/sqrt(32)
     assert eight_lost["margin"] == pytest.approx(2 * np.std([-100] * 8 + [0] * 24, ddof=1) / np.sqrt(32))
     assert export.task_check(["Varn"] * 8 + ["Oss"] * 24, ["Oss"] * 32, refs, margin=30)["ok"]  # a given margin wins
+    spread = export.task_check(["Varn"] * 8 + ["Oss"] * 24, ["Oss"] * 32, refs, seed_std=15.0)  # notebook 05's rule
+    assert spread["margin"] == 30.0 and spread["ok"] and "seeds" in spread["margin_reason"]
+    assert export.task_check(["Oss"] * 32, ["Oss"] * 32, refs, seed_std=float("nan"))["margin"] == 100 / 32
     for bad in (-1, float("nan"), True):
         with pytest.raises(InputError, match="margin"):
             export.task_check(["Oss"], ["Oss"], [["Oss"]], margin=bad)

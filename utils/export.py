@@ -909,10 +909,11 @@ def task_margin(questions: int, seed_std: float | None = None,
 
 
 def task_check(file_answers: Sequence[str], merged_answers: Sequence[str], references: Sequence[Any],
-               margin: float | None = None) -> dict[str, Any]:
+               margin: float | None = None, seed_std: float | None = None) -> dict[str, Any]:
     """The task-level check of an exported file: EM and F1 (SQuAD's, in %) of the file's answers and of the merged
     model's on the same held-out questions; ``ok`` when the file's F1 is at least the merged model's minus
-    ``margin`` (default: :func:`task_margin` from the per-question changes; ``margin_reason`` says which). Also the
+    ``margin`` (default: :func:`task_margin` from ``seed_std``, the tuned F1's spread over training seeds, if it is
+    finite, else from the per-question changes; ``margin_reason`` says which). Also the
     share of questions answered word for word as the merged model did.
 
     Raises:
@@ -934,7 +935,7 @@ def task_check(file_answers: Sequence[str], merged_answers: Sequence[str], refer
     per_question = [100 * (f - m) for f, m in zip(scores["file"]["per_question_f1"],
                                                   scores["merged"]["per_question_f1"], strict=True)]
     if margin is None:
-        margin, reason = task_margin(len(file_answers), per_question_change=per_question)
+        margin, reason = task_margin(len(file_answers), seed_std, per_question)
     else:
         reason = "given"
     same = sum(a == b for a, b in zip(file_answers, merged_answers, strict=True)) / len(file_answers)
