@@ -319,8 +319,9 @@ def fp16_rows(values: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str
     Why: fp16 tops out at 65504, which Phi-2's residual stream can exceed, so under fp16 it stays float32
     (:func:`utils.qa.training.residual_16bit`) and the hidden states activation checkpointing keeps take twice the
     memory they take under bf16. With half the tokens per pass the T4 path's peak stays below the naive baseline's
-    (measured on an H100 under a 15 GiB cap: benchmarks/README.md); a T4's slower matrix units lose little to the
-    smaller products. Returns the values to change (none on bf16, float32 or the CPU)."""
+    (measured on an H100 under a 15 GiB cap: benchmarks/README.md). The price is speed: smaller products ran slower
+    on the H100 (same page); a T4's was not measured. Returns the values to change (none on bf16, float32 or the
+    CPU)."""
     from utils.models.loading import mixed_precision
 
     if sources.get("batch_size") != "default" or sources.get("grad_accum") != "default":
