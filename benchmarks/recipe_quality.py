@@ -61,6 +61,7 @@ from transformers import TrainerCallback  # noqa: E402
 from utils.evaluation.seeds import mean_std, seed_verdict  # noqa: E402
 
 DATASET = "disfl-qa"
+OPTIMIZER_NAMES = {"paged_adamw_8bit": "paged 8-bit AdamW", "adamw_torch_fused": "PyTorch's fused AdamW (float32 states)"}
 FAST = {"fused_kernels": True, "residual_16bit": True, "row_length": 512, "lora_dropout": 0.0}
 RECIPES: dict[str, dict[str, Any]] = {  # QAConfig settings per recipe, in the order each seed trains them
     "fast": FAST,
@@ -273,7 +274,8 @@ def train_recipe(config: Any, features: Sequence[Mapping[str, list[int]]], membe
     targs = training.training_arguments(folder / "checkpoints", config, disable_tqdm=True, batch_size=1)
     trainer = training.make_trainer(model, targs, [{"step": k} for k in range(len(plan))], callbacks=[probe],
                                     collator=steps, answer_logits_only=config.answer_logits_only,
-                                    progress_bar=False, graded_head=graded_head)
+                                    progress_bar=False, graded_head=graded_head,
+                                    offload_checkpoints=config.offload_checkpoints)
     planned = trainer.train_dataset
     trainer._get_train_sampler = lambda *args, **kwargs: SequentialSampler(planned)  # the plan's order, not shuffled
     setup = time.perf_counter() - start
@@ -495,7 +497,8 @@ def render_readme(record: Mapping[str, Any]) -> str:
         f"{record['omp_num_threads'] or 'unset'}, smoke profile, {machine['cores']} CPU cores "
         f"{'with' if machine['avx512_bf16'] else 'without'} `avx512_bf16`; {record['total_minutes']:.0f} minutes in "
         f"all). SmolLM2-135M-Instruct's real weights (4-bit NF4 from the pip-packaged GGUF), LoRA r = "
-        f"{settings['lora_rank']}, alpha {settings['lora_alpha']:g} on all seven linear layers, paged 8-bit AdamW, "
+        f"{settings['lora_rank']}, alpha {settings['lora_alpha']:g} on all seven linear layers, "
+        f"{OPTIMIZER_NAMES.get(settings['optimizer'], settings['optimizer'])}, "
         f"learning rate {settings['learning_rate']:g} cosine with {settings['warmup_ratio']:g} warm-up, gradient "
         f"clipping {settings['max_grad_norm']:g}, {settings['max_length']} tokens per example at most; all "
         f"{record['train_questions']} Disfl-QA training questions packed into {record['packed_rows']} rows of "
@@ -505,8 +508,11 @@ def render_readme(record: Mapping[str, Any]) -> str:
         f"{', '.join(map(str, seeds))}; every recipe under bf16 autocast on the CPU (`precision=\"bf16\"`):",
         "",
         f"- **fast** (the course's default levers): `fused_kernels={main['fused_kernels']}` (LoRA inside the 4-bit "
-        "layers' products by the course's patched forward, named in the check table below; 16-bit norm outputs), "
-        f"`residual_16bit={main['residual_16bit']}`, `row_length={main['row_length']}`, "
+        "layers' products by the course's patched forward, named in the check table below; 16-bit norm outputs"
+        f"{'; the rotary embedding applied in place' if 'offload_checkpoints' in main else ''}), "
+        + (f"`offload_checkpoints={main['offload_checkpoints']}` (the checkpoints' copies to CPU memory act on a GPU "
+           "only; on the CPU the same checkpoint function runs without them), " if "offload_checkpoints" in main else "")
+        + f"`residual_16bit={main['residual_16bit']}`, `row_length={main['row_length']}`, "
         f"`lora_dropout={main['lora_dropout']}`;",
     ]
     if stream is not None:

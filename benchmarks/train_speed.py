@@ -54,10 +54,11 @@ COURSE = dict(padding="rows" if QA.row_length else "packed", batch=QA.batch_size
               compile=False, memory_cap_gib=None, profile=False, warmup=None, cudnn_attention=True,
               round_to=QA.pack_multiple, row_length=QA.row_length or None, gelu=QA.fused_kernels,
               norm_cast=QA.fused_kernels, residual16=QA.residual_16bit, embed16=QA.residual_16bit, trainer="hf", backend="bnb", liger_ln=False,
-              lean_lora=False, fused_lora=QA.fused_kernels)
+              lean_lora=False, fused_lora=QA.fused_kernels, rope=QA.fused_kernels,
+              offload=QA.offload_checkpoints and QA.gradient_checkpointing, hf_offload=False)
 NAIVE = dict(COURSE, padding="max_length", batch=8, accum=2, answer_logits=False, round_to=None, row_length=None,
              optimizer="paged_adamw_8bit", gelu=False, norm_cast=False, residual16=False, embed16=False, dropout=0.05,
-             lean_lora=False, fused_lora=False)  # padded to 512, full logits
+             lean_lora=False, fused_lora=False, rope=False, offload=False)  # padded to 512, full logits
 # notebook 04's previous default (before issue 18): 32 examples packed in one row rounded to 256 tokens
 BEFORE = dict(NAIVE, padding="packed", batch=32, accum=1, answer_logits=True, round_to=256)
 # the levers of issue 18, all on: rows of a fixed length, fused GELU, 16-bit norm outputs, no LoRA dropout
@@ -122,6 +123,16 @@ CONFIGS: dict[str, tuple[str, dict, str]] = {
                                "bf16"),
     "course_lean": ("'course' with the previous default's LoRA forward (lean_lora_4bit: one addition, no copy)",
                     LEAN, "bf16"),
+    "course_no_offload": ("'course' with the checkpoints kept on the GPU (utils.models.offload off)",
+                          dict(COURSE, offload=False), "bf16"),
+    "course_hf_offload": ("'course' with transformers' own offload (save_on_cpu: copies on the compute stream) "
+                          "instead of the course's", dict(COURSE, offload=False, hf_offload=True), "bf16"),
+    "course_no_rope": ("'course' with transformers' rotary embedding (utils.models.rotary off)",
+                       dict(COURSE, rope=False), "bf16"),
+    "course_rope_torch_ops": ("'course' with the in-place RoPE computed by PyTorch's operations instead of the "
+                              "Triton kernel", dict(COURSE, rope_triton=False), "bf16"),
+    "course_previous": ("the previous default (run H's 'course'): no in-place RoPE, checkpoints on the GPU",
+                        dict(COURSE, rope=False, offload=False), "bf16"),
     "course_liger_ln": ("'course' with Liger's LayerNorm kernel instead of PyTorch's (+ its output cast)",
                         dict(COURSE, liger_ln=True), "bf16"),
     "course_fused": ("'course' with the 4-bit + LoRA layer as one autograd function (utils.models.qlora_linear: "
@@ -231,6 +242,11 @@ class Levers:
         from utils.models.qlora_linear import fuse_qlora_linears
 
         self.fused = fuse_qlora_linears(model) if cfg.get("fused_lora") else []
+        from utils.models import rotary
+        from utils.models.rotary import rope_in_place
+
+        rotary.KERNEL["triton"] = cfg.get("rope_triton", True)  # False: PyTorch's operations on the GPU too
+        self.rope = rope_in_place(model) if cfg.get("rope") else []
         self.lean = lean_lora_4bit(model) if cfg.get("lean_lora") and not self.fused else []
         if cfg["gelu"]:
             self.swapped += use_fused_gelu(model)
@@ -254,8 +270,10 @@ class Levers:
     def undo(self) -> None:
         from utils.models.forward_patches import restore, undo_lean_lora_4bit
         from utils.models.qlora_linear import unfuse_qlora_linears
+        from utils.models.rotary import undo_rope_in_place
 
         restore(self.swapped)
+        undo_rope_in_place(self.rope)
         undo_lean_lora_4bit(self.lean)
         unfuse_qlora_linears(self.fused)
         for h in self.handles:
@@ -334,6 +352,8 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
                                        gradient_checkpointing=cfg["checkpointing"], logging_steps=1,
                                        save_steps=10**6, disable_tqdm=True, precision=cfg["precision"])
     args.torch_compile = cfg["compile"]
+    if cfg.get("hf_offload"):  # transformers' own: save_on_cpu around torch's checkpoint, on the compute stream
+        args.activation_checkpointing_kwargs = {**(args.activation_checkpointing_kwargs or {}), "offload": True}
     n_items = (warmup + steps) * cfg["batch"] * cfg["accum"]
     if cfg["trainer"] == "trl":
         data = [features[rng.randrange(len(features))] for _ in range(n_items * 6)]  # ~5 examples per row
@@ -343,7 +363,7 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
         data = [items[rng.randrange(len(items))] for _ in range(n_items)]
         trainer = training.make_trainer(model, args, data, callbacks=[timer], collator=counter,
                                         answer_logits_only=cfg["answer_logits"] and not graded_head,
-                                        graded_head=graded_head)
+                                        graded_head=graded_head, offload_checkpoints=bool(cfg.get("offload")))
     gc.collect()
     _cuda("empty_cache")
     _cuda("reset_peak_memory_stats")
@@ -353,7 +373,7 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
         if cfg["profile"]:
             from torch.profiler import ProfilerActivity, profile
 
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
                 trainer.train()
             kernel_classes = write_profile(prof, profile_path, name, warmup + steps, time.perf_counter() - t0)
         else:
@@ -387,6 +407,7 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
         "wall_s": wall, "losses": training.loss_history(trainer)[1],
         "max_micro_tokens": max(counter.processed), "kernel_classes": kernel_classes,
         "step_s": timer.seconds,  # every step, warm-up included: outliers show here, not in the median
+        "rope_kernel": dict(__import__("utils.models.rotary", fromlist=["KERNEL"]).KERNEL) if cfg.get("rope") else None,
         "alloc_retries": (torch.cuda.memory_stats().get("num_alloc_retries", 0) if torch.cuda.is_available()
                           else None),  # the allocator freed its cache to satisfy a request (a cap being hit)
     }
@@ -415,7 +436,8 @@ def predict(row: dict, config=None):
                     target_modules=tuple(row["targets"].split("+")), lora_dropout=row["dropout"],
                     gradient_checkpointing=row["checkpointing"], optimizer=row["optimizer"],
                     attention=row["attention"], fused_kernels=bool(row.get("gelu") and row.get("norm_cast")),
-                    residual_16bit=bool(row.get("residual16")))
+                    residual_16bit=bool(row.get("residual16")),
+                    offload_checkpoints=bool(row.get("offload") and row["checkpointing"]))
 
 
 KERNEL_CLASSES = [  # (class, substrings of CUDA kernel names), first match wins
@@ -447,6 +469,9 @@ def write_profile(prof, path: Path, name: str, steps: int, wall: float) -> dict:
     lines += ["", prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=30)]
     lines += ["", "By CPU time (work on the host: planning, launches, synchronisation):", "",
               prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)]
+    lines += ["", "Copies by the operation's input shapes (which tensors are copied):", "",
+              prof.key_averages(group_by_input_shape=True).table(sort_by="self_cuda_time_total", row_limit=40,
+                                                                  max_name_column_width=30, max_shapes_column_width=90)]
     path.write_text("\n".join(lines) + "\n")
     return {"busy_s": busy, "wall_s": wall, "classes": totals}
 

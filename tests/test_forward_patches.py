@@ -132,3 +132,55 @@ def test_lean_lora_4bit_leaves_dora_to_peft(folder):
         layers = forward_patches.lean_lora_4bit(model)
         assert len(layers) == model.config.num_hidden_layers
         assert torch.equal(model(input_ids=ids, use_cache=False).logits, reference)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_16bit_layer_norm_input_gives_autocasts_numbers_without_the_casts(seed):
+    """norm_outputs_in on a frozen LayerNorm fed the 16-bit residual stream: PyTorch's bf16 layer norm (bf16 copies
+    of the weights, outside autocast) equals autocast's float32 layer norm followed by a cast to bf16: the output to
+    the bit (both compute in float32 and round once), the input's gradient to bf16 rounding."""
+    g = torch.Generator().manual_seed(seed)
+    holder = torch.nn.Module()
+    holder.input_layernorm = torch.nn.LayerNorm(96)
+    holder.requires_grad_(False)  # frozen, as in QLoRA
+    with torch.no_grad():  # values a bf16 checkpoint holds, stored in float32 (peft's upcast)
+        holder.input_layernorm.weight.copy_(torch.randn(96, generator=g).bfloat16())
+        holder.input_layernorm.bias.copy_(torch.randn(96, generator=g).bfloat16())
+    x = (torch.randn(3, 7, 96, generator=g) * 5 + 2).to(torch.bfloat16)
+    grad = torch.randn(3, 7, 96, generator=g).to(torch.bfloat16)
+
+    def run():
+        leaf = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = holder.input_layernorm(leaf).to(torch.bfloat16)
+        y.backward(grad)
+        return y.detach(), leaf.grad
+
+    reference = run()
+    handles = forward_patches.norm_outputs_in(holder, torch.bfloat16)
+    assert "forward" in vars(holder.input_layernorm)
+    patched = run()
+    for h in handles:
+        h.remove()
+    assert "forward" not in vars(holder.input_layernorm)
+    assert patched[0].dtype == torch.bfloat16
+    assert torch.equal(patched[0], reference[0])  # forward: to the bit
+    # backward: PyTorch's 16-bit layer-norm backward rounds its intermediate products to bf16 where the float32 one
+    # does not: within one bf16 rounding (2^-8) of the largest input gradient
+    torch.testing.assert_close(patched[1].float(), reference[1].float(), rtol=0,
+                               atol=2**-8 * reference[1].abs().max().item())
+
+
+def test_a_layer_norm_with_inexact_or_trainable_weights_keeps_the_cast():
+    """Weights bf16 cannot hold exactly, or weights being trained: the layer norm runs as before, its output cast."""
+    for trainable, exact in ((False, False), (True, True)):
+        holder = torch.nn.Module()
+        holder.input_layernorm = torch.nn.LayerNorm(8)
+        with torch.no_grad():
+            holder.input_layernorm.weight.copy_(torch.full((8,), 1 + 2**-12 if not exact else 1.5))
+        holder.requires_grad_(trainable)
+        handles = forward_patches.norm_outputs_in(holder, torch.bfloat16)
+        assert "forward" not in vars(holder.input_layernorm) and len(handles) == 1
+        x = torch.randn(2, 8)
+        assert holder.input_layernorm(x).dtype == torch.bfloat16
+        handles[0].remove()

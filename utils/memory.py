@@ -246,7 +246,8 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
         logit_tokens: positions the LM head runs on (answer-only logits); default: ``tokens``.
         qa: the training settings (:class:`utils.qa.config.QAConfig`; default ``QAConfig()``, the full
             profile's); this reads ``lora_rank``, ``target_modules`` (names in a decoder layer),
-            ``lora_dropout``, ``gradient_checkpointing`` and ``optimizer`` (see ``OPTIMIZER_STATE_BYTES``).
+            ``lora_dropout``, ``gradient_checkpointing``, ``offload_checkpoints``, ``fused_kernels``, ``residual_16bit``
+            and ``optimizer`` (see ``OPTIMIZER_STATE_BYTES``).
         settings: single QAConfig fields replacing ``qa``'s, e.g. ``lora_rank=64``.
         quantization: ``"nf4"``/``"fp4"`` (4 bits) or None (16-bit weights).
         attention: ``"sdpa"`` (fused: no score matrix kept) or ``"eager"`` (keeps seq x seq scores).
@@ -325,7 +326,10 @@ def estimate(config: Any, *, tokens: int, sequences: int = 1, logit_tokens: int 
     scores = sequences * config.num_attention_heads * seq * seq * (4 + 2) if attention == "eager" else 0
     grad_working = 3 * grad_bytes * inter  # while a layer runs backward: ~3 gradients of MLP width per token
 
-    kept = n_layers * tokens * res_bytes * h if gradient_checkpointing else n_layers * (tokens * per_token + scores)
+    # with checkpointing, each layer's input (utils.models.offload: in CPU memory, but for the one being fetched back
+    # and the one prefetched after it)
+    checkpoints = min(2, n_layers) if qa.offload_checkpoints else n_layers
+    kept = checkpoints * tokens * res_bytes * h if gradient_checkpointing else n_layers * (tokens * per_token + scores)
     # in backward: the gradient working set, eager attention's score gradients (as large as the scores), and
     # with checkpointing the layer's recomputed activations
     layer_backward = tokens * grad_working + scores + (tokens * per_token + scores if gradient_checkpointing else 0)

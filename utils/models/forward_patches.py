@@ -23,7 +23,9 @@ What each saves is measured in benchmarks/README.md.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -65,17 +67,62 @@ def use_fused_gelu(model: torch.nn.Module) -> list[Swap]:
     return swap_modules(model, lambda m: type(m).__name__ == "NewGELUActivation", lambda m: FusedTanhGELU())
 
 
-def norm_outputs_in(model: torch.nn.Module, dtype: torch.dtype) -> list[torch.utils.hooks.RemovableHandle]:
-    """Cast the output of every decoder layer's ``input_layernorm`` to ``dtype`` (the autocast dtype), so the
-    4-bit layers and LoRA matrices after it receive 16-bit inputs instead of casting float32 ones one by one.
-    A no-op for float32. Returns the hooks' handles (``handle.remove()`` undoes it)."""
+class _ForwardSwap:
+    """A module given another forward; ``remove()`` gives it its class's forward back (as a hook's handle does)."""
+
+    def __init__(self, module: torch.nn.Module, forward: Callable[..., torch.Tensor]):
+        self.module = module
+        module.forward = types.MethodType(forward, module)
+
+    def remove(self) -> None:
+        vars(self.module).pop("forward", None)
+
+
+def norm_outputs_in(model: torch.nn.Module, dtype: torch.dtype) -> list[Any]:
+    """Make every decoder layer's ``input_layernorm`` return ``dtype`` (the autocast dtype), so the 4-bit layers and
+    LoRA matrices after it receive 16-bit inputs instead of casting float32 ones one by one. A no-op for float32.
+
+    A frozen ``LayerNorm`` (Phi-2's) whose weights ``dtype`` holds exactly (they came from a 16-bit checkpoint; peft
+    upcast them to float32) and whose input is already ``dtype`` (the 16-bit residual stream) runs PyTorch's layer
+    norm in ``dtype`` outside autocast, with ``dtype`` copies of its weights: PyTorch computes a 16-bit layer norm in
+    float32 and rounds the output once, the output autocast's float32 layer norm followed by a cast gives, to the
+    bit (the input's gradient to 16-bit rounding: tests/test_forward_patches.py), without casting the input up,
+    writing a float32 output and casting it down (two passes forward, two backward). Any other norm (Llama's RMSNorm, trainable or inexact weights), or a float32
+    input, runs as before and its output is cast. Returns handles (``handle.remove()`` undoes each)."""
     if dtype == torch.float32:
         return []
 
     def cast(module: torch.nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
         return output.to(dtype)
 
-    return [m.register_forward_hook(cast) for n, m in model.named_modules() if n.endswith("input_layernorm")]
+    def exact_copy(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.detach().to(dtype)
+
+    def direct(m: torch.nn.Module) -> bool:
+        params = [p for p in (m.weight, m.bias) if p is not None]
+        return (type(m) is torch.nn.LayerNorm and not any(p.requires_grad for p in params)
+                and all(torch.equal(p.detach().to(dtype).to(p.dtype), p.detach()) for p in params))
+
+    def layer_norm_in(self: torch.nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != dtype:
+            return type(self).forward(self, x).to(dtype)
+        weight, bias = self.weight16, self.bias16
+        if weight is not None and weight.device != x.device:
+            weight, bias = exact_copy(self.weight), exact_copy(self.bias)
+            self.weight16, self.bias16 = weight, bias
+        with torch.autocast(x.device.type, enabled=False):
+            return torch.nn.functional.layer_norm(x, self.normalized_shape, weight, bias, self.eps)
+
+    handles = []
+    for name, m in model.named_modules():
+        if not name.endswith("input_layernorm"):
+            continue
+        if direct(m):
+            m.weight16, m.bias16 = exact_copy(m.weight), exact_copy(m.bias)  # frozen: copied once
+            handles.append(_ForwardSwap(m, layer_norm_in))
+        else:
+            handles.append(m.register_forward_hook(cast))
+    return handles
 
 
 def residual_in(model: torch.nn.Module, dtype: torch.dtype) -> list[torch.utils.hooks.RemovableHandle]:

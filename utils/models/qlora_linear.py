@@ -9,14 +9,15 @@ then runs, per layer and step, these passes over ``(tokens, features)``-sized te
   from the base layer plus the one from the LoRA path (one pass over ``(tokens, in)``).
 
 :class:`QLoRALinearFunction` computes the same function with the scale folded into the small ``(tokens, r)``
-products and each addition done by ``addmm_`` into the matrix product that precedes it (cuBLAS adds ``beta * C`` while
-it writes the result), so none of those passes remain:
+products, and the small products written first so that the large product adds them in its epilogue (``addmm_``:
+cuBLAS reads ``C`` and adds ``beta * C`` while it writes the result, inside a compute-bound kernel), so none of those
+passes remain and no separate kernel reads and rewrites a ``(tokens, features)`` tensor:
 
-    forward:   y   = x W^T + b                       (bitsandbytes' 4-bit product, W dequantized on the fly)
-               xa  = s * (x A^T)                     (tokens, r)
-               y  += xa B^T                          (addmm_: in the product's epilogue)
+    forward:   xa  = s * (x A^T)                     (tokens, r)
+               y   = xa B^T + b                      (tokens, out): the LoRA term, written once
+               y  += x W^T                           (W dequantized by bitsandbytes; addmm_: in the epilogue)
     backward:  gb  = s * (g B)                       (tokens, r)
-               dx  = g W ;  dx += gb A               (W dequantized again, as bitsandbytes does; addmm_)
+               dx  = gb A ;  dx += g W               (W dequantized again, as bitsandbytes does; addmm_)
                dB  = g^T xa ;  dA = gb^T x
 
 Saved for backward: ``x`` (which the layers before keep anyway), ``xa`` (``r`` numbers per token), the adapter's
@@ -52,25 +53,30 @@ class QLoRALinearFunction(torch.autograd.Function):
     ``(out, in)`` with its ``quant_state``; ``bias`` ``(out,)`` or None (frozen); ``lora_a`` ``(r, in)`` and ``lora_b``
     ``(out, r)`` (trainable, any float dtype, usually float32); ``scaling`` the float ``s``; ``dtype`` the compute
     dtype (bfloat16 / float16 on a GPU, float32 on a CPU). Returns ``(..., out)`` in ``x``'s dtype. Autocast is off
-    inside: every product runs in ``dtype``, as bitsandbytes' layer computes in its ``compute_dtype``.
+    inside: every product runs in ``dtype``, as bitsandbytes' layer computes in its ``compute_dtype``; the weight is
+    dequantized with bitsandbytes' kernel (as its ``matmul_4bit`` does) and multiplied by cuBLAS (or the CPU's BLAS).
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: Any, bias: torch.Tensor | None, lora_a: torch.Tensor,
                 lora_b: torch.Tensor, scaling: float, dtype: torch.dtype) -> torch.Tensor:
-        import bitsandbytes as bnb
-
         shape = x.shape
         with torch.autocast(x.device.type, enabled=False):
             x2 = x.reshape(-1, shape[-1]).to(dtype)
             a, b = lora_a.to(dtype), lora_b.to(dtype)
-            base_bias = None if bias is None else bias.to(dtype)
-            y = bnb.matmul_4bit(x2, weight, bias=base_bias, quant_state=weight.quant_state)  # (tokens, out)
             xa = torch.mm(x2, a.t()).mul_(scaling)  # (tokens, r), the scale folded in here
-            y.addmm_(xa, b.t())
+            # the output in its final shape, written through a 2-D view: what is returned is not a view (a view
+            # made inside a Function could not be changed in place later, as utils.models.rotary does)
+            out = torch.empty(*shape[:-1], b.shape[0], dtype=dtype, device=x.device)
+            y = out.view(-1, b.shape[0])  # (tokens, out)
+            if bias is None:
+                torch.mm(xa, b.t(), out=y)  # the LoRA term, written once
+            else:
+                torch.addmm(bias.to(dtype), xa, b.t(), out=y)
+            y.addmm_(x2, _dequantized(weight, dtype).t())  # the large product adds the LoRA term in its epilogue
         ctx.save_for_backward(x2, xa, lora_a, lora_b)
         ctx.weight, ctx.scaling, ctx.dtype, ctx.x_dtype, ctx.shape = weight, scaling, dtype, x.dtype, shape
-        return y.view(*shape[:-1], -1).to(x.dtype)
+        return out.to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -82,8 +88,8 @@ class QLoRALinearFunction(torch.autograd.Function):
             gb = torch.mm(g, b).mul_(ctx.scaling)  # (tokens, r)
             grad_x = None
             if ctx.needs_input_grad[0]:
-                grad_x = torch.mm(g, _dequantized(ctx.weight, dtype))  # (tokens, in)
-                grad_x.addmm_(gb, a)
+                grad_x = torch.mm(gb, a)  # (tokens, in): the LoRA path's part, written once
+                grad_x.addmm_(g, _dequantized(ctx.weight, dtype))  # the large product adds it in its epilogue
                 grad_x = grad_x.view(ctx.shape).to(ctx.x_dtype)
             grad_a = torch.mm(gb.t(), x2).to(lora_a.dtype) if ctx.needs_input_grad[3] else None
             grad_b = torch.mm(g.t(), xa).to(lora_b.dtype) if ctx.needs_input_grad[4] else None

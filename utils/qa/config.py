@@ -36,6 +36,9 @@ TEXT_FORMATS = ("squad", "guanaco")  # how a dataset's records are laid out (uti
 LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 PARAMS_FILE = "training_params.json"
 PARAMS_SCHEMA = 1  # version of training_params.json's layout; bump it when the layout changes
+# Settings added after schema 1 that change where the work happens, not what is learned: a file written before
+# one existed reads as if it had been off then (the adapter in it was trained that way)
+ADDED_SPEED_SETTINGS: dict[str, Any] = {"offload_checkpoints": False}
 ALL_LINEAR = "all-linear"  # peft's keyword for every linear layer (utils.models.adapters.ALL_LINEAR; tested equal)
 SEED_MAX = 2**32 - 1  # numpy's seeds (transformers.set_seed seeds numpy too)
 
@@ -88,8 +91,11 @@ class QAConfig:
                                          "upcasts them to float32): half the checkpointed activations; fp16 keeps "
                                          "float32 (its range is too small)")
     max_grad_norm: float = setting(0.3, "gradient clipping (QLoRA paper's value)")
-    optimizer: str = setting("paged_adamw_8bit", 'transformers optim name; "adamw_torch" for 32-bit AdamW')
+    optimizer: str = setting("adamw_torch_fused", 'transformers optim name: PyTorch\'s AdamW in one fused kernel; '
+                                                  '"paged_adamw_8bit" for QLoRA\'s paged 8-bit AdamW (less memory)')
     gradient_checkpointing: bool = setting(True, "recompute activations in the backward pass")
+    offload_checkpoints: bool = setting(True, "with gradient_checkpointing on a GPU: keep each layer's checkpoint in "
+                                              "CPU memory, copied while the GPU computes (utils.models.offload)")
     precision: str = setting("auto", '"auto" (bf16 / fp16 on a T4 / fp32 on CPU), "bf16", "fp16" or "fp32"')
     logging_steps: int = setting(10, "log the loss every N steps")
     save_steps: int = setting(100, "write a checkpoint every N steps")
@@ -551,6 +557,7 @@ def read_params(folder: str | Path) -> tuple[QAConfig, dict[str, Any]]:
                             "retrain the adapter with this version of notebook 04 or utils.cli.finetune")
     stored = payload.get("config")
     stored = stored if isinstance(stored, dict) else {}
+    stored = {**{k: v for k, v in ADDED_SPEED_SETTINGS.items() if k not in stored}, **stored}
     fields = set(QAConfig.field_names())
     missing, unknown = sorted(fields - set(stored)), sorted(set(stored) - fields)
     if missing or unknown:

@@ -31,7 +31,7 @@ class OutputExistsError(InputError, FileExistsError):
 
 CHECKPOINTS = "checkpoints"  # train_qa's Trainer checkpoints, under its output folder
 RESULT_FILES = ("adapter_config.json", "adapter_model.safetensors", PARAMS_FILE)  # what save_adapter writes
-RESUMABLE_CHANGES = ("max_steps", "logging_steps", "save_steps")  # settings a resumed run may change
+RESUMABLE_CHANGES = ("max_steps", "logging_steps", "save_steps", "offload_checkpoints")  # a resumed run may change these
 
 
 def save_adapter(model: torch.nn.Module, tokenizer: Any, folder: str | Path, config: QAConfig,

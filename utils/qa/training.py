@@ -29,7 +29,7 @@ from transformers.trainer_callback import ExportableState
 from utils import progress
 from utils.bnb_cpu import keep_4bit_trainable
 from utils.errors import InputError, input_error
-from utils.models.loading import checkpointing_arguments, mixed_precision
+from utils.models.loading import checkpointing_arguments, checkpointing_on, mixed_precision
 from utils.qa.collate import batching
 from utils.qa.config import PARAMS_FILE, QAConfig, read_params, setting_error
 from utils.qa.loss import (
@@ -70,6 +70,9 @@ def training_arguments(output_dir: str | Path, config: QAConfig | None = None, *
         report_to="none", remove_unused_columns=False, disable_tqdm=disable_tqdm,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, **mixed_precision(c.precision),
         ddp_find_unused_parameters=False,  # data-parallel: every adapter gets a gradient every step
+        # the Trainer's filter reads every step's loss on the host, a wait for the GPU mid-step; NonFiniteGuard stops
+        # a run whose logged loss is not finite instead
+        logging_nan_inf_filter=False,
     )
 
 
@@ -147,8 +150,8 @@ def disable_kv_cache(model: torch.nn.Module) -> None:
 def apply_fused_kernels(model: torch.nn.Module, config: QAConfig) -> None:
     """The speed settings: with ``config.fused_kernels`` the one-kernel tanh-GELU and, under 16-bit autocast, 16-bit
     norm outputs (:mod:`utils.models.forward_patches`), and every 4-bit + LoRA layer as one autograd function
-    (:mod:`utils.models.qlora_linear`: LoRA added inside the products, forward and backward): the same function
-    each, to rounding; with ``config.residual_16bit`` and bf16 (:func:`residual_16bit`) a 16-bit residual stream,
+    (:mod:`utils.models.qlora_linear`: LoRA added inside the products, forward and backward), the rotary embedding
+    applied in place (:mod:`utils.models.rotary`): the same function each, to rounding; with ``config.residual_16bit`` and bf16 (:func:`residual_16bit`) a 16-bit residual stream,
     embeddings and head. Under float32 (the CPU) the GELU swap and the fused layers act."""
     from utils.models.forward_patches import (
         embeddings_and_head_in,
@@ -157,12 +160,14 @@ def apply_fused_kernels(model: torch.nn.Module, config: QAConfig) -> None:
         use_fused_gelu,
     )
     from utils.models.qlora_linear import fuse_qlora_linears
+    from utils.models.rotary import rope_in_place
 
     flags = mixed_precision(config.precision)
     dtype = torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else torch.float32
     if config.fused_kernels:
         use_fused_gelu(model)
         fuse_qlora_linears(model)
+        rope_in_place(model)
         norm_outputs_in(model, dtype)
     if residual_16bit(config):
         residual_in(model, dtype)
@@ -204,13 +209,16 @@ class TokenCounter:
 
 def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features: Sequence[Mapping],
                  callbacks: Sequence[TrainerCallback] = (), collator: Any = None,
-                 answer_logits_only: bool = False, progress_bar: bool = True, graded_head: bool = False) -> Trainer:
+                 answer_logits_only: bool = False, progress_bar: bool = True, graded_head: bool = False,
+                 offload_checkpoints: bool = False) -> Trainer:
     """A ``Trainer`` with the guard, a :class:`LegTimer` (:func:`training_seconds`), 4-bit layers kept trainable on every
     CPU, KV cache off (:func:`disable_kv_cache`) and a collator: by default
     the padding-free ``DataCollatorWithFlattening`` (or e.g. :class:`utils.qa.collate.PaddedCollator`); with
     ``answer_logits_only`` the LM head runs on answer positions only (:class:`utils.qa.loss.AnswerLogitsCollator`),
     with ``graded_head`` (rows of :func:`utils.qa.collate.pack_rows`) at each row's graded positions
-    (:class:`utils.qa.loss.GradedHeadLoss`).
+    (:class:`utils.qa.loss.GradedHeadLoss`). With ``offload_checkpoints`` and activation checkpointing on in
+    ``args``, each layer's checkpoint waits in CPU memory (:class:`utils.models.offload.OffloadCallback`; a no-op
+    copy on a CPU).
     Output: one progress bar over the steps (none if not ``progress_bar``), no table, no printed logs
     (:func:`utils.progress.quiet`); the losses are in ``trainer.state.log_history``.
 
@@ -229,6 +237,10 @@ def make_trainer(model: torch.nn.Module, args: TrainingArguments, train_features
         collator, loss_func = GradedHeadCollator(collator), GradedHeadLoss(model)
     elif answer_logits_only:
         collator, loss_func = AnswerLogitsCollator(collator), answer_logits_loss
+    if offload_checkpoints and checkpointing_on(args):
+        from utils.models.offload import OffloadCallback
+
+        callbacks = [OffloadCallback(), *callbacks]
     trainer = Trainer(model=model, args=args, train_dataset=train_features, data_collator=collator,
                       compute_loss_func=loss_func,
                       callbacks=[NonFiniteGuard(), LegTimer(), *callbacks])
@@ -338,7 +350,7 @@ def train_qa(config: QAConfig, output_dir: str | Path, *, resume: bool = False, 
     items, collator, graded_head = batching(config, features, tokenizer.pad_token_id)
     trainer = make_trainer(model, targs, items, callbacks=callbacks, collator=collator,
                            answer_logits_only=config.answer_logits_only, progress_bar=not quiet,
-                           graded_head=graded_head)
+                           graded_head=graded_head, offload_checkpoints=config.offload_checkpoints)
     if trainer.is_world_process_zero():  # every process has checked the folder by now (they start together)
         start_run(out / CHECKPOINTS, config, overwrite=overwrite, **run_info)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
