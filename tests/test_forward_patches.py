@@ -184,3 +184,16 @@ def test_a_layer_norm_with_inexact_or_trainable_weights_keeps_the_cast():
         x = torch.randn(2, 8)
         assert holder.input_layernorm(x).dtype == torch.bfloat16
         handles[0].remove()
+
+
+def test_an_rms_norm_keeps_the_cast():
+    """Llama's RMSNorm (SmolLM2, the smoke profile's model) is not a LayerNorm: its output is cast, as before."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2))
+    handles = forward_patches.norm_outputs_in(model, torch.bfloat16)
+    assert len(handles) == 2 and all("forward" not in vars(layer.input_layernorm) for layer in model.model.layers)
+    assert model.model.layers[0].input_layernorm(torch.randn(1, 3, 32)).dtype == torch.bfloat16
+    for h in handles:
+        h.remove()

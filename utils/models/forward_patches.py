@@ -99,8 +99,10 @@ def norm_outputs_in(model: torch.nn.Module, dtype: torch.dtype) -> list[Any]:
         return None if t is None else t.detach().to(dtype)
 
     def direct(m: torch.nn.Module) -> bool:
+        if type(m) is not torch.nn.LayerNorm:
+            return False
         params = [p for p in (m.weight, m.bias) if p is not None]
-        return (type(m) is torch.nn.LayerNorm and not any(p.requires_grad for p in params)
+        return (not any(p.requires_grad for p in params)
                 and all(torch.equal(p.detach().to(dtype).to(p.dtype), p.detach()) for p in params))
 
     def layer_norm_in(self: torch.nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
