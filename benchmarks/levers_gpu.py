@@ -12,9 +12,9 @@ gradient), under bf16 autocast, run four ways from the same weights and random s
 * ``both``.
 
 Recorded: the loss, the largest LoRA gradient difference from ``plain`` relative to the largest gradient, the peak
-memory and the pass's time (median of 3 after 1 warm-up). The check: every difference within one bf16 rounding
-(2^-8 relative) carried through, the same bound tests/test_forward_patches.py uses; attention's backward kernel is not
-deterministic on a GPU, so ``plain`` is also run twice and its own difference reported beside the others.
+memory and the pass's time (median of 3 after 1 warm-up), and the RoPE kernel check (:func:`rope_kernel_check`).
+Attention's backward kernel is not deterministic on a GPU, so ``plain`` runs twice and its own difference is the noise
+every lever is judged against (:func:`verdict`).
 Random weights: the numbers say how the computations differ, not what a model learns.
 """
 
@@ -33,6 +33,20 @@ sys.path.insert(0, str(REPO))
 ROWS, ROW_LENGTH, RANK, ALPHA = 28, 512, 16, 32
 TARGETS = ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
 BOUND = 2 ** -8
+
+
+def verdict(record: dict) -> dict:
+    """The check, from a record: the Triton kernel equal to PyTorch's operations to the bit; every run's loss equal to
+    ``plain``'s within one bf16 rounding; every run's LoRA gradients within ``plain``'s own run-to-run difference
+    (``plain_again``: attention's backward kernel is not deterministic on a GPU) times 2, or one bf16 rounding
+    (2^-8 relative to the largest gradient) if that is larger. Returns ``{"ok", "noise", "allowed", "worst"}``."""
+    runs = record["runs"]
+    noise = runs["plain_again"]["max_rel_grad_diff"]
+    allowed = max(BOUND, 2 * noise)
+    worst = max(r["max_rel_grad_diff"] for r in runs.values())
+    losses_ok = all(r["loss_diff"] <= BOUND * abs(runs["plain"]["loss"]) for r in runs.values())
+    return {"ok": bool(record["kernel"]["equal"] and losses_ok and worst <= allowed), "noise": noise,
+            "allowed": allowed, "worst": worst}
 
 
 def rope_kernel_check(torch, rotary, config) -> dict:
@@ -142,7 +156,9 @@ def main() -> None:
         grads = {n: p.grad.float().clone() for n, p in model.named_parameters() if p.requires_grad}
         return loss.item(), grads, seconds
 
-    record = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": ROWS, "row_length": ROW_LENGTH,
+    import datetime
+
+    record = {"measured": datetime.date.today().isoformat(), "gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": ROWS, "row_length": ROW_LENGTH,
               "bound": BOUND, "runs": {}}
     import bitsandbytes
     import peft
@@ -167,8 +183,7 @@ def main() -> None:
         record["runs"][name] = {"loss": loss, "loss_diff": abs(loss - reference[0]), "max_rel_grad_diff": diff,
                                 "peak_gib": peak, "median_s": statistics.median(times)}
         print(name, record["runs"][name], flush=True)
-    record["ok"] = record["kernel"]["equal"] and all(r["max_rel_grad_diff"] <= BOUND and r["loss_diff"] <= BOUND * abs(reference[0])
-                       for r in record["runs"].values())
+    record["ok"] = verdict(record)["ok"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record, indent=1))

@@ -22,7 +22,9 @@ def tps(run: dict) -> float:
 def records() -> dict:
     return {"A": committed_result("2026-11-30_train_speed_squad_runA"), "E": committed_result("2026-11-30_train_speed_squad_runE"),
             "F": committed_result("2026-11-30_train_speed_squad_runF"), "G": committed_result("2026-12-07_train_speed_squad_runG"),
-            "H": committed_result("2026-12-07_train_speed_squad_runH"), "model": committed_result("2026-11-23_phi2_shaped_gpu"),
+            "H": committed_result("2026-12-07_train_speed_squad_runH"), "J": committed_result("2026-12-07_train_speed_squad_runJ"),
+            "L": committed_result("2026-12-07_train_speed_squad_runL"), "M": committed_result("2026-12-07_train_speed_squad_runM"),
+            "levers": committed_result("2026-12-07_levers_gpu"), "model": committed_result("2026-11-23_phi2_shaped_gpu"),
             "notebook": committed_result("2026-11-23_notebooks_on_gpu")}
 
 
@@ -34,33 +36,66 @@ def test_the_speed_runs_are_the_ones_the_section_names(records):
 
 
 def test_the_settings_described_are_notebook_04s_defaults(records):
-    """The full profile's defaults are run H's default configuration (bf16, and fp16 with its rows per pass); the
+    """The full profile's defaults are run M's default configuration (bf16, and fp16 with its rows per pass); the
     smoke profile still packs one row per pass (what the section says of it)."""
-    course, full = records["H"]["runs"]["course"], QAConfig.resolve("full")
+    course, full = records["M"]["runs"]["course"], QAConfig.resolve("full")
     assert (full.row_length, full.batch_size, full.lora_dropout) == (course["row_length"], course["batch"], course["dropout"])
-    assert full.fused_kernels and full.residual_16bit and full.answer_logits_only and course["fused_lora"]
-    fp16, t4 = QAConfig.resolve("full", precision="fp16"), records["H"]["runs"]["course_fp16"]
-    assert (fp16.batch_size, fp16.grad_accum) == (t4["batch"], t4["accum"]) and t4["precision"] == "fp16"
+    assert full.fused_kernels and full.residual_16bit and full.answer_logits_only and course["fused_lora"] and course["rope"]
+    assert full.offload_checkpoints == course["offload"] and full.optimizer == course["optimizer"] == "adamw_torch_fused"
+    fp16, t4 = QAConfig.resolve("full", precision="fp16"), records["M"]["runs"]["t4_fp16_15gib"]
+    assert (fp16.batch_size, fp16.grad_accum) == (t4["batch"], t4["accum"]) and t4["precision"] == "fp16" and t4["offload"]
     assert QAConfig.resolve("smoke").row_length == 0
 
 
 def test_the_new_default_and_its_rivals_as_the_section_states(records):
-    """speed-levers.md, runs G and H (one H100 call each): the fused 4-bit + LoRA layer beat the one-pass addition in
-    all three pairs at less memory; Unsloth is still faster and lighter; the fp16 path is under the naive baseline's
-    peak (also under a 15 GiB cap) and slower than with 28 rows; TRL's wrapped packing beats its padding-free packing
-    and the padded run, and the default beats it; the default runs at >= 30% MFU."""
+    """speed-levers.md, runs G, H, J, L, M (one H100 call each) and the levers' GPU check: the fused 4-bit + LoRA layer
+    beat the one-pass addition in all three pairs (G, H); the in-place RoPE beat transformers' (J) and its kernel beat
+    PyTorch's operations (L, and equal to the bit); offloading lowered the peak at no loss of speed, transformers' own
+    offload was slower (J); fused AdamW beat paged 8-bit AdamW for more memory (L); in run M the default beat Unsloth
+    in both pairs at less memory and >= 40% MFU, Unsloth had beaten run H's default; the fp16 path under a 15 GiB cap
+    is under the naive baseline's peak, with 28 rows and the checkpoints on the GPU it was above (H); TRL's wrapped
+    packing beats its padding-free packing (M) and the padded run (H), and the default beats it."""
     G, H = records["G"], records["H"]
-    assert (G["environment"]["gpu"], H["environment"]["gpu"]) == ("NVIDIA H100 80GB HBM3",) * 2
+    assert {records[r]["environment"]["gpu"] for r in "GHJLM"} == {"NVIDIA H100 80GB HBM3"}
     assert min(readme.fused_lora_gains(G, H)) > 0
-    h = H["runs"]
-    assert h["course"]["peak_gib"] < h["course_lean"]["peak_gib"]
-    assert tps(h["unsloth"]) > max(tps(h["course"]), tps(h["pair_default_1"]))
-    assert h["unsloth"]["peak_gib"] < h["course"]["peak_gib"] < h["naive"]["peak_gib"]
-    assert h["course_fp16"]["peak_gib"] < h["naive"]["peak_gib"] < h["course_fp16_28"]["peak_gib"]
-    assert h["t4_fp16_15gib"]["memory_cap_gib"] == 15.0 and h["t4_fp16_15gib"]["peak_gib"] < h["naive"]["peak_gib"]
-    assert tps(h["course_fp16"]) < tps(h["course_fp16_28"])
-    assert tps(h["trl_wrapped"]) > max(tps(h["trl_packed"]), tps(h["trl_padded"]))
-    assert tps(h["course"]) > tps(h["trl_wrapped"]) and h["course"]["mfu"] >= 0.30
+    j, run_l, m, h = (records[r]["runs"] for r in "JLMH")
+    assert tps(j["course"]) > tps(j["course_no_rope"]) and tps(run_l["course"]) > tps(run_l["course_rope_torch_ops"])
+    kernel = records["levers"]["kernel"]
+    assert kernel["equal"] and all(kernel[k]["triton_ms"] < kernel[k]["torch_ops_ms"] for k in ("cos_bfloat16", "cos_float32"))
+    assert j["course"]["peak_gib"] < j["course_no_offload"]["peak_gib"]
+    assert tps(j["course"]) >= 0.98 * tps(j["course_no_offload"])  # "at no loss of speed": within run-to-run noise
+    assert j["course_hf_offload"]["peak_gib"] < j["course_no_offload"]["peak_gib"]
+    assert tps(j["course_hf_offload"]) < tps(j["course_no_offload"])
+    assert tps(run_l["course_fused_adamw"]) > tps(run_l["course"]) and run_l["course_fused_adamw"]["peak_gib"] > run_l["course"]["peak_gib"]
+    for ours, theirs in (("course", "unsloth"), ("pair_default_1", "unsloth_pair_1")):
+        assert tps(m[ours]) > tps(m[theirs]) and m[ours]["peak_gib"] < m[theirs]["peak_gib"] and m[ours]["mfu"] >= 0.40
+    assert tps(h["unsloth"]) > tps(h["course"])
+    assert m["course"]["peak_gib"] < m["naive"]["peak_gib"] and tps(m["course"]) > max(tps(m["naive"]), tps(m["pad_longest"]))
+    assert m["t4_fp16_15gib"]["memory_cap_gib"] == 15.0 and m["t4_fp16_15gib"]["peak_gib"] < m["naive"]["peak_gib"]
+    assert h["course_fp16_28"]["peak_gib"] > h["naive"]["peak_gib"]
+    assert tps(m["trl_wrapped"]) > tps(m["trl_packed"]) and tps(h["trl_wrapped"]) > tps(h["trl_padded"])
+    assert tps(m["course"]) > tps(m["trl_wrapped"])
+    for trl in ("trl_packed", "trl_wrapped"):  # "overestimates TRL's rows"
+        assert m[trl]["estimate_gib"] > m[trl]["peak_gib"]
+
+
+def test_the_levers_gpu_check_passes_and_can_fail(records):
+    """results/2026-12-07_levers_gpu: every loss equal, every gradient within twice the plain stack's own difference
+    (benchmarks/levers_gpu.py's verdict); a lever twice as far off as allowed fails it."""
+    import copy
+    import importlib.util
+
+    from utils.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("levers_gpu", REPO_ROOT / "benchmarks" / "levers_gpu.py")
+    levers_gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(levers_gpu)
+    record = dict(records["levers"])
+    verdict = levers_gpu.verdict(record)
+    assert verdict["ok"] and all(r["loss_diff"] == 0 for r in record["runs"].values())
+    worse = copy.deepcopy(record)
+    worse["runs"]["offload"]["max_rel_grad_diff"] = 2 * verdict["allowed"]
+    assert not levers_gpu.verdict(worse)["ok"]
 
 
 def test_each_comparison_of_the_section_holds_in_the_records(records):

@@ -213,3 +213,22 @@ def test_fp16_halves_the_rows_per_pass_unless_they_were_set():
     assert QAConfig.resolve("full", "assignment", precision="fp16").batch_size == C.ASSIGNMENT["batch_size"]
     assert QAConfig.resolve("smoke", precision="fp16").batch_size == C.PROFILE_DEFAULTS["smoke"]["batch_size"]
     assert QAConfig.resolve("full", precision="fp32").batch_size == bf16.batch_size
+
+
+def test_a_params_file_from_before_offload_checkpoints_reads_as_it_was_trained(tmp_path):
+    """training_params.json written before ``offload_checkpoints`` existed (a speed-only setting added later): it
+    reads with the setting off, as that adapter was trained; every other missing setting is still an error."""
+    import json
+
+    from utils.qa.config import ConfigError, read_params, save_params
+
+    path = save_params(tmp_path, QAConfig(), {"steps": 1})
+    payload = json.loads(path.read_text())
+    del payload["config"]["offload_checkpoints"]
+    path.write_text(json.dumps(payload))
+    config, run = read_params(tmp_path)
+    assert config.offload_checkpoints is False and run == {"steps": 1}
+    del payload["config"]["lora_rank"]
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ConfigError, match="lora_rank"):
+        read_params(tmp_path)

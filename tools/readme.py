@@ -52,6 +52,7 @@ REGENERATE = {  # results/ record -> the command that writes it again
     "course_runs/smoke_course.json": "./run.sh course && python -m tools.readme record",
     "course_runs/suite_runs.jsonl": "python -m tools.readme suite --seconds S --passed N",
     "2026-11-23_phi2_shaped_gpu/record.json": "python benchmarks/phi2_shaped_gpu.py" + ON_GPU,
+    "2026-12-07_levers_gpu/record.json": "python benchmarks/levers_gpu.py --model <folder> --out <record.json>" + ON_GPU,
     "2026-11-23_notebooks_on_gpu/record.json": "python benchmarks/notebooks_on_gpu.py --t4" + ON_GPU,
     "2026-11-23_notebooks_on_gpu/README.md": "python benchmarks/notebooks_on_gpu.py --t4" + ON_GPU,
     "2026-11-23_multi_gpu/record.json": "the command in its 'regenerate' field",
@@ -295,7 +296,8 @@ def load_records() -> dict[str, Any]:
             "phi2_notebooks": _dated("2026-11-23_notebooks_on_gpu/record.json"),
             "notebooks_h100": markdown_table("2026-11-23_notebooks_on_gpu/README.md"),
             "squad": {**{run: _dated(f"2026-11-30_train_speed_squad_run{run}/record.jsonl") for run in "AEF"},
-                      **{run: _dated(f"2026-12-07_train_speed_squad_run{run}/record.jsonl") for run in "GH"}},
+                      **{run: _dated(f"2026-12-07_train_speed_squad_run{run}/record.jsonl") for run in "GHJLM"}},
+            "levers_gpu": _dated("2026-12-07_levers_gpu/record.json"),
             "squad_profiles": {"course": _text("2026-11-30_train_speed_squad_runF/profile_course_profiled.txt"),
                                "before": _text("2026-11-30_train_speed_squad_runB/profile_before_profiled.txt")},
             "scaling": scaling,
@@ -441,14 +443,18 @@ def unsloth_call_default(e: dict[str, Any]) -> float:
     return statistics.mean(tps[x] for x in ("ab_course_1", "ab_course_2"))
 
 
-def speed_levers(squad: dict[str, dict[str, Any]], phi2: dict[str, Any], notebooks04: dict[str, Any]) -> dict[str, Any]:
-    """benchmarks/README.md's account of notebook 04's speed settings, each figure from the run that measured it."""
+def speed_levers(squad: dict[str, dict[str, Any]], phi2: dict[str, Any], notebooks04: dict[str, Any],
+                 levers: dict[str, Any]) -> dict[str, Any]:
+    """benchmarks/README.md's account of notebook 04's speed settings, each figure from the run that measured it
+    (``levers``: the GPU check of issue 32's levers, results/2026-12-07_levers_gpu/record.json)."""
     a, e, f = (squad[k]["runs"] for k in "AEF")
     errors = [r["estimate_gib"] / r["peak_gib"] - 1 for r in f.values()
               if r.get("estimate_gib") and r.get("trainer") == "hf" and r.get("backend") == "bnb"]
     longest = int(re.search(r"max (\d+)", squad["A"]["environment"]["lengths"]).group(1))
     nb = notebooks04["04_bf16"]
-    return {"A": a, "E": e, "F": f, "G": squad["G"]["runs"], "H": squad["H"]["runs"], "tps_a": _rates(squad["A"]),
+    return {"A": a, "E": e, "F": f, "G": squad["G"]["runs"], "H": squad["H"]["runs"], "J": squad["J"]["runs"],
+            "L": squad["L"]["runs"], "M": squad["M"]["runs"], "tps_a": _rates(squad["A"]), "tps_j": _rates(squad["J"]),
+            "tps_l": _rates(squad["L"]), "tps_m": _rates(squad["M"]), "levers": levers,
             "tps_f": _rates(squad["F"]), "tps_h": _rates(squad["H"]), "lean": lean_lora_gains(squad["F"]),
             "fused": fused_lora_gains(squad["G"], squad["H"]), "longest": longest,
             "cross_pairs": math.floor(100 * (1 - longest / a["before"]["real_tokens_per_step"])),
@@ -489,7 +495,7 @@ def render_blocks(records: dict[str, Any]) -> dict[str, str]:
         "gpu-qa": gpu_qa(records["phi2"], records["phi2_notebooks"], records["notebooks_h100"]),
         "multi-gpu": multi_gpu(records["scaling"], records["scaling_runs"]),
         "train-speed": train_speed(squad, records["squad_profiles"]),
-        "speed-levers": speed_levers(squad, records["phi2"], records["phi2_notebooks"]),
+        "speed-levers": speed_levers(squad, records["phi2"], records["phi2_notebooks"], records["levers_gpu"]),
         "smoke-classification": smoke_classification(course),
         "classification-curve": classification_curve(records["curve"]),
         "suite-runs": {"runs": records["suite"]},
