@@ -67,15 +67,29 @@ def use_fused_gelu(model: torch.nn.Module) -> list[Swap]:
     return swap_modules(model, lambda m: type(m).__name__ == "NewGELUActivation", lambda m: FusedTanhGELU())
 
 
+def set_forward(modules: list[torch.nn.Module], forward: Callable[..., Any]) -> list[torch.nn.Module]:
+    """Give each of ``modules`` the method ``forward`` (a function of ``(module, *args, **kwargs)``) instead of its
+    class's; returns them (:func:`restore_forward` undoes it)."""
+    for m in modules:
+        m.forward = types.MethodType(forward, m)
+    return list(modules)
+
+
+def restore_forward(modules: list[torch.nn.Module]) -> None:
+    """Give the modules :func:`set_forward` changed their class's forward back."""
+    for m in modules:
+        vars(m).pop("forward", None)
+
+
 class _ForwardSwap:
     """A module given another forward; ``remove()`` gives it its class's forward back (as a hook's handle does)."""
 
     def __init__(self, module: torch.nn.Module, forward: Callable[..., torch.Tensor]):
         self.module = module
-        module.forward = types.MethodType(forward, module)
+        set_forward([module], forward)
 
     def remove(self) -> None:
-        vars(self.module).pop("forward", None)
+        restore_forward([self.module])
 
 
 def norm_outputs_in(model: torch.nn.Module, dtype: torch.dtype) -> list[Any]:
@@ -189,6 +203,4 @@ def lean_lora_4bit(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 def undo_lean_lora_4bit(layers: list[torch.nn.Module]) -> None:
     """Give the layers :func:`lean_lora_4bit` changed peft's own forward back."""
-    from utils.models.qlora_linear import restore_forward
-
     restore_forward(layers)

@@ -33,10 +33,11 @@ goes to peft's own forward.
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import torch
+
+from utils.models.forward_patches import restore_forward, set_forward
 
 
 def _dequantized(weight: Any, dtype: torch.dtype) -> torch.Tensor:
@@ -137,17 +138,7 @@ def set_lora_4bit_forward(model: torch.nn.Module, forward: Any) -> list[torch.nn
     ``(layer, x, *args, **kwargs)``); returns the layers changed (:func:`restore_forward` undoes it)."""
     from peft.tuners.lora.bnb import Linear4bit
 
-    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
-    for m in layers:
-        m.forward = types.MethodType(forward, m)
-    return layers
-
-
-def restore_forward(layers: list[torch.nn.Module]) -> None:
-    """Give the layers :func:`set_lora_4bit_forward` changed peft's own forward back."""
-    for m in layers:
-        if "forward" in vars(m):
-            del m.forward
+    return set_forward([m for m in model.modules() if isinstance(m, Linear4bit)], forward)
 
 
 def fuse_qlora_linears(model: torch.nn.Module) -> list[torch.nn.Module]:

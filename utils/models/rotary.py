@@ -24,10 +24,11 @@ for what it does not cover (a key/value cache, Phi's optional query/key LayerNor
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import torch
+
+from utils.models.forward_patches import restore_forward, set_forward
 
 
 def _rotate(x: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> None:
@@ -206,14 +207,7 @@ ATTENTION_CLASSES = ("PhiAttention", "LlamaAttention")  # the forwards _attentio
 def rope_in_place(model: torch.nn.Module) -> list[torch.nn.Module]:
     """Give every Phi and Llama attention module of ``model`` the forward with :class:`RotateInPlace` (the same
     function). Returns the modules changed (:func:`undo_rope_in_place` gives them transformers' forward back)."""
-    modules = [m for m in model.modules() if type(m).__name__ in ATTENTION_CLASSES]
-    for m in modules:
-        m.forward = types.MethodType(_attention_forward, m)
-    return modules
+    return set_forward([m for m in model.modules() if type(m).__name__ in ATTENTION_CLASSES], _attention_forward)
 
 
-def undo_rope_in_place(modules: list[torch.nn.Module]) -> None:
-    """Give the modules :func:`rope_in_place` changed transformers' own forward back."""
-    for m in modules:
-        if "forward" in vars(m):
-            del m.forward
+undo_rope_in_place = restore_forward  # the modules rope_in_place changed get transformers' own forward back
