@@ -437,7 +437,7 @@ def predict(row: dict, config=None):
                     gradient_checkpointing=row["checkpointing"], optimizer=row["optimizer"],
                     attention=row["attention"], fused_kernels=bool(row.get("gelu") and row.get("norm_cast")),
                     residual_16bit=bool(row.get("residual16")),
-                    offload_checkpoints=bool(row.get("offload") and row["checkpointing"]))
+                    offload_checkpoints=bool((row.get("offload") or row.get("hf_offload")) and row["checkpointing"]))
 
 
 KERNEL_CLASSES = [  # (class, substrings of CUDA kernel names), first match wins

@@ -60,6 +60,7 @@ def _rows(name):
 SQUAD_RUNS = ["2026-11-30_train_speed_squad_runA/record.jsonl", "2026-11-30_train_speed_squad_runB/record.jsonl", "2026-11-30_train_speed_squad_runD/record.jsonl",
               "2026-11-30_train_speed_squad_runE/record.jsonl", "2026-11-30_train_speed_squad_runF/record.jsonl",
               "2026-12-07_train_speed_squad_runG/record.jsonl", "2026-12-07_train_speed_squad_runH/record.jsonl",
+              "2026-12-07_train_speed_squad_runJ/record.jsonl", "2026-12-07_train_speed_squad_runL/record.jsonl",
               "2026-12-07_train_speed_squad_runM/record.jsonl"]
 TOY_RUNS = ["2026-11-23_train_speed_toy_run3/record.jsonl", "2026-11-23_train_speed_toy_run2/record.jsonl", "2026-11-23_train_speed_toy_run4/record.jsonl", "2026-11-30_train_speed_toy_runE/record.jsonl"]
 
@@ -83,7 +84,7 @@ def test_within_15_percent_of_every_gpu_measurement(name):
                      lora_dropout=r["dropout"], gradient_checkpointing=r["checkpointing"], optimizer=r["optimizer"],
                      attention=r["attention"], fused_kernels=bool(r.get("gelu") and r.get("norm_cast")),
                      residual_16bit=bool(r.get("residual16")),
-                     offload_checkpoints=bool(r.get("offload") and r["checkpointing"]))
+                     offload_checkpoints=bool((r.get("offload") or r.get("hf_offload")) and r["checkpointing"]))
         assert abs(e.gib / r["peak_gib"] - 1) < 0.15, (r["config"], e.gib, r["peak_gib"])
 
 
