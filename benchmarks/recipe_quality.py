@@ -1,7 +1,7 @@
 """Quality on real weights: the course's default QLoRA recipe against the plain one, same data and steps, over seeds.
 
-    python benchmarks/recipe_quality.py --out results/2026-12-07_recipe_quality_smollm2 [--max-steps 100] [--seeds 0 1 2]
-    python benchmarks/recipe_quality.py --out results/2026-12-07_recipe_quality_smollm2 --report-only
+    python benchmarks/recipe_quality.py --out results/<date>_recipe_quality_smollm2 [--max-steps 100] [--seeds 0 1 2]
+    python benchmarks/recipe_quality.py --out results/<date>_recipe_quality_smollm2 --report-only
 
 The speed levers of the default recipe were measured for speed only, on random weights. Here two recipes train
 SmolLM2-135M-Instruct's real weights (4-bit NF4 base from the pip-packaged GGUF, ``utils.models.smollm2``) on
