@@ -315,6 +315,7 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
                profile_path: Path) -> dict:
     import torch
 
+    from utils.models import rotary
     from utils.models.adapters import weight_count
     from utils.models.loading import set_activation_checkpointing
     from utils.qa import collate, precision, training
@@ -407,7 +408,7 @@ def run_config(name: str, model, tokenizer, features, steps: int, warmup: int, w
         "wall_s": wall, "losses": training.loss_history(trainer)[1],
         "max_micro_tokens": max(counter.processed), "kernel_classes": kernel_classes,
         "step_s": timer.seconds,  # every step, warm-up included: outliers show here, not in the median
-        "rope_kernel": dict(__import__("utils.models.rotary", fromlist=["KERNEL"]).KERNEL) if cfg.get("rope") else None,
+        "rope_kernel": dict(rotary.KERNEL) if cfg.get("rope") else None,  # the Triton kernel ran, or its fallback
         "alloc_retries": (torch.cuda.memory_stats().get("num_alloc_retries", 0) if torch.cuda.is_available()
                           else None),  # the allocator freed its cache to satisfy a request (a cap being hit)
     }

@@ -101,8 +101,9 @@ def norm_outputs_in(model: torch.nn.Module, dtype: torch.dtype) -> list[Any]:
     norm in ``dtype`` outside autocast, with ``dtype`` copies of its weights: PyTorch computes a 16-bit layer norm in
     float32 and rounds the output once, the output autocast's float32 layer norm followed by a cast gives, to the
     bit (the input's gradient to 16-bit rounding: tests/test_forward_patches.py), without casting the input up,
-    writing a float32 output and casting it down (two passes forward, two backward). Any other norm (Llama's RMSNorm, trainable or inexact weights), or a float32
-    input, runs as before and its output is cast. Returns handles (``handle.remove()`` undoes each)."""
+    writing a float32 output and casting it down (two passes forward, two backward). Any other norm (Llama's
+    RMSNorm, trainable or inexact weights), or a float32 input, runs as before and its output is cast. Returns
+    handles (``handle.remove()`` undoes each)."""
     if dtype == torch.float32:
         return []
 

@@ -225,7 +225,6 @@ def checkpointing_arguments(enabled: bool) -> dict[str, Any]:
     return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
 
 
-
 def checkpointing_on(args: Any) -> bool:
     """Whether ``TrainingArguments`` ``args`` turn activation checkpointing on, under this transformers' name."""
     return bool(getattr(args, "activation_checkpointing", getattr(args, "gradient_checkpointing", False)))

@@ -24,6 +24,7 @@ for what it does not cover (a key/value cache, Phi's optional query/key LayerNor
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -184,8 +185,7 @@ def _attention_forward(self: Any, hidden_states: torch.Tensor, position_embeddin
         return type(self).forward(self, hidden_states, position_embeddings, attention_mask, cache=cache, **kwargs)
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    module = type(self).__module__
-    eager = __import__(module, fromlist=["eager_attention_forward"]).eager_attention_forward
+    eager = sys.modules[type(self).__module__].eager_attention_forward  # the model file's own, as transformers uses
     input_shape = hidden_states.shape[:-1]
     hidden_shape = (*input_shape, -1, self.head_dim)
     cos, sin = position_embeddings

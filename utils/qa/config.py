@@ -85,8 +85,9 @@ class QAConfig:
                                     "(every pass the same shape); 0: each pass's examples laid end to end in one row")
     pack_multiple: int = setting(256, "with row_length 0: pad the row to a multiple of this many tokens")
     fused_kernels: bool = setting(True, "the same function in fewer GPU kernels: one-kernel tanh-GELU, LoRA added "
-                                        "inside the 4-bit layers' products (utils.models.qlora_linear), 16-bit norm "
-                                        "outputs (utils.models.forward_patches)")
+                                        "inside the 4-bit layers' products (utils.models.qlora_linear), the rotary "
+                                        "embedding in place (utils.models.rotary), 16-bit norm outputs "
+                                        "(utils.models.forward_patches)")
     residual_16bit: bool = setting(True, "under bf16, keep the residual stream, embeddings and head in bf16 (peft "
                                          "upcasts them to float32): half the checkpointed activations; fp16 keeps "
                                          "float32 (its range is too small)")
@@ -318,6 +319,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
               # 4 examples laid end to end per pass, as tuned (8 steps of 4); rows of a fixed length pay off on a GPU
               "row_length": 0},
 }
+
+
 def fp16_rows(values: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str, int]:
     """What a T4 (fp16) changes, unless ``batch_size`` or ``grad_accum`` was set (by you, a profile or a preset): half
     the rows per forward pass, accumulated twice, so each optimizer step trains on the same rows.

@@ -151,8 +151,9 @@ def apply_fused_kernels(model: torch.nn.Module, config: QAConfig) -> None:
     """The speed settings: with ``config.fused_kernels`` the one-kernel tanh-GELU and, under 16-bit autocast, 16-bit
     norm outputs (:mod:`utils.models.forward_patches`), and every 4-bit + LoRA layer as one autograd function
     (:mod:`utils.models.qlora_linear`: LoRA added inside the products, forward and backward), the rotary embedding
-    applied in place (:mod:`utils.models.rotary`): the same function each, to rounding; with ``config.residual_16bit`` and bf16 (:func:`residual_16bit`) a 16-bit residual stream,
-    embeddings and head. Under float32 (the CPU) the GELU swap and the fused layers act."""
+    applied in place (:mod:`utils.models.rotary`): the same function each, to rounding; with
+    ``config.residual_16bit`` and bf16 (:func:`residual_16bit`) a 16-bit residual stream, embeddings and head.
+    Under float32 (the CPU) the GELU swap, the fused layers and the in-place rotary embedding act."""
     from utils.models.forward_patches import (
         embeddings_and_head_in,
         norm_outputs_in,
